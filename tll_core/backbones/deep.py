@@ -1,0 +1,212 @@
+"""timm and open_clip backbones: the real hub loading code, a local-file path, and a fast offline failure.
+
+Weights come from, in order: a local file (``--weights`` / ``$TLL_WEIGHTS_DIR``), the local hub cache,
+the hub itself. When the hub cannot be reached the hub clients retry for about a minute; we probe it
+first (a few seconds) and raise :class:`WeightsUnavailable` naming the model and both other ways.
+Random weights are used only when ``pretrained=False`` is asked for.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import TLLError, WeightsUnavailable
+from .compat import ensure_torchvision_ops
+from .registry import WEIGHTS_DIR_ENV, Backbone, BackboneCfg
+
+PREPROCESS_VERSION = 1
+HUB_HOSTS = ("huggingface.co", "github.com")
+PROBE_TIMEOUT_ENV = "TLL_HUB_PROBE_TIMEOUT"
+RANDOM_SEED = 0
+
+
+class TorchBackbone(Backbone):
+    def __init__(self, cfg: BackboneCfg, model: torch.nn.Module, transform: Any, weights_identity: str,
+                 forward: Any = None) -> None:
+        self.cfg = cfg
+        self.model = model.eval()
+        self.transform = transform
+        self.forward = forward or model
+        self.channels_last = _is_cnn(model)  # channels_last speeds up CNNs on CPU (bench/README.md)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.identity = f"{cfg.name}|{cfg.family}:{cfg.model_id}|{weights_identity}|pp{PREPROCESS_VERSION}"
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(image)
+
+    @torch.inference_mode()
+    def embed(self, prepared: list[torch.Tensor]) -> np.ndarray:
+        batch = torch.stack(prepared)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return self.forward(batch).float().reshape(len(prepared), -1).numpy()
+
+
+def _is_cnn(model: torch.nn.Module) -> bool:
+    return not any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "Attention" for m in model.modules())
+
+
+def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained: bool) -> TorchBackbone:
+    ensure_torchvision_ops()
+    build = _build_timm if cfg.family == "timm" else _build_open_clip
+    if not pretrained:
+        torch.manual_seed(RANDOM_SEED)
+        return build(cfg, None, f"random-seed{RANDOM_SEED}", hub=False)
+    if weights_file is not None:
+        return build(cfg, weights_file, f"file-sha1:{_file_sha1(weights_file)}", hub=False)
+    if in_hub_cache(cfg):
+        with _hub_offline():
+            return _from_hub(build, cfg)
+    unreachable = _unreachable_host()
+    if unreachable:
+        raise WeightsUnavailable(_weights_message(cfg, f"the model hub ({unreachable}) cannot be reached"))
+    return _from_hub(build, cfg)
+
+
+def _from_hub(build: Any, cfg: BackboneCfg) -> TorchBackbone:
+    try:
+        return build(cfg, None, f"hub:{cfg.weights_tag}", hub=True)
+    except TLLError:
+        raise
+    except Exception as exc:  # the hub clients raise many types; the user needs one line
+        raise WeightsUnavailable(_weights_message(cfg, f"download failed ({type(exc).__name__}: {exc})")) from exc
+
+
+def _weights_message(cfg: BackboneCfg, why: str) -> str:
+    return (
+        f"backbone {cfg.name}: pretrained weights {cfg.model_id} ({cfg.weights_tag}) unavailable: {why}. "
+        f"Supply a local weights file with --weights FILE, or put {cfg.name}.safetensors (or .pth/.bin) "
+        f"in the folder named by ${WEIGHTS_DIR_ENV}; weight-free backbones (combined, hog, …) run offline"
+    )
+
+
+def _unreachable_host() -> str | None:
+    timeout = float(os.environ.get(PROBE_TIMEOUT_ENV, "3"))
+    host = HUB_HOSTS[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return None
+    except OSError:
+        return host
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Use only the local hub cache (no retries against an unreachable hub)."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def in_hub_cache(cfg: BackboneCfg) -> bool:
+    """Whether the hub weights are already in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = {r.repo_id for r in scan_cache_dir().repos}
+    except Exception:  # no cache folder yet, or an unreadable one
+        return False
+    return any(repo in repos for repo in _hub_repo_ids(cfg))
+
+
+def _hub_repo_ids(cfg: BackboneCfg) -> list[str]:
+    if cfg.family == "timm":
+        return [f"timm/{cfg.model_id}.{cfg.weights_tag}"]
+    ensure_torchvision_ops()
+    import open_clip
+
+    pcfg = open_clip.get_pretrained_cfg(cfg.model_id, cfg.weights_tag) or {}
+    return [pcfg["hf_hub"].rstrip("/").split("/", 2)[0] + "/" + pcfg["hf_hub"].rstrip("/").split("/", 2)[1]] if pcfg.get("hf_hub") else []
+
+
+def _file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch file, loaded with ``weights_only=True`` (nothing unpickled)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TLLError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise TLLError(f"{path}: does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_into(model: torch.nn.Module, path: Path, cfg: BackboneCfg, ignorable: tuple[str, ...] = ()) -> None:
+    result = model.load_state_dict(read_state_dict(path), strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(ignorable)]
+    if result.missing_keys or unexpected:
+        keys = (result.missing_keys + unexpected)[:3]
+        raise TLLError(f"{path}: does not match backbone {cfg.name} ({cfg.model_id}); mismatched keys e.g. {keys}")
+
+
+def _build_timm(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:
+    import timm
+
+    model = timm.create_model(f"{cfg.model_id}.{cfg.weights_tag}", pretrained=hub, num_classes=0)
+    if weights_file is not None:
+        classifier = model.pretrained_cfg.get("classifier") or "fc"
+        heads = classifier if isinstance(classifier, tuple) else (classifier,)
+        _load_into(model, weights_file, cfg, ignorable=tuple(f"{h}." for h in heads))
+    data_cfg = timm.data.resolve_data_config({}, model=model)
+    transform = timm.data.create_transform(**data_cfg, is_training=False)
+    return TorchBackbone(cfg, model, transform, weights_identity)
+
+
+def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:
+    import open_clip
+
+    with _quiet_root_logger():  # open_clip warns on the root logger when asked for random weights
+        model, _, transform = open_clip.create_model_and_transforms(
+            cfg.model_id, pretrained=cfg.weights_tag if hub else None, device="cpu"
+        )
+    if weights_file is not None:
+        _load_into(model, weights_file, cfg)
+    visual = model.visual
+    # the text tower is never used: drop it so that memory holds only the image tower
+    for attr in ("transformer", "token_embedding", "ln_final", "text_projection"):
+        if hasattr(model, attr):
+            setattr(model, attr, None)
+    return TorchBackbone(cfg, visual, transform, weights_identity)

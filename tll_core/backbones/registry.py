@@ -1,0 +1,141 @@
+"""One registry of backbones (feature extractors), one front door: :func:`create_backbone`.
+
+Each entry is a declarative :class:`BackboneCfg`, like timm's ``PretrainedCfg`` and open_clip's
+table of architectures → pretrained tags. Deep entries keep the real hub loading code; offline they
+fail fast with a message naming both other ways to supply weights (see ``deep.py``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from ..errors import TLLError
+
+Family = Literal["weight-free", "timm", "open_clip"]
+DEFAULT_BACKBONE = "combined"
+WEIGHTS_DIR_ENV = "TLL_WEIGHTS_DIR"
+
+
+@dataclass(frozen=True)
+class BackboneCfg:
+    name: str
+    family: Family
+    model_id: str  # descriptor name, timm model name, or open_clip architecture
+    weights_tag: str | None  # timm pretrained tag / open_clip pretrained name; None: weight-free
+    dim: int
+    input_size: tuple[int, int] | None = None  # (h, w); deep models: from the model's pretrained config
+    description: str = ""
+
+    @property
+    def needs_weights(self) -> bool:
+        return self.family != "weight-free"
+
+
+class Backbone:
+    """A built feature extractor. ``prepare`` runs per image in worker threads; ``embed`` per batch."""
+
+    cfg: BackboneCfg
+    identity: str  # backbone + weights + preprocessing version: part of every cache key
+
+    def prepare(self, image: Image.Image) -> Any:
+        raise NotImplementedError
+
+    def embed(self, prepared: list[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _wf(name: str, dim: int, description: str) -> BackboneCfg:
+    return BackboneCfg(name, "weight-free", name, None, dim, description=description)
+
+
+def _timm(name: str, model_id: str, tag: str, dim: int) -> BackboneCfg:
+    return BackboneCfg(name, "timm", model_id, tag, dim, description=f"timm {model_id}.{tag}, pooled features")
+
+
+def _clip(name: str, arch: str, tag: str, dim: int) -> BackboneCfg:
+    return BackboneCfg(name, "open_clip", arch, tag, dim, description=f"open_clip {arch} ({tag}), image tower")
+
+
+REGISTRY: dict[str, BackboneCfg] = {
+    cfg.name: cfg
+    for cfg in (
+        _wf("combined", 5462, "HOG + HSV colour histogram + tiny image, weighted (the offline default)"),
+        _wf("hog", 4374, "HOG of grayscale 96x120 and 48x60, 9 bins, 12 px cells, 3x3 blocks"),
+        _wf("colour-hist", 128, "HSV joint colour histogram 8x4x4, square-rooted"),
+        _wf("tiny-image", 960, "16x20 RGB thumbnail, mean removed"),
+        _timm("resnet50", "resnet50", "a1_in1k", 2048),
+        _timm("resnet101", "resnet101", "a1_in1k", 2048),
+        _timm("resnet152", "resnet152", "a1_in1k", 2048),
+        _timm("densenet201", "densenet201", "tv_in1k", 1920),
+        _timm("vgg16", "vgg16", "tv_in1k", 4096),
+        _timm("mobilenetv2", "mobilenetv2_100", "ra_in1k", 1280),
+        _timm("mobilenetv3_large_100", "mobilenetv3_large_100", "ra_in1k", 1280),
+        _timm("efficientnet_b0", "efficientnet_b0", "ra_in1k", 1280),
+        _timm("dino-vits16", "vit_small_patch16_224", "dino", 384),
+        _timm("dinov2-vits14", "vit_small_patch14_dinov2", "lvd142m", 384),
+        _clip("clip-rn50", "RN50", "openai", 1024),
+        _clip("clip-rn101", "RN101", "openai", 512),
+        _clip("clip-rn50x4", "RN50x4", "openai", 640),
+        _clip("clip-vit-b-32", "ViT-B-32", "openai", 512),
+        _clip("clip-vit-l-14", "ViT-L-14", "openai", 768),
+    )
+}
+
+
+def get_cfg(name: str) -> BackboneCfg:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise TLLError(f"unknown backbone {name!r}; choose from: {', '.join(REGISTRY)}") from None
+
+
+def local_weights_file(name: str, weights: str | os.PathLike[str] | None = None) -> Path | None:
+    """The local weights file for a backbone: the one named, else ``$TLL_WEIGHTS_DIR/<name>.*``."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise TLLError(f"{path}: weights file not found (for backbone {name})")
+        return path
+    folder = os.environ.get(WEIGHTS_DIR_ENV)
+    if folder:
+        for suffix in (".safetensors", ".pth", ".pt", ".bin"):
+            path = Path(folder).expanduser() / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def create_backbone(
+    name: str, *, weights: str | os.PathLike[str] | None = None, pretrained: bool = True
+) -> Backbone:
+    """Build any registered backbone.
+
+    ``weights``: a local weights file (else ``$TLL_WEIGHTS_DIR/<name>.safetensors|.pth|.pt|.bin``, else
+    the timm / open_clip hub). ``pretrained=False`` builds a deep model with seeded random weights
+    (tests, benchmarks) — never done silently.
+    """
+    cfg = get_cfg(name)
+    if cfg.family == "weight-free":
+        from .weight_free import WeightFreeBackbone
+
+        return WeightFreeBackbone(cfg)
+    from .deep import build_deep_backbone
+
+    return build_deep_backbone(cfg, local_weights_file(name, weights) if pretrained else None, pretrained)
+
+
+def weights_available(name: str) -> bool:
+    """Whether a backbone can run here with real weights, without touching the network."""
+    cfg = get_cfg(name)
+    if not cfg.needs_weights:
+        return True
+    if local_weights_file(name) is not None:
+        return True
+    from .deep import in_hub_cache
+
+    return in_hub_cache(cfg)

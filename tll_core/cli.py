@@ -1,0 +1,226 @@
+"""``python -m tll_core``: list backbones, write the demo, evaluate, submit, validate, manage the cache.
+
+Every failure ends with one line on stderr naming the file or row, and a non-zero exit;
+``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
+from .errors import TLLError
+from .metrics import METRICS
+from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+
+EXIT_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except TLLError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted (finished batches are cached)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, but still one line for the user
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tll_core", description="Totally-Looks-Like matching engine")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_backbones)
+
+    p = sub.add_parser("demo", help="write the demo dataset (Kaggle layout)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("evaluate", help="zero-shot backbone x metric on validation tasks from the train pairs")
+    _data_options(p)
+    p.add_argument("--backbone", action="append", help=f"repeatable (default: {DEFAULT_BACKBONE})")
+    p.add_argument("--metric", action="append", choices=METRICS, help="repeatable (default: cosine)")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("submit", help="score the test tasks and write the Kaggle CSV")
+    _data_options(p)
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--metric", default="cosine", choices=METRICS)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("validate-submission", help="check a submission CSV against test_candidates.csv")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("file", type=Path)
+    p.set_defaults(run=cmd_validate)
+
+    p = sub.add_parser("cache", help="show or clear the embedding cache")
+    p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--info", action="store_true", help="(default)")
+    group.add_argument("--clear", action="store_true")
+    p.set_defaults(run=cmd_cache)
+    return parser
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="a TLL folder (Kaggle or release layout)")
+    p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
+    p.add_argument("--no-cache", action="store_true", help="compute every embedding afresh")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--weights", action="append", default=[], metavar="[NAME=]FILE",
+                   help="local weights file for a deep backbone (NAME= needed with several backbones)")
+    p.add_argument("--random-weights", action="store_true", help="deep backbones with seeded random weights (testing)")
+    p.add_argument("--no-centre", dest="centre", action="store_false",
+                   help="do not subtract the mean embedding before the metric")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
+    from .cache import EmbeddingCache
+    from .dataset import load_dataset
+    from .engine import Engine
+
+    if args.batch_size < 1 or args.workers < 1:
+        raise TLLError("--batch-size and --workers must be at least 1")
+    weights = {}
+    for spec in args.weights:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            deep = [b for b in backbones if REGISTRY.get(b) and REGISTRY[b].needs_weights]
+            if len(deep) != 1:
+                raise TLLError(f"--weights {spec}: say which backbone it is for, as NAME=FILE")
+            name, file = deep[0], spec
+        weights[name] = file
+    dataset = load_dataset(args.data)
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    return Engine(dataset, cache, batch_size=args.batch_size, workers=args.workers, weights=weights,
+                  pretrained=not args.random_weights)
+
+
+@contextmanager
+def _progress(args: argparse.Namespace, label: str) -> Iterator:
+    if args.quiet:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=label, unit="img", file=sys.stderr, leave=False, disable=None)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    rows = [{"name": c.name, "family": c.family, "dim": c.dim, "available": weights_available(c.name)} for c in REGISTRY.values()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':24} {'family':12} {'dim':>5}  weights")
+    for row, cfg in zip(rows, REGISTRY.values()):
+        state = "none needed" if not cfg.needs_weights else ("available" if row["available"] else "not available here")
+        print(f"{row['name']:24} {row['family']:12} {row['dim']:>5}  {state}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
+    out = write_demo(args.out, overwrite=args.overwrite)
+    print(f"demo dataset written to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    backbones = args.backbone or [DEFAULT_BACKBONE]
+    metrics = args.metric or ["cosine"]
+    for name in backbones:
+        if name not in REGISTRY:
+            raise TLLError(f"unknown backbone {name!r}; choose from: {', '.join(REGISTRY)}")
+    engine = _engine(args, backbones)
+    with _progress(args, "embedding") as progress:
+        rows = engine.evaluate(backbones, metrics, val_fraction=args.val_fraction, seed=args.seed,
+                               centre=args.centre, progress=progress)
+    if args.json:
+        print(json.dumps([_row_dict(r) for r in rows], indent=1))
+        return 0
+    print(f"{'backbone':22} {'metric':10} {'method':10} {'top1':>6} {'top2':>6} {'top5':>6} {'MRR':>6} {'rank':>5} {'n':>5}  top2 95% CI")
+    for r in rows:
+        print(f"{r.backbone:22} {r.metric:10} {r.method:10} {r.top1:6.3f} {r.top2:6.3f} {r.top5:6.3f} {r.mrr:6.3f} "
+              f"{r.mean_rank:5.2f} {r.n:5d}  [{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]")
+    return 0
+
+
+def _row_dict(row) -> dict:  # ResultRow -> JSON-ready dict
+    from dataclasses import asdict
+
+    d = asdict(row)
+    d["top2_ci"] = list(row.top2_ci)
+    return d
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submission import validate_submission
+
+    engine = _engine(args, [args.backbone])
+    with _progress(args, "embedding") as progress:
+        path = engine.submit(args.backbone, args.metric, args.out, centre=args.centre, progress=progress)
+    validate_submission(path, args.data)
+    print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {args.backbone}, {args.metric})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .submission import submission_problems
+
+    problems = submission_problems(args.file, args.data)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import EmbeddingCache
+
+    cache = EmbeddingCache(args.cache_dir)
+    if args.clear:
+        removed = cache.clear()
+        print(f"cleared {removed} embeddings from {cache.directory}")
+    else:
+        print(f"{cache.directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB")
+    cache.close()
+    return 0

@@ -1,0 +1,122 @@
+"""Batched, cached, streaming feature extraction.
+
+Images are read and hashed in chunks of one batch; cached vectors are taken as they are; the rest are
+decoded and prepared in worker threads (the next batch is prepared while the model runs on this one)
+and committed to the cache batch by batch. Memory holds one or two batches of images, whatever the
+size of the dataset.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backbones.registry import Backbone
+from .cache import EmbeddingCache
+from .errors import DataError
+from .images import ImageBytes, decode_rgb, read_image_bytes
+from .runtime import tune_malloc
+
+Progress = Callable[[int, int], None]  # (images done, images in all)
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_WORKERS = 2
+
+
+@dataclass
+class EmbeddingStats:
+    images: int = 0
+    computed: int = 0  # vectors the backbone computed in this run
+    cached: int = 0  # vectors taken from the cache
+    failures: list[str] = field(default_factory=list)
+
+
+def embed_paths(
+    paths: Sequence[Path],
+    backbone: Backbone,
+    cache: EmbeddingCache | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+    progress: Progress | None = None,
+    stats: EmbeddingStats | None = None,
+) -> np.ndarray:
+    """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError."""
+    tune_malloc()
+    stats = stats if stats is not None else EmbeddingStats()
+    stats.images += len(paths)
+    out = np.zeros((len(paths), backbone.cfg.dim), dtype=np.float32)
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: _Batch | None = None
+        for start in range(0, len(paths), max(1, batch_size)):
+            batch = _Batch()
+            chunk = range(start, min(start + batch_size, len(paths)))
+            for row, image in zip(chunk, pool.map(_read, [paths[i] for i in chunk])):
+                vector = None
+                if isinstance(image, str):
+                    stats.failures.append(image)
+                elif cache is not None:
+                    vector = cache.get(backbone.identity, image.sha1)
+                if vector is not None:
+                    out[row] = vector
+                    stats.cached += 1
+                elif not isinstance(image, str):
+                    batch.add(row, image, pool.submit(_prepare_one, backbone, image))
+            done += len(chunk) - len(batch.rows)
+            if pending is not None:  # embed the previous batch while the workers prepare this one
+                done += _finish(pending, backbone, cache, out, stats)
+            pending = batch
+            if progress:
+                progress(done, len(paths))
+        if pending is not None:
+            done += _finish(pending, backbone, cache, out, stats)
+    if progress:
+        progress(done, len(paths))
+    if stats.failures:
+        raise DataError(stats.failures, what="unreadable image")
+    return out
+
+
+@dataclass
+class _Batch:
+    rows: list[int] = field(default_factory=list)
+    images: list[ImageBytes] = field(default_factory=list)
+    prepared: list[Future[Any]] = field(default_factory=list)
+
+    def add(self, row: int, image: ImageBytes, prepared: Future[Any]) -> None:
+        self.rows.append(row)
+        self.images.append(image)
+        self.prepared.append(prepared)
+
+
+def _read(path: Path) -> ImageBytes | str:
+    try:
+        return read_image_bytes(path)
+    except DataError as exc:
+        return str(exc)
+
+
+def _prepare_one(backbone: Backbone, image: ImageBytes) -> Any:
+    try:
+        return backbone.prepare(decode_rgb(image))
+    except DataError as exc:
+        return exc
+
+
+def _finish(batch: _Batch, backbone: Backbone, cache: EmbeddingCache | None, out: np.ndarray,
+            stats: EmbeddingStats) -> int:
+    """Embed a prepared batch, commit it to the cache and place it in ``out``. Returns its row count."""
+    prepared = [f.result() for f in batch.prepared]
+    good = [(r, im, p) for r, im, p in zip(batch.rows, batch.images, prepared) if not isinstance(p, DataError)]
+    stats.failures.extend(str(p) for p in prepared if isinstance(p, DataError))
+    if good:
+        vectors = backbone.embed([p for _, _, p in good])
+        stats.computed += len(good)
+        if cache is not None:
+            cache.put_many(backbone.identity, {im.sha1: v for (_, im, _), v in zip(good, vectors)})
+        out[[r for r, _, _ in good]] = vectors
+    return len(batch.rows)

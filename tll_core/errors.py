@@ -1,0 +1,41 @@
+"""Errors a user sees. Each renders as one line that names the file or row at fault."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SHOWN_PROBLEMS = 5
+
+
+class TLLError(Exception):
+    """A problem with the user's input or environment, told in one line (never a traceback)."""
+
+
+class DataError(TLLError):
+    """The data folder (or a file in it) is not usable. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[str] | str, *, what: str = "data problem") -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(summarise(self.problems, what=what))
+
+
+class WeightsUnavailable(TLLError):
+    """Pretrained weights were asked for and cannot be had here."""
+
+
+class SubmissionError(TLLError):
+    """A submission CSV does not match its test_candidates.csv."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(summarise(self.problems, what="submission problem"))
+
+
+def summarise(problems: Sequence[str], *, what: str) -> str:
+    """`3 data problems: a; b; c` — the first few listed, then a count of the rest, on one line."""
+    problems = [p.replace("\n", " ") for p in problems]
+    if len(problems) == 1:
+        return problems[0]
+    head = "; ".join(problems[:SHOWN_PROBLEMS])
+    rest = len(problems) - SHOWN_PROBLEMS
+    tail = f"; … and {rest} more" if rest > 0 else ""
+    return f"{len(problems)} {what}s: {head}{tail}"

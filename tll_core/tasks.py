@@ -1,0 +1,142 @@
+"""20-candidate tasks: from test_candidates.csv, or built from train pairs by a seeded split.
+
+A :class:`TaskSet` holds unique left and right *pools* and, per left, the indices of its 20
+candidates in the right pool. Embedding each pool image once and gathering by index keeps all
+scoring vectorised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dataset import N_CANDIDATES, Dataset, Pair
+from .errors import DataError
+
+DEFAULT_VAL_FRACTION = 0.25
+DEFAULT_SEED = 0
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """Lefts, their candidate rights (indices into ``right_ids``) and the truth's position (or -1)."""
+
+    name: str
+    left_names: tuple[str, ...]
+    left_ids: tuple[str, ...]
+    right_names: tuple[str, ...]
+    right_ids: tuple[str, ...]
+    candidates: np.ndarray  # [n, 20] int, index into the right pool
+    truth: np.ndarray  # [n] int in 0..19, or UNKNOWN
+
+    def __len__(self) -> int:
+        return len(self.left_ids)
+
+    @property
+    def has_truth(self) -> bool:
+        return bool(len(self.truth)) and bool((self.truth >= 0).all())
+
+    def candidate_names(self, i: int) -> list[str]:
+        return [self.right_names[j] for j in self.candidates[i]]
+
+
+@dataclass(frozen=True)
+class Split:
+    """The fit part (for learned matchers) and the validation tasks built from the held-out pairs."""
+
+    fit: tuple[Pair, ...]
+    validation: tuple[Pair, ...]
+    tasks: TaskSet
+    val_fraction: float
+    seed: int
+
+
+def test_tasks(dataset: Dataset) -> TaskSet:
+    """The competition's test tasks, as given in test_candidates.csv (truth unknown)."""
+    if not dataset.test_rows:
+        raise DataError(f"{dataset.root}: no test part (test_candidates.csv)")
+    right_index: dict[str, int] = {}
+    right_names: list[str] = []
+    for row in dataset.test_rows:
+        for name, image_id in zip(row.candidates, row.candidate_ids):
+            if image_id not in right_index:
+                right_index[image_id] = len(right_index)
+                right_names.append(name)
+    candidates = np.array([[right_index[i] for i in row.candidate_ids] for row in dataset.test_rows], dtype=np.int64)
+    return TaskSet(
+        name="test",
+        left_names=tuple(r.left for r in dataset.test_rows),
+        left_ids=tuple(r.left_id for r in dataset.test_rows),
+        right_names=tuple(right_names),
+        right_ids=tuple(right_index),
+        candidates=candidates,
+        truth=np.full(len(dataset.test_rows), UNKNOWN, dtype=np.int64),
+    )
+
+
+def split_pairs(
+    pairs: tuple[Pair, ...], val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED
+) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:
+    """A seeded fit/validation split (numpy's PCG64: the same on every machine)."""
+    if not 0.0 < val_fraction <= 1.0:
+        raise DataError(f"validation fraction must be in (0, 1], got {val_fraction}")
+    n_val = max(N_CANDIDATES, round(len(pairs) * val_fraction))
+    if len(pairs) < N_CANDIDATES:
+        raise DataError(f"{len(pairs)} train pairs: at least {N_CANDIDATES} are needed to build 20-candidate tasks")
+    n_val = min(n_val, len(pairs))
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    validation = tuple(pairs[i] for i in sorted(order[:n_val]))
+    fit = tuple(pairs[i] for i in sorted(order[n_val:]))
+    return fit, validation
+
+
+def random_foil_tasks(validation: tuple[Pair, ...], seed: int = DEFAULT_SEED, name: str = "validation") -> TaskSet:
+    """Each left: its truth plus 19 foils drawn from the *other validation rights*, truth position shuffled."""
+    rng = np.random.default_rng([seed, 1])
+    n = len(validation)
+    foils = np.empty((n, N_CANDIDATES - 1), dtype=np.int64)
+    for i in range(n):  # draw 19 distinct indices != i
+        draw = rng.choice(n - 1, size=N_CANDIDATES - 1, replace=False)
+        foils[i] = draw + (draw >= i)
+    return _with_truth(validation, foils, rng, name)
+
+
+def hard_foil_tasks(
+    validation: tuple[Pair, ...], similarity: np.ndarray, seed: int = DEFAULT_SEED, name: str = "validation-hard"
+) -> TaskSet:
+    """Each left: its truth plus the 19 validation rights most similar to it (``similarity[left, right]``)."""
+    n = len(validation)
+    if similarity.shape != (n, n):
+        raise ValueError(f"similarity must be {n}x{n}, got {similarity.shape}")
+    sim = similarity.astype(np.float64, copy=True)
+    np.fill_diagonal(sim, -np.inf)
+    foils = np.argsort(-sim, axis=1, kind="stable")[:, : N_CANDIDATES - 1]
+    return _with_truth(validation, foils, np.random.default_rng([seed, 2]), name)
+
+
+def _with_truth(pairs: tuple[Pair, ...], foils: np.ndarray, rng: np.random.Generator, name: str) -> TaskSet:
+    n = len(pairs)
+    truth = rng.integers(0, N_CANDIDATES, size=n)
+    candidates = np.insert(foils, 0, np.arange(n), axis=1)  # truth first, then move it
+    for i in range(n):
+        candidates[i, [0, truth[i]]] = candidates[i, [truth[i], 0]]
+    return TaskSet(
+        name=name,
+        left_names=tuple(p.left for p in pairs),
+        left_ids=tuple(p.left_id for p in pairs),
+        right_names=tuple(p.right for p in pairs),
+        right_ids=tuple(p.right_id for p in pairs),
+        candidates=candidates,
+        truth=truth.astype(np.int64),
+    )
+
+
+def validation_split(
+    dataset: Dataset, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED
+) -> Split:
+    """The default validation protocol: seeded split, random foils from validation rights only."""
+    if not dataset.train_pairs:
+        raise DataError(f"{dataset.root}: no train pairs (train.csv, or left/ and right/)")
+    fit, validation = split_pairs(dataset.train_pairs, val_fraction, seed)
+    return Split(fit, validation, random_foil_tasks(validation, seed), val_fraction, seed)
