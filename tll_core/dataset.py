@@ -160,8 +160,6 @@ def read_csv_rows(path: Path, expected: tuple[str, ...]) -> tuple[list[tuple[int
         return [], [f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
     except OSError as exc:
         return [], [f"{path.name}: cannot read ({exc.strerror or exc})"]
-    if "\x00" in text:
-        return [], [f"{path.name}: contains NUL bytes (not a CSV file?)"]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)

@@ -17,7 +17,7 @@ from .dataset import Dataset, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths
 from .matchers import Matcher, ZeroShot
 from .metrics import evaluate_scores
-from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, test_tasks, validation_split
+from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, validation_split
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Engine:
         return validation_split(self.dataset, val_fraction, seed)
 
     def test(self) -> TaskSet:
-        return test_tasks(self.dataset)
+        return candidate_tasks(self.dataset)
 
     def score(self, tasks: TaskSet, backbone: str, matcher: Matcher, progress: Progress | None = None) -> np.ndarray:
         left, right = self.task_embeddings(tasks, backbone, progress)

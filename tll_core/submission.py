@@ -42,6 +42,8 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     if not submission.is_file():
         return [f"{submission}: not found"]
     rows, problems = read_csv_rows(submission, HEADER)
+    if not rows and problems:  # unreadable, empty or a bad header: nothing more to check
+        return problems
     expected = [cells[0] for _, cells in expected_rows]
     got_lefts = [cells[0] for _, cells in rows]
     for (line, cells), want in zip(rows, expected):

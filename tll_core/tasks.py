@@ -52,7 +52,7 @@ class Split:
     seed: int
 
 
-def test_tasks(dataset: Dataset) -> TaskSet:
+def candidate_tasks(dataset: Dataset) -> TaskSet:
     """The competition's test tasks, as given in test_candidates.csv (truth unknown)."""
     if not dataset.test_rows:
         raise DataError(f"{dataset.root}: no test part (test_candidates.csv)")

@@ -1,0 +1,116 @@
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import image
+from tll_core.backbones.registry import create_backbone
+from tll_core.cache import EmbeddingCache, decode_vector, encode_vector
+from tll_core.embeddings import EmbeddingStats, embed_paths
+from tll_core.errors import DataError
+
+
+class Counting:
+    """Wraps a real backbone and counts the images it embeds."""
+
+    def __init__(self, name: str = "combined") -> None:
+        self.inner = create_backbone(name)
+        self.cfg, self.identity, self.calls = self.inner.cfg, self.inner.identity, 0
+
+    def prepare(self, im: Image.Image):
+        return self.inner.prepare(im)
+
+    def embed(self, prepared):
+        self.calls += len(prepared)
+        return self.inner.embed(prepared)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> list[Path]:
+    return [image(tmp_path / "img" / f"{i}.jpg", seed=i) for i in range(10)]
+
+
+def test_second_run_computes_nothing(folder: list[Path], tmp_path: Path) -> None:
+    cache, backbone = EmbeddingCache(tmp_path / "c"), Counting()
+    first = embed_paths(folder, backbone, cache, batch_size=3)
+    assert backbone.calls == 10
+    stats = EmbeddingStats()
+    second = embed_paths(folder, backbone, cache, batch_size=3, stats=stats)
+    assert backbone.calls == 10 and stats.cached == 10 and stats.computed == 0
+    np.testing.assert_array_equal(first, second)
+
+
+def test_renamed_or_duplicated_images_are_not_recomputed(folder: list[Path], tmp_path: Path) -> None:
+    cache, backbone = EmbeddingCache(tmp_path / "c"), Counting()
+    embed_paths(folder, backbone, cache)
+    copy = tmp_path / "img" / "copy-of-3.jpg"
+    copy.write_bytes(folder[3].read_bytes())
+    out = embed_paths([copy], backbone, cache)
+    assert backbone.calls == 10
+    np.testing.assert_array_equal(out[0], embed_paths([folder[3]], backbone, cache)[0])
+
+
+def test_changed_image_is_recomputed(folder: list[Path], tmp_path: Path) -> None:
+    cache, backbone = EmbeddingCache(tmp_path / "c"), Counting()
+    before = embed_paths(folder, backbone, cache)
+    image(folder[4], seed=99)
+    after = embed_paths(folder, backbone, cache)
+    assert backbone.calls == 11
+    assert not np.array_equal(before[4], after[4]) and np.array_equal(before[5], after[5])
+
+
+def test_damaged_entry_is_recomputed_not_crashed_on(folder: list[Path], tmp_path: Path) -> None:
+    cache, backbone = EmbeddingCache(tmp_path / "c"), Counting()
+    before = embed_paths(folder, backbone, cache)
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c" / "embeddings" / "cache.db")
+    rows = db.execute("SELECT rowid, value FROM Cache WHERE value IS NOT NULL").fetchall()
+    assert rows, "vectors are stored inside the database"
+    for rowid, value in rows[:2]:
+        damaged = bytearray(value)
+        damaged[40] ^= 0xFF
+        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(damaged), rowid))
+    db.commit()
+    db.close()
+    cache = EmbeddingCache(tmp_path / "c")
+    after = embed_paths(folder, backbone, cache)
+    assert backbone.calls == 12
+    np.testing.assert_array_equal(before, after)
+
+
+def test_pickled_values_are_never_loaded(tmp_path: Path) -> None:
+    import pickle
+
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c" / "embeddings" / "cache.db")
+    # a crafted row claiming pickle mode (mode 4): diskcache would unpickle it, ours refuses
+    db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
+               " VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 4, NULL, ?)", ("b|x", pickle.dumps(["boom"])))
+    db.commit()
+    db.close()
+    assert EmbeddingCache(tmp_path / "c").get("b", "x") is None
+
+
+def test_vector_encoding_round_trip_and_damage() -> None:
+    v = np.arange(7, dtype=np.float32)
+    blob = encode_vector(v)
+    np.testing.assert_array_equal(decode_vector(blob), v)
+    assert decode_vector(blob[:-1]) is None and decode_vector(b"junk") is None
+    assert decode_vector(blob[:10] + bytes([blob[10] ^ 1]) + blob[11:]) is None
+
+
+def test_unreadable_images_are_all_reported(folder: list[Path], tmp_path: Path) -> None:
+    folder[2].write_bytes(folder[2].read_bytes()[:100])
+    folder[6].write_text("nope")
+    with pytest.raises(DataError) as info:
+        embed_paths(folder, create_backbone("combined"), EmbeddingCache(tmp_path / "c"))
+    assert "2 unreadable images" in str(info.value) and "2.jpg" in str(info.value) and "6.jpg" in str(info.value)
+
+
+def test_progress_reaches_the_total(folder: list[Path]) -> None:
+    seen: list[tuple[int, int]] = []
+    embed_paths(folder, create_backbone("tiny-image"), None, batch_size=4, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (10, 10) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))

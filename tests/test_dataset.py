@@ -1,0 +1,124 @@
+from pathlib import Path
+
+import pytest
+
+from conftest import image, make_kaggle, write_csv
+from tll_core.dataset import confined_path, load_dataset
+from tll_core.errors import DataError
+
+HEADER = ["left", *[f"c{i}" for i in range(20)]]
+
+
+def _load_error(root: Path) -> str:
+    with pytest.raises(DataError) as info:
+        load_dataset(root)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_valid_kaggle_folder_loads(kaggle_dir: Path) -> None:
+    ds = load_dataset(kaggle_dir)
+    assert ds.layout == "kaggle" and len(ds.train_pairs) == 24 and len(ds.test_rows) == 3
+    assert ds.train_pairs[0].left_id == "train/left/l000.jpg"
+    assert ds.test_rows[1].candidates[0] == "t001"
+
+
+def test_train_only_and_test_only_folders_are_valid(kaggle_dir: Path) -> None:
+    (kaggle_dir / "test_candidates.csv").unlink()
+    assert len(load_dataset(kaggle_dir).test_rows) == 0
+    (kaggle_dir / "test_candidates.csv").write_text(",".join(HEADER) + "\nq000," + ",".join(f"t{i:03d}" for i in range(20)) + "\n")
+    (kaggle_dir / "train.csv").unlink()
+    ds = load_dataset(kaggle_dir)
+    assert len(ds.train_pairs) == 0 and len(ds.test_rows) == 1
+
+
+def test_release_layout_pairs_by_name(tmp_path: Path) -> None:
+    for i in range(3):
+        image(tmp_path / "left" / f"{i:05d}.jpg", seed=i)
+        image(tmp_path / "right" / f"{i:05d}.png", seed=10 + i)
+    ds = load_dataset(tmp_path)
+    assert ds.layout == "release" and [p.right_id for p in ds.train_pairs][0] == "right/00000.png"
+
+
+def test_release_layout_unpaired_file_is_named(tmp_path: Path) -> None:
+    image(tmp_path / "left" / "a.jpg")
+    image(tmp_path / "right" / "b.jpg")
+    message = _load_error(tmp_path)
+    assert "left/a.jpg: no right image" in message and "right/b.jpg: no left image" in message
+
+
+def test_missing_folder_and_file_folder(tmp_path: Path) -> None:
+    assert "no such data folder" in _load_error(tmp_path / "nope")
+    (tmp_path / "f").write_text("x")
+    assert "is a file" in _load_error(tmp_path / "f")
+    (tmp_path / "empty").mkdir()
+    assert "no TLL data found" in _load_error(tmp_path / "empty")
+
+
+def test_missing_image_names_the_row(kaggle_dir: Path) -> None:
+    (kaggle_dir / "train/right/r005.jpg").unlink()
+    assert "train.csv line 7: missing image train/right/r005.jpg" in _load_error(kaggle_dir)
+
+
+def test_corrupt_and_empty_images_are_named(kaggle_dir: Path) -> None:
+    (kaggle_dir / "train/left/l001.jpg").write_bytes(b"")
+    (kaggle_dir / "test/right/t003.jpg").write_text("this is not a jpeg")
+    message = _load_error(kaggle_dir)
+    assert "train/left/l001.jpg: empty file" in message
+    assert "test/right/t003.jpg: not a readable image" in message
+
+
+def test_missing_column(kaggle_dir: Path) -> None:
+    write_csv(kaggle_dir / "train.csv", [["left"], ["l000"]])
+    assert "train.csv: bad header (missing column right" in _load_error(kaggle_dir)
+
+
+def test_wrong_column_count_names_the_line(kaggle_dir: Path) -> None:
+    write_csv(kaggle_dir / "train.csv", [["left", "right"], ["l000", "r000"], ["l001", "r001", "extra"]])
+    assert "train.csv line 3: expected 2 columns, found 3" in _load_error(kaggle_dir)
+
+
+def test_candidate_rows_must_have_20(kaggle_dir: Path) -> None:
+    rights = [f"t{i:03d}" for i in range(22)]
+    write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000", *rights[:19]], ["q001", *rights[:21]]])
+    message = _load_error(kaggle_dir)
+    assert "test_candidates.csv line 2: expected 21 columns, found 20" in message
+    assert "line 3: expected 21 columns, found 22" in message
+
+
+def test_duplicate_rows(kaggle_dir: Path) -> None:
+    rows = [["left", "right"], ["l000", "r000"], ["l001", "r001"], ["l000", "r000"]]
+    write_csv(kaggle_dir / "train.csv", rows)
+    assert "train.csv line 4: duplicate left 'l000' (first on line 2)" in _load_error(kaggle_dir)
+
+
+@pytest.mark.parametrize("name,why", [("../secret", "path separator"), ("/etc/passwd", "path separator"),
+                                      ("a\\b", "path separator"), ("..", "escape"), ("bad\x00name", "NUL")])
+def test_names_that_escape_the_folder_are_refused(kaggle_dir: Path, name: str, why: str) -> None:
+    write_csv(kaggle_dir / "train.csv", [["left", "right"], ["l000", name]])
+    message = _load_error(kaggle_dir)
+    assert "train.csv line 2" in message and why in message
+
+
+def test_problems_are_all_counted_on_one_line(kaggle_dir: Path) -> None:
+    for i in range(8):
+        (kaggle_dir / f"train/left/l{i:03d}.jpg").unlink()
+    message = _load_error(kaggle_dir)
+    assert message.startswith("8 data problems:") and "and 3 more" in message
+
+
+def test_bom_and_crlf_are_accepted(kaggle_dir: Path) -> None:
+    text = "\ufeffleft,right\r\n" + "".join(f"l{i:03d},r{i:03d}\r\n" for i in range(24))
+    (kaggle_dir / "train.csv").write_bytes(text.encode("utf-8"))
+    assert len(load_dataset(kaggle_dir).train_pairs) == 24
+
+
+def test_symlink_out_of_the_folder_is_refused(kaggle_dir: Path, tmp_path: Path) -> None:
+    outside = image(tmp_path / "outside.jpg")
+    target = kaggle_dir / "train/left/l000.jpg"
+    target.unlink()
+    target.symlink_to(outside)
+    assert "resolves outside the data folder" in _load_error(kaggle_dir)
+    with pytest.raises(DataError):
+        confined_path(kaggle_dir.resolve(), "../outside.jpg")

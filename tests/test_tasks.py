@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tll_core.dataset import Pair, load_dataset
+from tll_core.errors import DataError
+from tll_core.tasks import hard_foil_tasks, random_foil_tasks, split_pairs, candidate_tasks, validation_split
+
+
+def _pairs(n: int) -> tuple[Pair, ...]:
+    return tuple(Pair(f"l{i}", f"r{i}", f"train/left/l{i}.jpg", f"train/right/r{i}.jpg") for i in range(n))
+
+
+def test_same_seed_same_tasks_other_seed_other_tasks(demo_dir: Path) -> None:
+    ds = load_dataset(demo_dir)
+    a, b, c = validation_split(ds, 0.5, 7), validation_split(ds, 0.5, 7), validation_split(ds, 0.5, 8)
+    assert a.tasks.left_ids == b.tasks.left_ids
+    assert np.array_equal(a.tasks.candidates, b.tasks.candidates) and np.array_equal(a.tasks.truth, b.tasks.truth)
+    assert a.tasks.left_ids != c.tasks.left_ids or not np.array_equal(a.tasks.candidates, c.tasks.candidates)
+
+
+def test_fixed_seed_gives_fixed_tasks_on_any_machine() -> None:
+    """Pins the protocol: numpy's PCG64 streams are platform-independent, so these never change."""
+    _, val = split_pairs(_pairs(40), 0.5, 0)
+    tasks = random_foil_tasks(val, 0)
+    assert [p.left for p in val][:6] == ["l0", "l1", "l2", "l3", "l4", "l10"]
+    assert tasks.truth[:6].tolist() == [15, 1, 6, 17, 13, 7]
+    assert tasks.candidates[0, :5].tolist() == [15, 18, 6, 4, 5]
+
+
+def test_foils_never_come_from_the_fit_part() -> None:
+    fit, val = split_pairs(_pairs(200), 0.25, 3)
+    tasks = random_foil_tasks(val, 3)
+    fit_rights = {p.right_id for p in fit}
+    used = {tasks.right_ids[j] for j in tasks.candidates.ravel()}
+    assert not used & fit_rights
+    assert used <= {p.right_id for p in val}
+    assert len(fit) == 150 and len(val) == 50
+    assert not {p.left for p in fit} & {p.left for p in val}
+
+
+def test_truth_present_exactly_once_and_at_the_truth_index() -> None:
+    tasks = random_foil_tasks(split_pairs(_pairs(100), 1.0, 0)[1], 0)
+    for i in range(len(tasks)):
+        names = tasks.candidate_names(i)
+        assert len(names) == 20 and len(set(names)) == 20
+        assert names.count(f"r{tasks.left_names[i][1:]}") == 1
+        assert names[tasks.truth[i]] == f"r{tasks.left_names[i][1:]}"
+    assert len(set(tasks.truth.tolist())) > 5  # the truth's position is shuffled
+
+
+def test_hard_foils_are_the_nearest_rights() -> None:
+    val = _pairs(30)
+    rng = np.random.default_rng(0)
+    sim = rng.random((30, 30))
+    tasks = hard_foil_tasks(val, sim)
+    for i in range(30):
+        foils = [j for k, j in enumerate(tasks.candidates[i]) if k != tasks.truth[i]]
+        others = np.delete(np.arange(30), i)
+        expected = set(others[np.argsort(-sim[i, others])[:19]].tolist())
+        assert set(foils) == expected and tasks.candidates[i, tasks.truth[i]] == i
+
+
+def test_too_few_pairs_and_bad_fraction() -> None:
+    with pytest.raises(DataError, match="at least 20"):
+        split_pairs(_pairs(10), 1.0)
+    with pytest.raises(DataError, match="validation fraction"):
+        split_pairs(_pairs(40), 1.5)
+
+
+def test_test_tasks_follow_the_csv(kaggle_dir: Path) -> None:
+    ds = load_dataset(kaggle_dir)
+    tasks = candidate_tasks(ds)
+    assert tasks.left_names == ("q000", "q001", "q002") and not tasks.has_truth
+    assert tasks.candidate_names(2) == [f"t{i:03d}" for i in range(2, 22)]
+    assert len(tasks.right_ids) == 22  # each right embedded once, shared across rows
