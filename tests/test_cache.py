@@ -114,3 +114,19 @@ def test_progress_reaches_the_total(folder: list[Path]) -> None:
     seen: list[tuple[int, int]] = []
     embed_paths(folder, create_backbone("tiny-image"), None, batch_size=4, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (10, 10) and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+
+
+def test_engine_memory_memo_notices_a_changed_file(kaggle_dir: Path) -> None:
+    from tll_core.dataset import load_dataset
+    from tll_core.engine import Engine
+
+    engine = Engine(load_dataset(kaggle_dir), EmbeddingCache(kaggle_dir.parent / "c"))
+    ids = [p.left_id for p in engine.dataset.train_pairs[:5]]
+    first = engine.embed(ids, "combined")
+    assert engine.stats.computed == 5
+    again = engine.embed(ids, "combined")
+    assert again is first and engine.stats.computed == 5
+    image(engine.dataset.path(ids[2]), seed=77)  # rewritten: size, mtime or inode changes
+    changed = engine.embed(ids, "combined")
+    assert engine.stats.computed == 6 and not np.array_equal(changed[2], first[2])
+    np.testing.assert_array_equal(changed[0], first[0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tll_core.dataset import Pair, load_dataset
-from tll_core.errors import DataError
+from tll_core.errors import DataError, TLLError
 from tll_core.tasks import hard_foil_tasks, random_foil_tasks, split_pairs, candidate_tasks, validation_split
 
 
@@ -75,3 +75,14 @@ def test_test_tasks_follow_the_csv(kaggle_dir: Path) -> None:
     assert tasks.left_names == ("q000", "q001", "q002") and not tasks.has_truth
     assert tasks.candidate_names(2) == [f"t{i:03d}" for i in range(2, 22)]
     assert len(tasks.right_ids) == 22  # each right embedded once, shared across rows
+
+
+def test_engine_hard_foils_are_harder_than_random(demo_dir: Path) -> None:
+    from tll_core.engine import Engine
+
+    engine = Engine(load_dataset(demo_dir))
+    random_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0)
+    hard_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0, foils="hard", foil_backbone="combined")
+    assert hard_row.n == random_row.n and hard_row.top2 < random_row.top2
+    with pytest.raises(TLLError, match="unknown foil mode"):
+        engine.evaluate(["combined"], ["cosine"], foils="impossible")

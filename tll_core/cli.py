@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", choices=METRICS, help="repeatable (default: cosine)")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--foils", choices=("random", "hard"), default="random",
+                   help="hard: the 19 validation rights nearest to each left under --foil-backbone")
+    p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -170,7 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     engine = _engine(args, backbones)
     with _progress(args, "embedding") as progress:
         rows = engine.evaluate(backbones, metrics, val_fraction=args.val_fraction, seed=args.seed,
-                               centre=args.centre, progress=progress)
+                               centre=args.centre, foils=args.foils, foil_backbone=args.foil_backbone,
+                               progress=progress)
     if args.json:
         print(json.dumps([_row_dict(r) for r in rows], indent=1))
         return 0

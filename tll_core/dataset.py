@@ -51,6 +51,7 @@ class Dataset:
     test_rows: tuple[TestRow, ...] = ()
     has_sample_submission: bool = False
     _resolved_root: Path = field(default=Path(), repr=False, compare=False)
+    _paths: dict[str, Path] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -58,7 +59,10 @@ class Dataset:
 
     def path(self, image_id: str) -> Path:
         """The file behind an image id, refused if it would resolve outside the data root."""
-        return confined_path(self._resolved_root, image_id)
+        path = self._paths.get(image_id)
+        if path is None:
+            path = self._paths[image_id] = confined_path(self._resolved_root, image_id)
+        return path
 
     def summary(self) -> dict[str, int | str]:
         return {

@@ -6,18 +6,29 @@ front end (CLI, studio, benchmarks) runs the same code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .backbones.registry import Backbone, create_backbone
+from .backbones.registry import DEFAULT_BACKBONE, Backbone, create_backbone
 from .cache import EmbeddingCache
 from .dataset import Dataset, load_dataset
+from .errors import TLLError
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths
 from .matchers import Matcher, ZeroShot
 from .metrics import evaluate_scores
-from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, validation_split
+from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
+                    validation_split)
+
+
+MEMO_ENTRIES = 8  # embedding arrays kept in memory (task sets x backbones)
+
+
+def _signature(paths: list[Path]) -> tuple:
+    stats = [os.stat(p) for p in paths]
+    return tuple((st.st_size, st.st_mtime_ns, st.st_ino) for st in stats)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class Engine:
     pretrained: bool = True  # False: deep backbones with seeded random weights (tests, benchmarks)
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
     _backbones: dict[str, Backbone] = field(default_factory=dict, repr=False)
+    _memo: OrderedDict[tuple[str, tuple[str, ...]], tuple[tuple, np.ndarray]] = field(
+        default_factory=OrderedDict, repr=False
+    )
 
     @classmethod
     def open(cls, data: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, **kw) -> Engine:
@@ -57,17 +71,46 @@ class Engine:
         return self._backbones[name]
 
     def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None) -> np.ndarray:
+        """Embeddings of images, from memory when no file changed (size, mtime, inode), else via the disk cache."""
+        model = self.backbone(backbone)
         paths = [self.dataset.path(i) for i in image_ids]
-        return embed_paths(paths, self.backbone(backbone), self.cache, batch_size=self.batch_size,
-                           workers=self.workers, progress=progress, stats=self.stats)
+        key = (model.identity, tuple(image_ids))
+        signature = _signature(paths)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == signature:
+            self._memo.move_to_end(key)
+            self.stats.images += len(paths)
+            self.stats.cached += len(paths)
+            if progress:
+                progress(len(paths), len(paths))
+            return hit[1]
+        vectors = embed_paths(paths, model, self.cache, batch_size=self.batch_size, workers=self.workers,
+                              progress=progress, stats=self.stats)
+        vectors.flags.writeable = False  # shared between callers
+        self._memo[key] = (signature, vectors)
+        while len(self._memo) > MEMO_ENTRIES:
+            self._memo.popitem(last=False)
+        return vectors
 
     def task_embeddings(self, tasks: TaskSet, backbone: str, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Left and right-pool embeddings of a task set, in one extraction pass."""
         vectors = self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
         return vectors[: len(tasks.left_ids)], vectors[len(tasks.left_ids) :]
 
-    def validation(self, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED) -> Split:
-        return validation_split(self.dataset, val_fraction, seed)
+    def validation(self, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED,
+                   foils: str = "random", foil_backbone: str = DEFAULT_BACKBONE,
+                   progress: Progress | None = None) -> Split:
+        """Validation tasks; ``foils="hard"``: the 19 foils are the validation rights nearest to each left
+        under ``foil_backbone`` (centred cosine) instead of random ones."""
+        split = validation_split(self.dataset, val_fraction, seed)
+        if foils == "random":
+            return split
+        if foils != "hard":
+            raise TLLError(f"unknown foil mode {foils!r}; choose random or hard")
+        left, right = self.task_embeddings(split.tasks, foil_backbone, progress)
+        n = len(split.tasks)
+        similarity = ZeroShot("cosine").score(left, right, np.tile(np.arange(n), (n, 1)))
+        return replace(split, tasks=hard_foil_tasks(split.validation, similarity, seed))
 
     def test(self) -> TaskSet:
         return candidate_tasks(self.dataset)
@@ -84,10 +127,17 @@ class Engine:
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = DEFAULT_SEED,
         centre: bool = True,
+        foils: str = "random",
+        foil_backbone: str = DEFAULT_BACKBONE,
         progress: Progress | None = None,
     ) -> list[ResultRow]:
         """Every backbone × metric (zero-shot) on the validation tasks."""
-        tasks = self.validation(val_fraction, seed).tasks
+        tasks = self.validation(val_fraction, seed, foils, foil_backbone, progress).tasks
+        return self.evaluate_tasks(tasks, backbones, metrics, centre=centre, seed=seed, progress=progress)
+
+    def evaluate_tasks(self, tasks: TaskSet, backbones: list[str], metrics: list[str], *, centre: bool = True,
+                       seed: int = DEFAULT_SEED, progress: Progress | None = None) -> list[ResultRow]:
+        """Every backbone × metric (zero-shot) on a task set with known truth; each backbone embeds once."""
         rows = []
         for backbone in backbones:
             left, right = self.task_embeddings(tasks, backbone, progress)

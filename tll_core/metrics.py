@@ -9,12 +9,14 @@ MRR: the mean of 1/rank. Mean rank: the mean of rank (1 best, 20 worst).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 METRICS = ("cosine", "euclidean", "manhattan")
-_CHUNK_ELEMENTS = 1 << 24  # bound the [chunk, 20, dim] gather to ~64 MB
+_CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
 
 
 def check_metric(metric: str) -> str:
@@ -28,31 +30,38 @@ def check_metric(metric: str) -> str:
 def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray, metric: str) -> np.ndarray:
     """``[n, 20]`` similarities of each left ``[n, d]`` to its candidates (rows of ``right`` ``[m, d]``).
 
-    Vectorised over all tasks (chunked only to bound memory).
+    Vectorised over all tasks: the candidates are gathered into ``[chunk, 20, d]`` blocks small enough
+    to stay in cache (bench/README.md: 4x faster than one big block), then one batched kernel per block.
     """
     check_metric(metric)
-    left = np.asarray(left, dtype=np.float32)
-    right = np.asarray(right, dtype=np.float32)
+    left_t, right_t = _tensor(left), _tensor(right)
     if metric == "cosine":
-        left = _unit(left)
-        right = _unit(right)
-    n, k = candidates.shape
-    out = np.empty((n, k), dtype=np.float32)
-    step = max(1, _CHUNK_ELEMENTS // max(1, k * left.shape[1]))
-    for s in range(0, n, step):
-        l = left[s : s + step, None, :]
-        r = right[candidates[s : s + step]]
-        if metric == "cosine":
-            out[s : s + step] = np.einsum("nkd,nkd->nk", np.broadcast_to(l, r.shape), r)
-        elif metric == "euclidean":
-            out[s : s + step] = -np.sqrt(np.square(r - l).sum(-1))
-        else:
-            out[s : s + step] = -np.abs(r - l).sum(-1)
-    return out
+        left_t, right_t = _unit(left_t), _unit(right_t)
+    index = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
+    n, k = index.shape
+    out = torch.empty((n, k), dtype=torch.float32)
+    step = max(1, _CHUNK_ELEMENTS // max(1, k * left_t.shape[1]))
+    with torch.inference_mode():
+        for s in range(0, n, step):
+            l = left_t[s : s + step, None, :]
+            r = right_t[index[s : s + step]]
+            if metric == "cosine":
+                out[s : s + step] = torch.bmm(r, l.transpose(1, 2))[..., 0]
+            else:
+                p = 2.0 if metric == "euclidean" else 1.0
+                out[s : s + step] = -torch.cdist(l, r, p=p, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+    return out.numpy()
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """A float32 tensor sharing memory with ``x`` (read-only inputs are fine: nothing here writes to them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns on read-only arrays
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def truth_ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:

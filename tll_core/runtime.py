@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -20,6 +21,8 @@ def tune_malloc() -> bool:
     thresholds (the in-process form of ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``) lets them
     be reused: mobilenetv3 57 → 111 img/s on 2 cores (``bench/``). A no-op where glibc is absent.
     """
+    if os.environ.get("TLL_MALLOC_TUNE") == "0":  # off switch, for measuring the difference
+        return False
     name = ctypes.util.find_library("c")
     if not name:
         return False

@@ -1,0 +1,162 @@
+"""Engine benchmark: every figure is measured side by side in one run and printed with its ratio.
+
+    .venv/bin/python bench/bench_engine.py [--data ../shared/tll-dev] [--full]
+
+Without --data (or when the folder is absent) it runs on the demo dataset. --full embeds all images
+with resnet50 for the peak-memory row (about 8 minutes on 2 cores); otherwise that row uses 1000 images.
+Deep models use seeded random weights: the same FLOPs as pretrained ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tll_core.backbones.registry import create_backbone  # noqa: E402
+from tll_core.cache import EmbeddingCache  # noqa: E402
+from tll_core.dataset import load_dataset  # noqa: E402
+from tll_core.demo import write_demo  # noqa: E402
+from tll_core.embeddings import embed_paths  # noqa: E402
+from tll_core.engine import Engine  # noqa: E402
+from tll_core.images import decode_rgb, read_image_bytes  # noqa: E402
+from tll_core.metrics import METRICS, evaluate_scores  # noqa: E402
+
+WEIGHT_FREE = ("combined", "hog", "colour-hist", "tiny-image")
+DEEP = ("resnet50", "mobilenetv3_large_100", "clip-rn50")
+
+
+def throughput(paths: list[Path], name: str, **kw) -> float:
+    backbone = create_backbone(name, pretrained=False)
+    embed_paths(paths[:16], backbone, None)  # warm-up: first-call allocations
+    start = time.perf_counter()
+    embed_paths(paths, backbone, None, **kw)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def seed_style_evaluation(engine: Engine, backbone: str, limit: int) -> tuple[float, float]:
+    """As the seed reports did it: for each left, load and describe it and its 20 candidates, one image
+    at a time, and compare in a Python loop. Nothing is kept between runs."""
+    tasks = engine.validation().tasks
+    describe = create_backbone(backbone)
+    start = time.perf_counter()
+    hits = []
+    for i in range(min(limit, len(tasks))):
+        def vec(image_id: str) -> np.ndarray:
+            return describe.embed([describe.prepare(decode_rgb(read_image_bytes(engine.dataset.path(image_id))))])[0]
+        left = vec(tasks.left_ids[i])
+        scores = []
+        for j in tasks.candidates[i]:
+            right = vec(tasks.right_ids[j])
+            scores.append(float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right))))
+        hits.append(sorted(range(20), key=lambda k: -scores[k]).index(int(tasks.truth[i])) < 2)
+    elapsed = time.perf_counter() - start
+    return elapsed * len(tasks) / len(hits), float(np.mean(hits))
+
+
+def peak_rss_mb(data: Path, backbone: str, limit: int | None) -> tuple[float, int, float]:
+    code = f"""
+import sys, time, json
+sys.path.insert(0, {str(ROOT)!r})
+from tll_core.dataset import load_dataset
+from tll_core.backbones.registry import create_backbone
+from tll_core.embeddings import embed_paths
+ds = load_dataset({str(data)!r}, check_images=False)
+ids = sorted(ds.image_ids())[:{limit}]
+start = time.perf_counter()
+embed_paths([ds.path(i) for i in ids], create_backbone({backbone!r}, pretrained=False), None)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps([int(hwm) / 1024, len(ids), time.perf_counter() - start]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    rss, n, secs = json.loads(out.strip().splitlines()[-1])
+    return rss, n, secs
+
+
+def malloc_ab(paths: list[Path]) -> tuple[float, float]:
+    code = f"""
+import sys, json
+sys.path.insert(0, {str(ROOT / 'bench')!r}); sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from bench_engine import throughput
+print(throughput([Path(p) for p in {[str(p) for p in paths]!r}], "mobilenetv3_large_100"))
+"""
+    rates = []
+    for setting in ("0", "1"):
+        env = dict(os.environ, TLL_MALLOC_TUNE=setting)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+        rates.append(float(out.strip().splitlines()[-1]))
+    return rates[0], rates[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "tll-dev")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--seed-style-lefts", type=int, default=60, help="lefts timed for the seed-style loop")
+    args = parser.parse_args()
+    data = args.data
+    if not (data / "train.csv").exists():
+        data = write_demo(Path(tempfile.mkdtemp()) / "demo")
+    dataset = load_dataset(data)
+    ids = sorted(dataset.image_ids())
+    paths = [dataset.path(i) for i in ids]
+    print(f"data: {data} ({len(ids)} images); torch threads: {__import__('torch').get_num_threads()}")
+
+    print("\n## Feature extraction (no cache), img/s")
+    for name in WEIGHT_FREE:
+        print(f"{name:24} {throughput(paths[:600], name):8.1f}")
+    for name in DEEP:
+        print(f"{name:24} {throughput(paths[:96], name):8.1f}   (random weights)")
+    off, on = malloc_ab(paths[:128])
+    print(f"mobilenetv3 malloc tuning: off {off:.1f} → on {on:.1f} img/s (x{on / off:.2f})")
+    backbone = create_backbone("resnet50", pretrained=False)
+    start = time.perf_counter(); embed_paths(paths[:64], backbone, None); with_cl = 64 / (time.perf_counter() - start)
+    backbone.channels_last = False
+    backbone.model.to(memory_format=__import__("torch").contiguous_format)
+    start = time.perf_counter(); embed_paths(paths[:64], backbone, None); without_cl = 64 / (time.perf_counter() - start)
+    print(f"resnet50 channels_last: off {without_cl:.1f} → on {with_cl:.1f} img/s (x{with_cl / without_cl:.2f})")
+
+    print("\n## evaluate: combined x 3 metrics, default validation split")
+    with tempfile.TemporaryDirectory() as cache_dir:
+        engine = Engine(dataset, EmbeddingCache(cache_dir))
+        start = time.perf_counter(); rows = engine.evaluate(["combined"], list(METRICS)); cold = time.perf_counter() - start
+        start = time.perf_counter(); engine2 = Engine(dataset, EmbeddingCache(cache_dir)); engine2.evaluate(["combined"], list(METRICS)); warm = time.perf_counter() - start
+        n_tasks = rows[0].n
+        print(f"cold {cold:.2f} s, warm {warm:.3f} s ({n_tasks} tasks; top-2 cosine {rows[0].top2:.3f})")
+        if dataset.test_rows:  # the 2000 test tasks, with a stand-in truth (timing only)
+            test = engine2.test()
+            test = replace(test, truth=np.zeros(len(test), dtype=np.int64))
+            engine2.task_embeddings(test, "combined")  # cold fill, not timed
+            start = time.perf_counter()
+            engine2.evaluate_tasks(test, ["combined"], list(METRICS))
+            in_process = time.perf_counter() - start
+            engine3 = Engine(dataset, EmbeddingCache(cache_dir))
+            start = time.perf_counter()
+            engine3.evaluate_tasks(test, ["combined"], list(METRICS))
+            from_disk = time.perf_counter() - start
+            print(f"warm evaluation, {len(test)} tasks x 3 metrics: {in_process:.3f} s in-process (studio), "
+                  f"{from_disk:.3f} s from the disk cache (a new process)")
+        seed_secs, seed_top2 = seed_style_evaluation(engine2, "combined", args.seed_style_lefts)
+        print(f"seed-style per-image loop (recomputed every run; extrapolated from {args.seed_style_lefts} lefts): "
+              f"{seed_secs:.1f} s for {n_tasks} tasks → ours cold x{seed_secs / cold:.1f}, warm rerun x{seed_secs / warm:.0f}")
+
+    print("\n## Peak memory (a fresh process, VmHWM)")
+    rss, n, secs = peak_rss_mb(data, "combined", None)
+    print(f"combined:  {rss:7.0f} MB over {n} images ({n / secs:.0f} img/s)")
+    rss, n, secs = peak_rss_mb(data, "resnet50", None if args.full else 1000)
+    print(f"resnet50:  {rss:7.0f} MB over {n} images ({n / secs:.1f} img/s)")
+
+
+if __name__ == "__main__":
+    main()
