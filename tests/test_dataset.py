@@ -122,3 +122,16 @@ def test_symlink_out_of_the_folder_is_refused(kaggle_dir: Path, tmp_path: Path) 
     assert "resolves outside the data folder" in _load_error(kaggle_dir)
     with pytest.raises(DataError):
         confined_path(kaggle_dir.resolve(), "../outside.jpg")
+
+
+def test_missing_image_folder(kaggle_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(kaggle_dir / "test/right")
+    assert "test/right/: folder missing (needed by test_candidates.csv)" in _load_error(kaggle_dir)
+
+
+def test_candidate_listed_twice(kaggle_dir: Path) -> None:
+    rights = [f"t{i:03d}" for i in range(19)]
+    write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000", *rights, "t000"]])
+    assert "test_candidates.csv line 2: a candidate is listed twice" in _load_error(kaggle_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,21 +223,30 @@ def _load_kaggle(root: Path, resolved: Path) -> Dataset:
     return Dataset(root, "kaggle", tuple(pairs), tuple(test), (root / SAMPLE_CSV).exists(), resolved)
 
 
-def _kaggle_pairs(root: Path, problems: list[str]) -> list[Pair]:
-    rows, found = read_csv_rows(root / TRAIN_CSV, ("left", "right"))
+def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
+               problems: list[str]) -> Iterator[tuple[str, list[str], _Folder, _Folder]]:
+    """The rows of one part's CSV as (where, cells, left folder, right folder), skipping (and reporting)
+    duplicate lefts; nothing when the part's image folders are missing."""
+    rows, found = read_csv_rows(root / csv_name, columns)
     problems.extend(found)
-    lefts, rights = _Folder(root, "train/left"), _Folder(root, "train/right")
-    for folder in (lefts, rights):
-        if rows and not folder.exists:
-            problems.append(f"{folder.rel}/: folder missing (needed by {TRAIN_CSV})")
-            return []
-    pairs, seen = [], {}
-    for line, (left, right) in rows:
-        where = f"{TRAIN_CSV} line {line}"
-        if left in seen:
-            problems.append(f"{where}: duplicate left {left!r} (first on line {seen[left]})")
+    lefts, rights = _Folder(root, f"{split}/left"), _Folder(root, f"{split}/right")
+    missing = [f"{folder.rel}/: folder missing (needed by {csv_name})" for folder in (lefts, rights) if not folder.exists]
+    if rows and missing:
+        problems.extend(missing)
+        return
+    seen: dict[str, int] = {}
+    for line, cells in rows:
+        where = f"{csv_name} line {line}"
+        if cells[0] in seen:
+            problems.append(f"{where}: duplicate left {cells[0]!r} (first on line {seen[cells[0]]})")
             continue
-        seen[left] = line
+        seen[cells[0]] = line
+        yield where, cells, lefts, rights
+
+
+def _kaggle_pairs(root: Path, problems: list[str]) -> list[Pair]:
+    pairs = []
+    for where, (left, right), lefts, rights in _read_part(root, TRAIN_CSV, ("left", "right"), "train", problems):
         left_id = _resolve(lefts, left, where, problems)
         right_id = _resolve(rights, right, where, problems)
         if left_id and right_id:
@@ -245,20 +255,8 @@ def _kaggle_pairs(root: Path, problems: list[str]) -> list[Pair]:
 
 
 def _kaggle_test(root: Path, problems: list[str]) -> list[TestRow]:
-    rows, found = read_csv_rows(root / TEST_CSV, ("left", *CANDIDATE_COLUMNS))
-    problems.extend(found)
-    lefts, rights = _Folder(root, "test/left"), _Folder(root, "test/right")
-    for folder in (lefts, rights):
-        if rows and not folder.exists:
-            problems.append(f"{folder.rel}/: folder missing (needed by {TEST_CSV})")
-            return []
-    out, seen = [], {}
-    for line, (left, *candidates) in rows:
-        where = f"{TEST_CSV} line {line}"
-        if left in seen:
-            problems.append(f"{where}: duplicate left {left!r} (first on line {seen[left]})")
-            continue
-        seen[left] = line
+    out = []
+    for where, (left, *candidates), lefts, rights in _read_part(root, TEST_CSV, ("left", *CANDIDATE_COLUMNS), "test", problems):
         if len(set(candidates)) != len(candidates):
             problems.append(f"{where}: a candidate is listed twice")
         left_id = _resolve(lefts, left, where, problems)
