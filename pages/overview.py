@@ -31,7 +31,9 @@ try:
     if data == str(default_cache_dir() / "demo"):
         write_demo(data)
     engine = open_engine(data)
-    st.write({k: v for k, v in engine.dataset.summary().items()})
+    summary = engine.dataset.summary()
+    for column, key in zip(st.columns(4), ("layout", "train_pairs", "test_lefts", "images")):
+        column.metric(key.replace("_", " "), summary[key])
     weight_free = tuple(n for n, c in REGISTRY.items() if not c.needs_weights)
     table = leaderboard(data, weight_free)
     st.subheader("Zero-shot leaderboard (validation tasks, top-2 is the competition metric)")

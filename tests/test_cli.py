@@ -34,7 +34,7 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and len(rows) == 4
     assert set(rows[0]) == {"backbone", "metric", "method", "top1", "top2", "top5", "mrr", "mean_rank", "n", "top2_ci"}
     best = max(rows, key=lambda r: r["top2"])
-    assert best["top2"] > 0.4 and rows[0]["n"] == 80  # clearly above chance (0.1)
+    assert best["top2"] > 0.4 and rows[0]["n"] == 160  # clearly above chance (0.1)
     code, out, _ = run(capsys, "evaluate", "--data", str(data), "--quiet")
     assert code == 0 and "combined" in out and "cosine" in out
 

@@ -21,11 +21,11 @@ PHOTOS = (
     "colorwheel", "brick", "camera", "coins", "grass", "gravel", "moon", "page", "text", "clock", "cell",
     "microaneurysms",
 )
-REGIONS_PER_PHOTO = 6
+REGIONS_PER_PHOTO = 10
 N_TEST = 40
 SIZE = (200, 245)  # (w, h) as in the competition data
 SEED = 2023
-VERSION = "1"
+VERSION = "2"
 
 
 def _photo(name: str) -> Image.Image:
@@ -42,9 +42,9 @@ def _photo(name: str) -> Image.Image:
 def _view(photo: Image.Image, box: tuple[float, float, float, float], rng: np.random.Generator, alter: bool) -> Image.Image:
     x, y, w, h = box
     if alter:
-        zoom = rng.uniform(0.8, 1.2)
-        x += rng.uniform(-0.12, 0.12) * w
-        y += rng.uniform(-0.12, 0.12) * h
+        zoom = rng.uniform(0.7, 1.3)
+        x += rng.uniform(-0.2, 0.2) * w
+        y += rng.uniform(-0.2, 0.2) * h
         w, h = w * zoom, h * zoom
     W, H = photo.size
     x, y = float(np.clip(x, 0, max(0, W - w))), float(np.clip(y, 0, max(0, H - h)))
