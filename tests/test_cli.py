@@ -75,3 +75,44 @@ def test_random_weights_flag_runs_a_deep_backbone(demo_dir: Path, capsys: pytest
     code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "mobilenetv3_large_100",
                        "--random-weights", "--json", "--quiet")
     assert code == 0 and json.loads(out)[0]["backbone"] == "mobilenetv3_large_100"
+
+
+def test_evaluate_methods_and_reranks(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--method", "zero-shot", "--method", "adaptation",
+                       "--rerank", "none", "--rerank", "sinkhorn", "--option", "epochs=3", "--option", "pca_dim=16",
+                       "--fuse", "--json", "--quiet")
+    rows = json.loads(out)
+    assert code == 0
+    assert [r["method"] for r in rows] == ["zero-shot", "zero-shot+sinkhorn", "adaptation+epochs=3+pca_dim=16",
+                                           "adaptation+epochs=3+pca_dim=16+sinkhorn", rows[-1]["method"]]
+    assert rows[-1]["method"].startswith("fusion(") and rows[2]["metric"] == "cosine"
+
+
+def test_bad_option_is_one_line(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--method", "adaptation", "--option", "temprature=1", "--quiet")
+    assert code == 2 and "temprature" in err and err.count("\n") == 1
+
+
+def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sub = tmp_path / "sub.csv"
+    code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--method", "pair-classifier", "--option", "epochs=2",
+                       "--rerank", "sinkhorn", "--out", str(sub), "--quiet")
+    assert code == 0 and "pair-classifier+epochs=2+sinkhorn" in out
+    assert run(capsys, "validate-submission", "--data", str(demo_dir), str(sub))[0] == 0
+
+
+def test_reproduce_lists_weight_free_rows_and_skips_with_reasons(demo_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import tll_core.reproduce as reproduce
+
+    # the full plan trains ~20 matchers; the same code on a shorter plan of adaptation ablations
+    monkeypatch.setattr(reproduce, "ADAPTATION_ABLATIONS", reproduce.ADAPTATION_ABLATIONS[:2])
+    code, out, _ = run(capsys, "reproduce", "--data", str(demo_dir), "--json", "--quiet")
+    rows = json.loads(out)
+    assert code == 0
+    ran = [r for r in rows if not r["skipped"]]
+    skipped = [r for r in rows if r["skipped"]]
+    assert {r["backbone"] for r in ran} >= {"combined", "hog"} and all(r["n"] > 0 for r in ran)
+    assert any(r["method"] == "zero-shot+sinkhorn" for r in ran) and any(r["method"].startswith("pair-classifier") for r in ran)
+    assert {r["backbone"] for r in skipped} >= {"vgg16", "resnet50", "clip-rn50x4"}
+    assert all("weights" in r["skipped"] for r in skipped)

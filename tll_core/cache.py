@@ -109,3 +109,32 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+class MatcherStore:
+    """Fitted matchers by key: named float arrays as safetensors bytes (no pickle), on the same NoPickleDisk."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self._cache = diskcache.Cache(str(self.directory / "matchers"), disk=NoPickleDisk)
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        try:
+            blob = self._cache.get(key, default=None)
+            return None if blob is None else load(blob)
+        except (ValueError, OSError, SafetensorError):  # refused, unreadable or damaged: train again
+            return None
+
+    def put(self, key: str, state: dict[str, np.ndarray]) -> None:
+        from safetensors.numpy import save
+
+        self._cache.set(key, save({k: np.ascontiguousarray(v) for k, v in state.items()}))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def clear(self) -> int:
+        return self._cache.clear()

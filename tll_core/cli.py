@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foils", choices=("random", "hard"), default="random",
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
+    _method_options(p, repeat=True)
+    p.add_argument("--fuse", action="store_true", help="add a row fusing all the rows' scores (z-scored mean)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -71,8 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--metric", default="cosine", choices=METRICS)
+    _method_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("reproduce", help="the seed reports' experiments, wherever the weights are available")
+    _data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_reproduce)
 
     p = sub.add_parser("validate-submission", help="check a submission CSV against test_candidates.csv")
     p.add_argument("--data", required=True, type=Path)
@@ -100,6 +108,53 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-centre", dest="centre", action="store_false",
                    help="do not subtract the mean embedding before the metric")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
+    from .matchers import MATCHERS
+    from .rerank import RERANKS
+
+    many = " (repeatable)" if repeat else ""
+    p.add_argument("--method", action="append" if repeat else "store", choices=tuple(MATCHERS),
+                   help=f"zero-shot (default), adaptation, siamese or pair-classifier{many}")
+    p.add_argument("--rerank", action="append" if repeat else "store", choices=RERANKS,
+                   help=f"test-time re-ranking: none (default), csls, sinkhorn, hungarian{many}")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a learned matcher's option, e.g. temperature=0.1, pca_dim=128, sampling=1:19, "
+                        "flip_augment=true (see the README)")
+    p.add_argument("--flip-tta", action="store_true", help="average scores over the images and their mirrors")
+
+
+def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[Method]
+    from .engine import Method
+    from .matchers import matcher_options
+
+    names = args.method if isinstance(args.method, list) else [args.method or "zero-shot"]
+    names = names or ["zero-shot"]
+    reranks = args.rerank if isinstance(args.rerank, list) else [args.rerank or "none"]
+    reranks = reranks or ["none"]
+    options = dict(_parse_option(o) for o in args.option)
+    learned = [n for n in names if n != "zero-shot"]
+    for key in options:
+        if not any(key in matcher_options(n) for n in learned):
+            raise TLLError(f"--option {key}: not an option of {', '.join(learned) or 'zero-shot (it has none)'}")
+    out = []
+    for name in dict.fromkeys(names):
+        own = tuple(sorted((k, v) for k, v in options.items() if k in matcher_options(name))) if name != "zero-shot" else ()
+        for metric in (metrics if name == "zero-shot" else ["cosine"]):
+            for rr in dict.fromkeys(reranks):
+                out.append(Method(name, metric, own, rr, args.flip_tta, args.centre))
+    return out
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise TLLError(f"--option {text}: expected KEY=VALUE")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
@@ -170,37 +225,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in backbones:
         if name not in REGISTRY:
             raise TLLError(f"unknown backbone {name!r}; choose from: {', '.join(REGISTRY)}")
+    methods = _methods(args, metrics)
     engine = _engine(args, backbones)
     with _progress(args, "embedding") as progress:
-        rows = engine.evaluate(backbones, metrics, val_fraction=args.val_fraction, seed=args.seed,
-                               centre=args.centre, foils=args.foils, foil_backbone=args.foil_backbone,
-                               progress=progress)
-    if args.json:
-        print(json.dumps([_row_dict(r) for r in rows], indent=1))
-        return 0
-    print(f"{'backbone':22} {'metric':10} {'method':10} {'top1':>6} {'top2':>6} {'top5':>6} {'MRR':>6} {'rank':>5} {'n':>5}  top2 95% CI")
-    for r in rows:
-        print(f"{r.backbone:22} {r.metric:10} {r.method:10} {r.top1:6.3f} {r.top2:6.3f} {r.top5:6.3f} {r.mrr:6.3f} "
-              f"{r.mean_rank:5.2f} {r.n:5d}  [{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]")
+        rows = engine.evaluate(backbones, methods=methods, val_fraction=args.val_fraction, seed=args.seed,
+                               foils=args.foils, foil_backbone=args.foil_backbone, fuse=args.fuse, progress=progress)
+    _print_rows(rows, args.json)
     return 0
 
 
-def _row_dict(row) -> dict:  # ResultRow -> JSON-ready dict
-    from dataclasses import asdict
-
-    d = asdict(row)
-    d["top2_ci"] = list(row.top2_ci)
-    return d
+def _print_rows(rows: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        return
+    width = max([len(r.method) for r in rows] + [10])
+    print(f"{'backbone':22} {'metric':10} {'method':{width}} {'top1':>6} {'top2':>6} {'top5':>6} {'MRR':>6} {'rank':>5} {'n':>5}  top2 95% CI")
+    for r in rows:
+        print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {r.top1:6.3f} {r.top2:6.3f} {r.top5:6.3f} {r.mrr:6.3f} "
+              f"{r.mean_rank:5.2f} {r.n:5d}  [{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submission import validate_submission
 
+    method, = _methods(args, [args.metric])
     engine = _engine(args, [args.backbone])
     with _progress(args, "embedding") as progress:
-        path = engine.submit(args.backbone, args.metric, args.out, centre=args.centre, progress=progress)
+        path = engine.submit(args.backbone, args.metric, args.out, method=method, progress=progress)
     validate_submission(path, args.data)
-    print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {args.backbone}, {args.metric})")
+    print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {args.backbone}, {method.label}, {method.shown_metric})")
     return 0
 
 
@@ -227,4 +280,24 @@ def cmd_cache(args: argparse.Namespace) -> int:
     else:
         print(f"{cache.directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB")
     cache.close()
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    engine = _engine(args, [])
+    with _progress(args, "embedding") as progress:
+        rows = reproduce(engine, progress=progress)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        return 0
+    print(f"{'experiment':34} {'backbone':22} {'method':34} {'metric':10} {'top2':>6} {'top1':>6} {'MRR':>6}  note")
+    for r in rows:
+        head = f"{r.experiment:34} {r.backbone:22} {r.method:34} {r.metric:10}"
+        if r.skipped:
+            print(f"{head} {'-':>6} {'-':>6} {'-':>6}  skipped: {r.skipped}")
+        else:
+            print(f"{head} {r.top2:6.3f} {r.top1:6.3f} {r.mrr:6.3f}  "
+                  f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}] n={r.n}")
     return 0

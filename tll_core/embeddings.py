@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from .backbones.registry import Backbone
 from .cache import EmbeddingCache
@@ -24,6 +25,16 @@ from .runtime import tune_malloc
 Progress = Callable[[int, int], None]  # (images done, images in all)
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_WORKERS = 2
+VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "": lambda im: im,
+    "flip": ImageOps.mirror,
+    "gray": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "gray-flip": lambda im: ImageOps.mirror(ImageOps.grayscale(im).convert("RGB")),
+}
+
+
+def view_identity(backbone: Backbone, view: str) -> str:
+    return backbone.identity + (f"|view:{view}" if view else "")
 
 
 @dataclass
@@ -43,9 +54,15 @@ def embed_paths(
     workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
     stats: EmbeddingStats | None = None,
+    view: str = "",
 ) -> np.ndarray:
-    """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError."""
+    """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError.
+
+    ``view``: ``""`` (the image), ``"flip"`` (mirrored) or ``"gray"`` (grayscale) — cached separately.
+    """
     tune_malloc()
+    transform = VIEWS[view]
+    identity = view_identity(backbone, view)
     stats = stats if stats is not None else EmbeddingStats()
     stats.images += len(paths)
     out = np.zeros((len(paths), backbone.cfg.dim), dtype=np.float32)
@@ -60,20 +77,20 @@ def embed_paths(
                 if isinstance(image, str):
                     stats.failures.append(image)
                 elif cache is not None:
-                    vector = cache.get(backbone.identity, image.sha1)
+                    vector = cache.get(identity, image.sha1)
                 if vector is not None:
                     out[row] = vector
                     stats.cached += 1
                 elif not isinstance(image, str):
-                    batch.add(row, image, pool.submit(_prepare_one, backbone, image))
+                    batch.add(row, image, pool.submit(_prepare_one, backbone, image, transform))
             done += len(chunk) - len(batch.rows)
             if pending is not None:  # embed the previous batch while the workers prepare this one
-                done += _finish(pending, backbone, cache, out, stats)
+                done += _finish(pending, backbone, identity, cache, out, stats)
             pending = batch
             if progress:
                 progress(done, len(paths))
         if pending is not None:
-            done += _finish(pending, backbone, cache, out, stats)
+            done += _finish(pending, backbone, identity, cache, out, stats)
     if progress:
         progress(done, len(paths))
     if stats.failures:
@@ -100,14 +117,14 @@ def _read(path: Path) -> ImageBytes | str:
         return str(exc)
 
 
-def _prepare_one(backbone: Backbone, image: ImageBytes) -> Any:
+def _prepare_one(backbone: Backbone, image: ImageBytes, transform: Callable[[Image.Image], Image.Image]) -> Any:
     try:
-        return backbone.prepare(decode_rgb(image))
+        return backbone.prepare(transform(decode_rgb(image)))
     except DataError as exc:
         return exc
 
 
-def _finish(batch: _Batch, backbone: Backbone, cache: EmbeddingCache | None, out: np.ndarray,
+def _finish(batch: _Batch, backbone: Backbone, identity: str, cache: EmbeddingCache | None, out: np.ndarray,
             stats: EmbeddingStats) -> int:
     """Embed a prepared batch, commit it to the cache and place it in ``out``. Returns its row count."""
     prepared = [f.result() for f in batch.prepared]
@@ -117,6 +134,6 @@ def _finish(batch: _Batch, backbone: Backbone, cache: EmbeddingCache | None, out
         vectors = backbone.embed([p for _, _, p in good])
         stats.computed += len(good)
         if cache is not None:
-            cache.put_many(backbone.identity, {im.sha1: v for (_, im, _), v in zip(good, vectors)})
+            cache.put_many(identity, {im.sha1: v for (_, im, _), v in zip(good, vectors)})
         out[[r for r, _, _ in good]] = vectors
     return len(batch.rows)

@@ -1,29 +1,64 @@
-"""The pipeline, one way: dataset → tasks → embeddings → scores → evaluation → export.
+"""The pipeline, one way: dataset → tasks → embeddings → (fitted) matcher → scores → evaluation → export.
 
-:class:`Engine` holds a loaded dataset, the embedding cache and the built backbones, so that every
-front end (CLI, studio, benchmarks) runs the same code.
+:class:`Engine` holds a loaded dataset, the caches and the built backbones, so that every front end
+(CLI, studio, benchmarks) runs the same code.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .backbones.registry import DEFAULT_BACKBONE, Backbone, create_backbone
-from .cache import EmbeddingCache
-from .dataset import Dataset, load_dataset
+from .cache import EmbeddingCache, MatcherStore
+from .dataset import Dataset, Pair, load_dataset
+from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .errors import TLLError
-from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths
-from .matchers import Matcher, ZeroShot
+from .matchers import LearnedMatcher, Matcher, TrainingCallback, ZeroShot, create_matcher
 from .metrics import evaluate_scores
+from .rerank import rerank
 from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
                     validation_split)
 
+MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
+ENSEMBLE_SEP = "+"  # "hog+colour-hist": the concatenation of each backbone's L2-normalised embedding
+INTRINSIC_METRIC = {"adaptation": "cosine", "siamese": "euclidean", "pair-classifier": "classifier"}
 
-MEMO_ENTRIES = 8  # embedding arrays kept in memory (task sets x backbones)
+
+@dataclass(frozen=True)
+class Method:
+    """How candidates are scored: a matcher (with its metric or options) and test-time refinements."""
+
+    name: str = "zero-shot"
+    metric: str = "cosine"  # zero-shot only; learned matchers have their own
+    options: tuple[tuple[str, Any], ...] = ()  # learned matcher options, e.g. (("temperature", 0.1),)
+    rerank: str = "none"
+    flip_tta: bool = False  # average the scores of the images and of their mirrored views
+    centre: bool = True  # zero-shot only
+
+    @property
+    def label(self) -> str:
+        parts = [self.name, *(f"{k}={v}" for k, v in self.options)]
+        if self.rerank != "none":
+            parts.append(self.rerank)
+        if self.flip_tta:
+            parts.append("flip-tta")
+        return "+".join(parts)
+
+    @property
+    def shown_metric(self) -> str:
+        return self.metric if self.name == "zero-shot" else INTRINSIC_METRIC.get(self.name, "learned")
+
+    def matcher(self) -> Matcher:
+        if self.name == "zero-shot":
+            return ZeroShot(self.metric, centre=self.centre)
+        return create_matcher(self.name, **dict(self.options))
 
 
 def _signature(paths: list[Path]) -> tuple:
@@ -46,6 +81,11 @@ class ResultRow:
     n: int
     top2_ci: tuple[float, float]
 
+    def as_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["top2_ci"] = list(self.top2_ci)
+        return row
+
 
 @dataclass
 class Engine:
@@ -56,25 +96,34 @@ class Engine:
     weights: dict[str, str] = field(default_factory=dict)  # backbone name → local weights file
     pretrained: bool = True  # False: deep backbones with seeded random weights (tests, benchmarks)
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
+    trained: int = 0  # matchers trained (not taken from the store) by this engine
     _backbones: dict[str, Backbone] = field(default_factory=dict, repr=False)
-    _memo: OrderedDict[tuple[str, tuple[str, ...]], tuple[tuple, np.ndarray]] = field(
-        default_factory=OrderedDict, repr=False
-    )
+    _memo: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _store: MatcherStore | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, data: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, **kw) -> Engine:
+    def open(cls, data: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Engine:
         return cls(load_dataset(data), EmbeddingCache(cache_dir), **kw)
+
+    # ------------------------------------------------------------ embeddings
 
     def backbone(self, name: str) -> Backbone:
         if name not in self._backbones:
             self._backbones[name] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained)
         return self._backbones[name]
 
-    def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None) -> np.ndarray:
-        """Embeddings of images, from memory when no file changed (size, mtime, inode), else via the disk cache."""
+    def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None,
+              view: str = "") -> np.ndarray:
+        """Embeddings of images, from memory when no file changed (size, mtime, inode), else via the disk cache.
+
+        ``backbone`` may name an ensemble, ``"hog+colour-hist"``: each part L2-normalised, concatenated.
+        """
+        if ENSEMBLE_SEP in backbone:
+            parts = [self.embed(image_ids, part, progress, view) for part in backbone.split(ENSEMBLE_SEP)]
+            return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
         model = self.backbone(backbone)
         paths = [self.dataset.path(i) for i in image_ids]
-        key = (model.identity, tuple(image_ids))
+        key = (view_identity(model, view), tuple(image_ids))
         signature = _signature(paths)
         hit = self._memo.get(key)
         if hit is not None and hit[0] == signature:
@@ -85,17 +134,20 @@ class Engine:
                 progress(len(paths), len(paths))
             return hit[1]
         vectors = embed_paths(paths, model, self.cache, batch_size=self.batch_size, workers=self.workers,
-                              progress=progress, stats=self.stats)
+                              progress=progress, stats=self.stats, view=view)
         vectors.flags.writeable = False  # shared between callers
         self._memo[key] = (signature, vectors)
         while len(self._memo) > MEMO_ENTRIES:
             self._memo.popitem(last=False)
         return vectors
 
-    def task_embeddings(self, tasks: TaskSet, backbone: str, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def task_embeddings(self, tasks: TaskSet, backbone: str, progress: Progress | None = None,
+                        view: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Left and right-pool embeddings of a task set, in one extraction pass."""
-        vectors = self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
+        vectors = self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress, view)
         return vectors[: len(tasks.left_ids)], vectors[len(tasks.left_ids) :]
+
+    # ------------------------------------------------------------ tasks
 
     def validation(self, val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED,
                    foils: str = "random", foil_backbone: str = DEFAULT_BACKBONE,
@@ -115,44 +167,117 @@ class Engine:
     def test(self) -> TaskSet:
         return candidate_tasks(self.dataset)
 
-    def score(self, tasks: TaskSet, backbone: str, matcher: Matcher, progress: Progress | None = None) -> np.ndarray:
-        left, right = self.task_embeddings(tasks, backbone, progress)
-        return matcher.score(left, right, tasks.candidates)
+    # ------------------------------------------------------------ matchers
+
+    @property
+    def store(self) -> MatcherStore:
+        if self._store is None:
+            self._store = MatcherStore(self.cache.directory if self.cache is not None else None)
+        return self._store
+
+    def fit(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...], *,
+            callback: TrainingCallback | None = None, progress: Progress | None = None) -> Matcher:
+        """The matcher of ``method`` fitted on ``fit_pairs`` (from the store when trained before)."""
+        matcher = method.matcher()
+        if not isinstance(matcher, LearnedMatcher):
+            return matcher
+        cfg = matcher.cfg
+        view = "gray" if cfg.grayscale else ""
+        lefts, rights = [p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]
+        left, right = self.embed(lefts, backbone, progress, view), self.embed(rights, backbone, progress, view)
+        if cfg.flip_augment:
+            flip = "gray-flip" if cfg.grayscale else "flip"
+            left = np.concatenate([left, self.embed(lefts, backbone, progress, flip)])
+            right = np.concatenate([right, self.embed(rights, backbone, progress, flip)])
+        key = self._matcher_key(method, backbone, left, right)
+        state = self.store.get(key)
+        if state is not None:
+            matcher.load_state(state)
+            return matcher
+        matcher.fit(left, right, callback)
+        self.trained += 1
+        self.store.put(key, matcher.state())
+        return matcher
+
+    def _matcher_key(self, method: Method, backbone: str, left: np.ndarray, right: np.ndarray) -> str:
+        digest = hashlib.sha1()
+        digest.update(np.ascontiguousarray(left).tobytes())
+        digest.update(np.ascontiguousarray(right).tobytes())
+        identity = [view_identity(self.backbone(b), "") for b in backbone.split(ENSEMBLE_SEP)]
+        cfg = asdict(method.matcher().cfg)  # type: ignore[attr-defined]
+        spec = json.dumps({"matcher": method.name, "cfg": cfg, "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
+        return hashlib.sha1(spec.encode()).hexdigest()
+
+    def score(self, tasks: TaskSet, backbone: str, method: Method | Matcher, fit_pairs: tuple[Pair, ...] = (), *,
+              callback: TrainingCallback | None = None, progress: Progress | None = None) -> np.ndarray:
+        """``[n, 20]`` scores of a task set under a method (fitting it on ``fit_pairs`` if it learns)."""
+        if not isinstance(method, Method):  # a bare matcher, already fitted
+            left, right = self.task_embeddings(tasks, backbone, progress)
+            return method.score(left, right, tasks.candidates)
+        matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
+        gray = isinstance(matcher, LearnedMatcher) and matcher.cfg.grayscale
+        views = ["gray" if gray else ""] + (["gray-flip" if gray else "flip"] if method.flip_tta else [])
+        scores = np.mean([matcher.score(*self.task_embeddings(tasks, backbone, progress, v), tasks.candidates)
+                          for v in views], axis=0)
+        return rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank)
+
+    # ------------------------------------------------------------ evaluation and export
 
     def evaluate(
         self,
         backbones: list[str],
-        metrics: list[str],
+        metrics: list[str] | None = None,
         *,
+        methods: list[Method] | None = None,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = DEFAULT_SEED,
         centre: bool = True,
         foils: str = "random",
         foil_backbone: str = DEFAULT_BACKBONE,
+        fuse: bool = False,
         progress: Progress | None = None,
+        callback: TrainingCallback | None = None,
     ) -> list[ResultRow]:
-        """Every backbone × metric (zero-shot) on the validation tasks."""
-        tasks = self.validation(val_fraction, seed, foils, foil_backbone, progress).tasks
-        return self.evaluate_tasks(tasks, backbones, metrics, centre=centre, seed=seed, progress=progress)
+        """Every backbone × method on the validation tasks. ``metrics`` alone: zero-shot with each metric."""
+        split = self.validation(val_fraction, seed, foils, foil_backbone, progress)
+        methods = methods or [Method("zero-shot", m, centre=centre) for m in (metrics or ["cosine"])]
+        return self.evaluate_tasks(split.tasks, backbones, methods, fit_pairs=split.fit, seed=seed, fuse=fuse,
+                                   progress=progress, callback=callback)
 
-    def evaluate_tasks(self, tasks: TaskSet, backbones: list[str], metrics: list[str], *, centre: bool = True,
-                       seed: int = DEFAULT_SEED, progress: Progress | None = None) -> list[ResultRow]:
-        """Every backbone × metric (zero-shot) on a task set with known truth; each backbone embeds once."""
-        rows = []
+    def evaluate_tasks(self, tasks: TaskSet, backbones: list[str], methods: list[Method] | list[str], *,
+                       fit_pairs: tuple[Pair, ...] = (), seed: int = DEFAULT_SEED, fuse: bool = False,
+                       centre: bool = True, progress: Progress | None = None,
+                       callback: TrainingCallback | None = None) -> list[ResultRow]:
+        """Every backbone × method on a task set with known truth. Strings in ``methods`` are zero-shot metrics."""
+        methods = [m if isinstance(m, Method) else Method("zero-shot", m, centre=centre) for m in methods]
+        rows, all_scores = [], []
         for backbone in backbones:
-            left, right = self.task_embeddings(tasks, backbone, progress)
-            for metric in metrics:
-                matcher = ZeroShot(metric, centre=centre)
-                result = evaluate_scores(matcher.score(left, right, tasks.candidates), tasks.truth, seed=seed)
-                rows.append(ResultRow(backbone, metric, matcher.name, result.top1, result.top2, result.top5,
-                                      result.mrr, result.mean_rank, result.n, result.top2_ci))
+            for method in methods:
+                scores = self.score(tasks, backbone, method, fit_pairs, callback=callback, progress=progress)
+                all_scores.append(scores)
+                rows.append(self._row(backbone, method.shown_metric, method.label, scores, tasks, seed))
+        if fuse and len(all_scores) > 1:
+            rows.append(self._row("+".join(dict.fromkeys(backbones)), "mixed", "fusion(" + ",".join(r.method for r in rows) + ")",
+                                  fuse_scores(all_scores), tasks, seed))
         return rows
 
+    @staticmethod
+    def _row(backbone: str, metric: str, label: str, scores: np.ndarray, tasks: TaskSet, seed: int) -> ResultRow:
+        r = evaluate_scores(scores, tasks.truth, seed=seed)
+        return ResultRow(backbone, metric, label, r.top1, r.top2, r.top5, r.mrr, r.mean_rank, r.n, r.top2_ci)
+
     def submit(self, backbone: str, metric: str, out: str | os.PathLike[str], *, centre: bool = True,
-               progress: Progress | None = None) -> Path:
-        """Score the test tasks and write the Kaggle CSV."""
+               method: Method | None = None, progress: Progress | None = None,
+               callback: TrainingCallback | None = None) -> Path:
+        """Score the test tasks (a learned matcher is fitted on *all* train pairs) and write the Kaggle CSV."""
         from .submission import write_submission
 
-        tasks = self.test()
-        scores = self.score(tasks, backbone, ZeroShot(metric, centre=centre), progress)
-        return write_submission(out, tasks, scores)
+        method = method or Method("zero-shot", metric, centre=centre)
+        scores = self.score(self.test(), backbone, method, self.dataset.train_pairs, callback=callback, progress=progress)
+        return write_submission(out, self.test(), scores)
+
+
+def fuse_scores(scores: list[np.ndarray]) -> np.ndarray:
+    """Score fusion: z-score each method's 20 scores per left, then average the methods."""
+    z = [(s - s.mean(axis=1, keepdims=True)) / np.maximum(s.std(axis=1, keepdims=True), 1e-12) for s in scores]
+    return np.mean(z, axis=0).astype(np.float32)

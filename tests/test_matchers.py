@@ -1,0 +1,154 @@
+"""Learned matchers on synthetic embeddings, the no-leakage rule, reproducibility and the matcher store."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tll_core.dataset import load_dataset
+from tll_core.engine import Engine, Method
+from tll_core.errors import TLLError
+from tll_core.matchers import (Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg,
+                               ZeroShot, create_matcher, matcher_options)
+from tll_core.matchers.learned import Projection
+from tll_core.metrics import evaluate_scores
+
+FAST = dict(epochs=40, patience=40)
+
+
+def synthetic(n_fit: int = 600, n_val: int = 200, dim: int = 32, noise: float = 0.3, seed: int = 0, kind: str = "mixing"):
+    """right = a fixed linear map of left + noise, so that cosine on the raw embeddings is near chance.
+
+    ``mixing``: a random dense map. ``masked``: the map keeps 8 signal dimensions and zeroes the rest,
+    where large independent noise is added (a map a shared-weight Siamese tower can also learn).
+    """
+    rng = np.random.default_rng(seed)
+    left = rng.normal(size=(n_fit + n_val, dim)).astype(np.float32)
+    if kind == "mixing":
+        right = left @ rng.normal(size=(dim, dim)) + noise * rng.normal(size=left.shape)
+    else:
+        keep = np.zeros(dim)
+        keep[:8] = 1
+        left[:, 8:] *= 3
+        right = left * keep + noise * rng.normal(size=left.shape) + (1 - keep) * 3 * rng.normal(size=left.shape)
+    right = right.astype(np.float32)
+    val_candidates = np.stack([np.r_[i, rng.choice(np.delete(np.arange(n_val), i), 19, replace=False)] for i in range(n_val)])
+    truth = rng.integers(0, 20, size=n_val)
+    for i, t in enumerate(truth):
+        val_candidates[i, [0, t]] = val_candidates[i, [t, 0]]
+    return (left[:n_fit], right[:n_fit]), (left[n_fit:], right[n_fit:], val_candidates, truth)
+
+
+def top2(matcher, data) -> float:
+    (fl, fr), (vl, vr, cand, truth) = data
+    matcher.fit(fl, fr)
+    return evaluate_scores(matcher.score(vl, vr, cand), truth).top2
+
+
+def test_adaptation_beats_zero_shot_by_a_wide_margin() -> None:
+    data = synthetic()
+    zero = top2(ZeroShot("cosine"), data)
+    adapted = top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, **FAST)), data)
+    assert zero < 0.3 and adapted > zero + 0.4
+
+
+@pytest.mark.parametrize("matcher", [
+    Siamese(SiameseCfg(pca_dim=32, lr=3e-3, **FAST)),
+    PairClassifier(PairClassifierCfg(pca_dim=32, **FAST)),
+    PairClassifier(PairClassifierCfg(pca_dim=32, sampling="1:19", **FAST)),
+])
+def test_siamese_and_pair_classifier_beat_chance_clearly(matcher) -> None:
+    data = synthetic(kind="masked")
+    zero = top2(ZeroShot("cosine"), data)
+    assert zero < 0.35 and top2(matcher, data) > max(0.3, zero + 0.2)  # chance is 0.10
+
+
+def test_same_seed_identical_scores_other_seed_different() -> None:
+    data = synthetic(n_fit=200, n_val=60)
+    (fl, fr), (vl, vr, cand, _) = data
+    cfg = AdaptationCfg(pca_dim=16, epochs=5, patience=5)
+    a, b, c = Adaptation(cfg), Adaptation(cfg), Adaptation(AdaptationCfg(pca_dim=16, epochs=5, patience=5, seed=1))
+    for m in (a, b, c):
+        m.fit(fl, fr)
+    np.testing.assert_array_equal(a.score(vl, vr, cand), b.score(vl, vr, cand))
+    assert not np.array_equal(a.score(vl, vr, cand), c.score(vl, vr, cand))
+
+
+def test_curves_are_reported_per_epoch() -> None:
+    (fl, fr), _ = synthetic(n_fit=200, n_val=60)
+    reports = []
+    matcher = Adaptation(AdaptationCfg(pca_dim=16, epochs=4, patience=10))
+    matcher.fit(fl, fr, reports.append)
+    assert [r.epoch for r in reports] == [1, 2, 3, 4]
+    assert all(np.isfinite(r.train_loss) and 0 <= r.val_top2 <= 1 for r in reports)
+    assert matcher.curve.val_top2 == [r.val_top2 for r in reports]
+
+
+def test_state_round_trip_gives_the_same_scores() -> None:
+    (fl, fr), (vl, vr, cand, _) = synthetic(n_fit=200, n_val=60)
+    for matcher, fresh in [(Adaptation(AdaptationCfg(pca_dim=16, epochs=3)), Adaptation(AdaptationCfg(pca_dim=16, epochs=3))),
+                           (Siamese(SiameseCfg(pca_dim=16, epochs=3)), Siamese(SiameseCfg(pca_dim=16, epochs=3)))]:
+        matcher.fit(fl, fr)
+        fresh.load_state(matcher.state())
+        np.testing.assert_array_equal(fresh.score(vl, vr, cand), matcher.score(vl, vr, cand))
+
+
+def test_projection_is_fitted_on_what_it_is_given_only() -> None:
+    rng = np.random.default_rng(0)
+    fit = rng.normal(size=(100, 8))
+    other = rng.normal(size=(100, 8)) + 100
+    projection = Projection.fit(fit, 4, whiten=False)
+    np.testing.assert_allclose(projection.mean, fit.mean(0), rtol=1e-5)
+    assert not np.allclose(Projection.fit(np.concatenate([fit, other]), 4, False).mean, projection.mean)
+
+
+def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(load_dataset(demo_dir))
+    split = engine.validation(0.25, 0)
+    seen: list[np.ndarray] = []
+    original = Adaptation.fit
+
+    def spy(self, left, right, callback=None):
+        seen.append(left)
+        return original(self, left, right, callback)
+
+    monkeypatch.setattr(Adaptation, "fit", spy)
+    engine.evaluate(["combined"], methods=[Method("adaptation", options=(("epochs", 2), ("pca_dim", 16)))])
+    fit_left = engine.embed([p.left_id for p in split.fit], "combined")
+    val_left = engine.embed(list(split.tasks.left_ids), "combined")
+    assert len(seen) == 1 and seen[0].shape == fit_left.shape
+    np.testing.assert_array_equal(seen[0], fit_left)
+    assert not (seen[0][:, None, :] == val_left[None]).all(-1).any()  # no validation left among the fit rows
+
+
+def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, tmp_path: Path) -> None:
+    from tll_core.cache import EmbeddingCache
+
+    method = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))
+    first = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    rows_a = first.evaluate(["combined"], methods=[method])
+    assert first.trained == 1
+    second = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    rows_b = second.evaluate(["combined"], methods=[method])
+    assert second.trained == 0 and rows_a == rows_b
+    other = Method("adaptation", options=(("epochs", 3), ("pca_dim", 8)))
+    second.evaluate(["combined"], methods=[other])
+    assert second.trained == 1  # another config is another key
+
+
+def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path) -> None:
+    engine = Engine(load_dataset(demo_dir))
+    base = Method("adaptation", options=(("epochs", 2), ("pca_dim", 16)))
+    flip = Method("adaptation", options=(("epochs", 2), ("flip_augment", True), ("pca_dim", 16)))
+    gray = Method("adaptation", options=(("epochs", 2), ("grayscale", True), ("pca_dim", 16)))
+    rows = engine.evaluate(["combined"], methods=[base, flip, gray])
+    assert len({r.top2 for r in rows} | {r.mrr for r in rows}) > 1
+    identities = {k[0] for k in engine._memo}
+    assert any(i.endswith("|view:flip") for i in identities) and any(i.endswith("|view:gray") for i in identities)
+
+
+def test_options_are_checked() -> None:
+    assert "temperature" in matcher_options("adaptation") and "sampling" in matcher_options("pair-classifier")
+    with pytest.raises(TLLError, match="unknown option"):
+        create_matcher("adaptation", temprature=0.1)
+    with pytest.raises(TLLError, match="balanced or 1:19"):
+        create_matcher("pair-classifier", sampling="1:1")

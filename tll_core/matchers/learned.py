@@ -1,0 +1,325 @@
+"""Learned matchers on frozen embeddings: the adaptation function, a Siamese net, a pair classifier.
+
+All three share one recipe: centre + PCA fitted on the fit part only, a small torch model, AdamW with
+weight decay, early stopping on top-2 over a held-back slice of the fit part (20-candidate tasks built
+there with the same protocol as validation), a seeded run (same seed → identical scores).
+Fitted state is a dict of named float arrays (saved as safetensors by the engine).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..dataset import N_CANDIDATES
+from ..errors import TLLError
+from ..metrics import evaluate_scores
+from .base import EpochReport, TrainingCallback, TrainingCurve
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 10  # epochs without a better held-back top-2 before stopping
+    holdout: float = 0.15  # share of the fit pairs held back for early stopping
+    seed: int = 0
+    flip_augment: bool = False  # add the horizontally flipped images' embeddings as extra fit pairs
+    grayscale: bool = False  # embed grayscale images everywhere (an ablation of colour)
+
+
+@dataclass(frozen=True)
+class AdaptationCfg(TrainCfg):
+    """The report's adaptation function: PCA → linear map (or small MLP) → cosine, InfoNCE loss."""
+
+    pca_dim: int = 256  # 0: no PCA (the map acts on the raw embedding)
+    whiten: bool = False
+    hidden: int = 0  # 0: one linear layer (identity-initialised); >0: a 2-layer MLP with a residual
+    temperature: float = 1 / 15
+    bidirectional: bool = True  # left→right and right→left; False: the report's left→right only
+    shared: bool = True  # one map for lefts and rights
+
+
+@dataclass(frozen=True)
+class SiameseCfg(TrainCfg):
+    """A shared MLP trained with contrastive loss (positives pulled together, negatives pushed past a margin)."""
+
+    pca_dim: int = 256
+    hidden: int = 256
+    out_dim: int = 128
+    margin: float = 1.0
+    negatives: int = 4  # sampled negatives per positive
+
+
+@dataclass(frozen=True)
+class PairClassifierCfg(TrainCfg):
+    """An MLP over [a, b, |a-b|, a*b] → P(same pair), trained with balanced or 1:19 sampling."""
+
+    pca_dim: int = 128
+    hidden: int = 256
+    sampling: str = "balanced"  # "balanced": 1 negative per positive; "1:19": the task's own ratio
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+class Projection:
+    """Centre + PCA (optionally whitened) fitted on the fit part's lefts and rights only."""
+
+    def __init__(self, mean: np.ndarray, basis: np.ndarray) -> None:
+        self.mean, self.basis = mean.astype(np.float32), basis.astype(np.float32)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, dim: int, whiten: bool) -> Projection:
+        mean = x.mean(axis=0)
+        if dim <= 0:
+            return cls(mean, np.eye(x.shape[1], dtype=np.float32))
+        _, sv, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
+        dim = min(dim, len(sv))
+        basis = vt[:dim].T
+        if whiten:
+            basis = basis / np.maximum(sv[:dim] / np.sqrt(len(x)), 1e-8)
+        return cls(mean, basis)
+
+    def __call__(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
+
+
+def holdout_tasks(n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """20-candidate tasks among ``n_holdout`` pairs (random foils, truth shuffled): candidates, truth."""
+    rng = np.random.default_rng([seed, 3])
+    k = min(N_CANDIDATES, n_holdout)
+    candidates = np.empty((n_holdout, k), dtype=np.int64)
+    truth = rng.integers(0, k, size=n_holdout)
+    for i in range(n_holdout):
+        foils = rng.choice(n_holdout - 1, size=k - 1, replace=False)
+        foils = foils + (foils >= i)
+        candidates[i] = np.insert(foils, truth[i], i)
+    return candidates, truth
+
+
+class LearnedMatcher:
+    """Shared fit loop: subclasses define the model, a batch loss, and how a model scores pairs."""
+
+    name = "learned"
+    cfg: TrainCfg
+
+    def __init__(self, cfg: TrainCfg) -> None:
+        self.cfg = cfg
+        self.projection: Projection | None = None
+        self.model: nn.Module | None = None
+        self.curve = TrainingCurve()
+
+    # subclass hooks
+    def build(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pca_settings(self) -> tuple[int, bool]:
+        return getattr(self.cfg, "pca_dim", 0), getattr(self.cfg, "whiten", False)
+
+    # the protocol
+    def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
+        cfg = self.cfg
+        if len(left) < 2 * N_CANDIDATES:
+            raise TLLError(f"{self.name}: {len(left)} fit pairs; at least {2 * N_CANDIDATES} are needed to train")
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        order = np.random.default_rng([cfg.seed, 4]).permutation(len(left))
+        n_hold = max(N_CANDIDATES, int(round(len(left) * cfg.holdout)))
+        hold, train = order[:n_hold], order[n_hold:]
+        self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
+        a, b = self.projection(left[train]), self.projection(right[train])
+        ha, hb = self.projection(left[hold]), self.projection(right[hold])
+        hold_candidates, hold_truth = holdout_tasks(len(hold), cfg.seed)
+        model = self.build(a.shape[1])
+        optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
+        self.curve = TrainingCurve()
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            losses = []
+            perm = torch.randperm(len(a), generator=generator)
+            for start in range(0, len(a), cfg.batch_size):
+                idx = perm[start : start + cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                loss = self.loss(model, a[idx], b[idx], generator)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+            model.eval()
+            with torch.no_grad():
+                scores = self.pair_scores(model, ha, hb, torch.from_numpy(hold_candidates)).numpy()
+            top2 = evaluate_scores(scores, hold_truth, n_boot=1).top2
+            self.curve.train_loss.append(float(np.mean(losses)))
+            self.curve.val_top2.append(top2)
+            if callback:
+                callback(EpochReport(epoch, cfg.epochs, self.curve.train_loss[-1], top2))
+            if top2 > best:
+                best, best_state, stale, self.curve.best_epoch = top2, copy.deepcopy(model.state_dict()), 0, epoch
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        model.load_state_dict(best_state)
+        self.model = model.eval()
+
+    def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        if self.model is None or self.projection is None:
+            raise TLLError(f"{self.name}: score called before fit")
+        with torch.no_grad():
+            return self.pair_scores(self.model, self.projection(left), self.projection(right),
+                                    torch.from_numpy(np.asarray(candidates, dtype=np.int64))).numpy().astype(np.float32)
+
+    # state as named arrays (no pickle)
+    def state(self) -> dict[str, np.ndarray]:
+        assert self.model is not None and self.projection is not None
+        out = {f"model.{k}": v.detach().numpy().copy() for k, v in self.model.state_dict().items()}
+        out["projection.mean"], out["projection.basis"] = self.projection.mean, self.projection.basis
+        out["curve.train_loss"] = np.asarray(self.curve.train_loss, dtype=np.float32)
+        out["curve.val_top2"] = np.asarray(self.curve.val_top2, dtype=np.float32)
+        out["curve.best_epoch"] = np.asarray([self.curve.best_epoch], dtype=np.float32)
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.projection = Projection(state["projection.mean"], state["projection.basis"])
+        model = self.build(self.projection.basis.shape[1])
+        model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("model.")})
+        self.model = model.eval()
+        self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.val_top2"].tolist(),
+                                   int(state["curve.best_epoch"][0]))
+
+
+def _gather(right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    return right[candidates]  # [n, 20, d]
+
+
+# ---------------------------------------------------------------- adaptation function
+
+
+class _Residual(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class _Maps(nn.Module):
+    def __init__(self, dim: int, hidden: int, shared: bool) -> None:
+        super().__init__()
+        self.left = self._map(dim, hidden)
+        self.right = self.left if shared else self._map(dim, hidden)
+
+    @staticmethod
+    def _map(dim: int, hidden: int) -> nn.Module:
+        if hidden:
+            return _Residual(dim, hidden)
+        linear = nn.Linear(dim, dim)
+        nn.init.eye_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        return linear
+
+
+class Adaptation(LearnedMatcher):
+    name = "adaptation"
+    cfg: AdaptationCfg
+
+    def __init__(self, cfg: AdaptationCfg | None = None) -> None:
+        super().__init__(cfg or AdaptationCfg())
+
+    def build(self, dim: int) -> nn.Module:
+        return _Maps(dim, self.cfg.hidden, self.cfg.shared)
+
+    def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        za, zb = F.normalize(model.left(left), dim=1), F.normalize(model.right(right), dim=1)
+        logits = za @ zb.T / self.cfg.temperature  # every other pair in the batch is a negative
+        target = torch.arange(len(left))
+        loss = F.cross_entropy(logits, target)
+        if self.cfg.bidirectional:
+            loss = (loss + F.cross_entropy(logits.T, target)) / 2
+        return loss
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        za, zb = F.normalize(model.left(left), dim=1), F.normalize(model.right(right), dim=1)
+        return torch.einsum("nd,nkd->nk", za, _gather(zb, candidates))
+
+
+# ---------------------------------------------------------------- Siamese network
+
+
+class Siamese(LearnedMatcher):
+    name = "siamese"
+    cfg: SiameseCfg
+
+    def __init__(self, cfg: SiameseCfg | None = None) -> None:
+        super().__init__(cfg or SiameseCfg())
+
+    def build(self, dim: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(dim, self.cfg.hidden), nn.ReLU(), nn.Linear(self.cfg.hidden, self.cfg.out_dim))
+
+    def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        za, zb = model(left), model(right)
+        positive = (za - zb).pow(2).sum(1)
+        n, k = len(left), self.cfg.negatives
+        shift = torch.randint(1, n, (n, k), generator=generator)
+        negatives = zb[(torch.arange(n)[:, None] + shift) % n]  # never the left's own right
+        distance = (za[:, None] - negatives).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+        negative = (self.cfg.margin - distance).clamp_min(0).pow(2)
+        return positive.mean() + negative.mean()
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        za, zb = model(left), model(right)
+        return -(za[:, None] - _gather(zb, candidates)).pow(2).sum(-1).sqrt()
+
+
+# ---------------------------------------------------------------- pair classifier
+
+
+class PairClassifier(LearnedMatcher):
+    name = "pair-classifier"
+    cfg: PairClassifierCfg
+
+    def __init__(self, cfg: PairClassifierCfg | None = None) -> None:
+        cfg = cfg or PairClassifierCfg()
+        if cfg.sampling not in ("balanced", "1:19"):
+            raise TLLError(f"pair-classifier sampling must be balanced or 1:19, got {cfg.sampling!r}")
+        super().__init__(cfg)
+
+    def build(self, dim: int) -> nn.Module:
+        h = self.cfg.hidden
+        return nn.Sequential(nn.Linear(4 * dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+
+    @staticmethod
+    def _features(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, b, (a - b).abs(), a * b], dim=-1)
+
+    def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = len(left)
+        k = 1 if self.cfg.sampling == "balanced" else N_CANDIDATES - 1
+        shift = torch.randint(1, n, (n, k), generator=generator)
+        negatives = right[(torch.arange(n)[:, None] + shift) % n]  # [n, k, d]
+        pairs = torch.cat([self._features(left, right)[:, None], self._features(left[:, None].expand_as(negatives), negatives)], 1)
+        labels = torch.zeros(n, k + 1)
+        labels[:, 0] = 1
+        return F.binary_cross_entropy_with_logits(model(pairs).squeeze(-1), labels)
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        cands = _gather(right, candidates)
+        return model(self._features(left[:, None].expand_as(cands), cands)).squeeze(-1)

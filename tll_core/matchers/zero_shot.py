@@ -1,0 +1,36 @@
+"""The zero-shot matcher: a metric on the backbone's embeddings, nothing learned."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import check_metric, score_candidates
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """A metric on the backbone's embeddings, nothing learned.
+
+    ``centre``: subtract the mean embedding of the scored images (all lefts and candidate rights of the
+    task set; no labels used) first. Descriptors such as HOG share a large common component that
+    swamps cosine similarity; removing it lifts HOG's top-2 from 0.35 to 0.47 on tll-dev.
+    """
+
+    metric: str = "cosine"
+    centre: bool = True
+    name: str = "zero-shot"
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+
+    def fit(self, left: np.ndarray, right: np.ndarray, callback: object = None) -> None:
+        return None
+
+    def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        if self.centre:
+            mean = np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)
+            left, right = left - mean, right - mean
+        return score_candidates(left, right, candidates, self.metric)
+
+

@@ -1,0 +1,92 @@
+"""``reproduce``: the seed reports' experiments, run wherever their weights are available.
+
+Rows whose backbone has no weights here are listed as skipped, with the reason; the weight-free
+backbones always run, so the table is useful on every machine.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
+from .embeddings import Progress
+from .engine import Engine, Method
+from .errors import TLLError
+from .metrics import METRICS
+
+IMAGENET = ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",
+            "efficientnet_b0")
+CLIP = ("clip-rn50x4", "clip-rn50", "clip-vit-b-32")
+WEIGHT_FREE = tuple(n for n, c in REGISTRY.items() if not c.needs_weights)
+ADAPTATION_ABLATIONS: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
+    ("adaptation (report settings)", ()),
+    ("ablation: flip augmentation", (("flip_augment", True),)),
+    ("ablation: temperature 0.03", (("temperature", 0.03),)),
+    ("ablation: temperature 0.2", (("temperature", 0.2),)),
+    ("ablation: left→right loss only", (("bidirectional", False),)),
+    ("ablation: grayscale input", (("grayscale", True),)),
+    ("ablation: PCA off (raw embedding)", (("pca_dim", 0),)),
+)
+
+
+@dataclass(frozen=True)
+class ReproRow:
+    experiment: str
+    backbone: str
+    method: str
+    metric: str = ""
+    top1: float = float("nan")
+    top2: float = float("nan")
+    mrr: float = float("nan")
+    n: int = 0
+    top2_ci: tuple[float, float] = (float("nan"), float("nan"))
+    skipped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["top2_ci"] = list(self.top2_ci)
+        return row
+
+
+def _available(engine: Engine, backbone: str) -> str:
+    """'' when the backbone can run here, else why not."""
+    if not engine.pretrained or not REGISTRY[backbone].needs_weights:
+        return ""
+    if backbone in engine.weights or weights_available(backbone):
+        return ""
+    return f"no {REGISTRY[backbone].weights_tag} weights for {REGISTRY[backbone].model_id} here (--weights or $TLL_WEIGHTS_DIR)"
+
+
+def reproduce(engine: Engine, *, progress: Progress | None = None) -> list[ReproRow]:
+    split = engine.validation()
+    plan: list[tuple[str, str, Method]] = []
+    for backbone in IMAGENET + WEIGHT_FREE:
+        for metric in METRICS:
+            plan.append(("zero-shot, 3 metrics", backbone, Method("zero-shot", metric)))
+    plan.append(("VGG16 baseline (report)", "vgg16", Method("zero-shot", "cosine", centre=False)))
+    for backbone in IMAGENET + (DEFAULT_BACKBONE,):
+        plan.append(("Siamese net, contrastive loss", backbone, Method("siamese")))
+    for sampling in ("balanced", "1:19"):
+        for backbone in ("vgg16", DEFAULT_BACKBONE):
+            plan.append((f"pair classifier, {sampling} sampling", backbone, Method("pair-classifier", options=(("sampling", sampling),))))
+    for backbone in CLIP + ("resnet50", DEFAULT_BACKBONE):
+        for experiment, options in ADAPTATION_ABLATIONS:
+            plan.append((experiment, backbone, Method("adaptation", options=options)))
+    for rr in ("csls", "sinkhorn", "hungarian"):
+        plan.append(("test-time re-ranking", DEFAULT_BACKBONE, Method("zero-shot", "cosine", rerank=rr)))
+        plan.append(("test-time re-ranking", DEFAULT_BACKBONE, Method("adaptation", rerank=rr)))
+    plan.append(("test-time flip averaging", DEFAULT_BACKBONE, Method("zero-shot", "cosine", flip_tta=True)))
+
+    rows = []
+    for experiment, backbone, method in plan:
+        reason = _available(engine, backbone)
+        if reason:
+            rows.append(ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=reason))
+            continue
+        try:
+            (r,) = engine.evaluate_tasks(split.tasks, [backbone], [method], fit_pairs=split.fit, progress=progress)
+        except TLLError as exc:  # e.g. weights that fail to load: reported in the row, the table goes on
+            rows.append(ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=str(exc)))
+            continue
+        rows.append(ReproRow(experiment, backbone, r.method, r.metric, r.top1, r.top2, r.mrr, r.n, r.top2_ci))
+    return rows
