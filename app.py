@@ -1,6 +1,19 @@
-"""The TLL matching studio (entry point): ``streamlit run app.py``."""
+"""The TLL matching studio (entry point): ``streamlit run app.py``.
+
+The sidebar (data source, split, backbone, method, metric, re-ranking) is shared by every page (each page
+draws it first, from ``pages/common.py``); the selection lives in session state and in the URL's query
+params, so a link reopens the same view.
+"""
 import streamlit as st
 
 st.set_page_config(page_title="TLL matching studio", layout="wide")
-navigation = st.navigation([st.Page("pages/overview.py", title="Overview", default=True)])
-navigation.run()
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/leaderboard:", default=True),
+    st.Page("pages/ranked.py", title="Ranked candidates", icon=":material/format_list_numbered:"),
+    st.Page("pages/failures.py", title="Failures", icon=":material/error:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/submission.py", title="Submission", icon=":material/upload_file:"),
+]
+st.navigation(PAGES).run()  # each page draws the shared sidebar first (pages/common.py)

@@ -1,20 +1,118 @@
+"""Every studio page on the demo data with streamlit's AppTest: renders, and its key widgets change what is shown."""
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/embedding_map.py",
+         "pages/train.py", "pages/submission.py"]
 
 
-def test_overview_shows_the_demo_leaderboard() -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    assert not at.exception and not at.error
-    table = at.dataframe[0].value
-    assert {"backbone", "metric", "top2"} <= set(table.columns)
-    assert set(table["backbone"]) >= {"combined", "hog"} and table["top2"].max() > 0.3
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
-def test_a_bad_folder_is_a_message_not_a_crash(tmp_path: Path) -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.text_input[0].set_value(str(tmp_path / "missing")).run()
-    assert not at.exception
-    assert "no such data folder" in at.error[0].value
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app: AppTest, page: str) -> None:
+    app.switch_page(page).run()
+    _ok(app)
+    assert app.title
+
+
+def test_overview_leaderboard_follows_the_sidebar_metric(app: AppTest) -> None:
+    table = app.dataframe[0].value
+    assert {"method", "top2", "ci_low"} <= set(table.columns) and table["top2"].max() > 0.3
+    app.sidebar.selectbox(key="w_metric").set_value("manhattan").run()
+    _ok(app)
+    methods = set(app.dataframe[0].value["method"])
+    assert any("manhattan" in m for m in methods) and len(methods) == len(table) + 1
+    assert app.query_params["metric"] == ["manhattan"] or app.query_params["metric"] == "manhattan"
+
+
+def _left_caption(at: AppTest) -> str:
+    return next(str(c.value) for c in at.get("imgs")) if at.get("imgs") else at.get("image")[0].proto.imgs[0].caption
+
+
+def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
+    app.switch_page("pages/ranked.py").run()
+    first = app.get("image")[0].proto.imgs[0].caption
+    assert len(app.get("image")) == 21 and first.startswith("left ")
+    app.button[1].click().run()  # next ▶
+    _ok(app)
+    second = app.get("image")[0].proto.imgs[0].caption
+    assert second != first
+    app.toggle(key="original_order").set_value(True).run()
+    captions = [c.value for c in app.caption]
+    assert "(c0)" in captions[0] and "(c1)" in captions[1]
+
+
+def test_failures_count_and_filters(app: AppTest) -> None:
+    app.switch_page("pages/failures.py").run()
+    _ok(app)
+    text = " ".join(m.value for m in app.markdown)
+    assert "miss the top 2" in text
+    app.slider(key="fail_ranks").set_value((19, 20)).run()
+    _ok(app)
+
+
+def test_compare_two_methods(app: AppTest) -> None:
+    app.switch_page("pages/compare.py").run()
+    _ok(app)
+    table = app.dataframe[0].value
+    assert len(table) == 2 and table["vs reference: McNemar p"].notna().sum() == 1
+    assert [m.label for m in app.metric] == ["A right, B wrong", "B right, A wrong", "both wrong", "both right"]
+
+
+def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
+    app.switch_page("pages/embedding_map.py").run()
+    app.segmented_control(key="map_colour").set_value("hit / miss").run()
+    app.toggle(key="map_lines").set_value(True).run()
+    _ok(app)
+    app.segmented_control(key="map_method").set_value("umap").run()
+    _ok(app)
+
+
+def test_train_makes_the_matcher_the_selection(app: AppTest) -> None:
+    app.switch_page("pages/train.py").run()
+    app.number_input(key="opt_adaptation_epochs").set_value(3)
+    app.button[0].click().run()  # the form's Train button
+    _ok(app)
+    assert "It is now the selection on every page" in app.success[0].value
+    assert app.sidebar.selectbox(key="w_method").value == "adaptation"
+    assert app.session_state["selection"].options == (("epochs", 3),)
+
+
+def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> None:
+    app.switch_page("pages/submission.py").run()
+    app.button[0].click().run()
+    _ok(app)
+    assert app.success and "Valid: 40 rows" in app.success[0].value
+    assert app.get("download_button")
+
+
+def test_url_query_params_reopen_the_same_view() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params["backbone"] = "hog"
+    at.query_params["rerank"] = "sinkhorn"
+    at.run()
+    _ok(at)
+    assert at.sidebar.selectbox(key="w_backbone").value == "hog"
+    assert at.session_state["selection"].rerank == "sinkhorn"
+
+
+def test_a_bad_folder_is_a_message_not_a_crash(app: AppTest, tmp_path: Path) -> None:
+    app.sidebar.text_input(key="w_data").set_value(str(tmp_path / "missing")).run()
+    assert not app.exception
+    assert "no such data folder" in app.error[0].value
+    app.switch_page("pages/ranked.py").run()
+    assert not app.exception and "no such data folder" in app.error[0].value

@@ -266,6 +266,22 @@ class Engine:
         r = evaluate_scores(scores, tasks.truth, seed=seed)
         return ResultRow(backbone, metric, label, r.top1, r.top2, r.top5, r.mrr, r.mean_rank, r.n, r.top2_ci)
 
+    def embedding_map(self, tasks: TaskSet, backbone: str, method: str = "pca", seed: int = 0,
+                      progress: Progress | None = None) -> np.ndarray:
+        """2-D coordinates of the task set's lefts then rights (``pca`` or ``umap``), cached on disk."""
+        from .analysis import project_2d, projection_key
+
+        vectors = self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
+        key = projection_key(vectors, method, seed)
+        if self.cache is not None:
+            cached = self.cache.get("projection", key)
+            if cached is not None and cached.size == 2 * len(vectors):
+                return cached.reshape(-1, 2)
+        coords = project_2d(vectors, method, seed=seed)
+        if self.cache is not None:
+            self.cache.put_many("projection", {key: coords.ravel()})
+        return coords
+
     def submit(self, backbone: str, metric: str, out: str | os.PathLike[str], *, centre: bool = True,
                method: Method | None = None, progress: Progress | None = None,
                callback: TrainingCallback | None = None) -> Path:

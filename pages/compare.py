@@ -1,0 +1,63 @@
+"""Compare: several methods on the same validation lefts — figures with CIs, McNemar tests, disagreements."""
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import image_path, scores_or_stop, selection, sidebar
+from tll_core.analysis import compare, ranked_task
+from tll_core.metrics import evaluate_scores
+
+sidebar()
+st.title("Compare methods")
+sel = replace(selection(), split="validation")
+choices = {s.label: s for s in [
+    sel, replace(sel, rerank="sinkhorn"), replace(sel, rerank="csls"),
+    replace(sel, method="zero-shot", metric="manhattan", rerank="none", options=()),
+    replace(sel, backbone="hog", method="zero-shot", metric="cosine", rerank="none", options=()),
+    replace(sel, backbone="colour-hist", method="zero-shot", metric="cosine", rerank="none", options=()),
+    replace(sel, method="adaptation", options=()), replace(sel, method="pair-classifier", options=(("sampling", "1:19"),)),
+]}
+picked = st.multiselect("Methods (the first is the reference)", list(choices), default=list(choices)[:2], key="compare_methods")
+if len(picked) < 2:
+    st.info("Pick at least two methods.")
+    st.stop()
+results = {}
+for label in picked:
+    eng, tasks, scores = scores_or_stop(choices[label])
+    results[label] = scores
+rows = []
+reference = picked[0]
+for label, scores in results.items():
+    r = evaluate_scores(scores, tasks.truth)
+    c = compare(tasks, results[reference], scores) if label != reference else None
+    rows.append({"method": label, "top1": r.top1, "top2": r.top2, "top5": r.top5, "mrr": r.mrr,
+                 "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
+                 "vs reference: McNemar p": None if c is None else c.p_value})
+st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    c: st.column_config.NumberColumn(format="%.3f") for c in ("top1", "top2", "top5", "mrr", "vs reference: McNemar p")})
+
+a, b = picked[0], picked[1]
+st.subheader("Disagreements (top-2 hits)")
+st.caption(f"A = {a}  ·  B = {b}")
+comparison = compare(tasks, results[a], results[b])
+slices = {"A right, B wrong": comparison.a_only, "B right, A wrong": comparison.b_only,
+          "both wrong": comparison.both_wrong, "both right": comparison.both_right}
+counts = st.columns(4)
+for col, (name, members) in zip(counts, slices.items()):
+    col.metric(name, len(members))
+st.caption(f"Exact McNemar test on the discordant lefts: p = {comparison.p_value:.4f}")
+slice_name = st.radio("Slice", list(slices), horizontal=True, key="compare_slice")
+members = slices[slice_name]
+if not members:
+    st.info("No left in this slice.")
+    st.stop()
+i = st.selectbox("Left", members, format_func=lambda k: tasks.left_names[k], key="compare_left")
+left_col, *method_cols = st.columns(1 + len(picked))
+left_col.image(image_path(eng, tasks.left_ids[i]), caption=f"left {tasks.left_names[i]}", width="stretch")
+for col, label in zip(method_cols, picked):
+    task = ranked_task(tasks, results[label], i)
+    col.markdown(f"**{label}** — truth rank {task.truth_rank}")
+    for cand in task.candidates[:5]:
+        col.image(image_path(eng, cand.image_id), width=110,
+                  caption=f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" ✅" if cand.is_truth else ""))

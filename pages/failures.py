@@ -1,0 +1,34 @@
+"""Failures: validation lefts whose truth fell outside the top 2, worst first, with what beat it."""
+import streamlit as st
+
+from pages.common import image_path, scores_or_stop, selection, sidebar
+from tll_core.analysis import failures
+
+sidebar()
+eng, tasks, scores = scores_or_stop()
+st.title("Failures")
+if not tasks.has_truth:
+    st.info("The test split has no truth: choose the validation split in the sidebar.")
+    st.stop()
+filters = st.columns(2)
+low, high = filters[0].slider("Truth rank", 3, 20, (3, 20), key="fail_ranks")
+margin_cap = filters[1].slider("Max score margin (best − truth)", 0.0, float(max(1e-6, (scores.max(1) - scores.min(1)).max())),
+                               float(max(1e-6, (scores.max(1) - scores.min(1)).max())), key="fail_margin")
+found = failures(tasks, scores, min_rank=low, max_rank=high, max_margin=margin_cap)
+all_failures = failures(tasks, scores)
+st.write(f"**{len(all_failures)}** of {len(tasks)} lefts miss the top 2 ({len(all_failures) / len(tasks):.1%}) "
+         f"under {selection().label}; **{len(found)}** match the filters.")
+PAGE = 8
+pages = max(1, (len(found) + PAGE - 1) // PAGE)
+page = st.number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
+for f in found[(page - 1) * PAGE : page * PAGE]:
+    st.divider()
+    st.markdown(f"**{f.left}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
+    cols = st.columns(7)
+    cols[0].image(image_path(eng, tasks.left_ids[f.index]), caption="left", width="stretch")
+    truth_pos = int(tasks.truth[f.index])
+    truth_id = tasks.right_ids[tasks.candidates[f.index, truth_pos]]
+    cols[1].image(image_path(eng, truth_id), caption=f"truth · {scores[f.index, truth_pos]:.3f}", width="stretch")
+    for col, pos in zip(cols[2:], f.beaten_by[:5]):
+        j = tasks.candidates[f.index, pos]
+        col.image(image_path(eng, tasks.right_ids[j]), caption=f"{tasks.right_names[j]} · {scores[f.index, pos]:.3f}", width="stretch")

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from tll_core.analysis import compare, failures, mcnemar_exact, project_2d, ranked_task, selected_points
+from tll_core.selection import Selection
+from tll_core.tasks import TaskSet
+
+
+def _tasks(n: int = 6) -> TaskSet:
+    rng = np.random.default_rng(0)
+    candidates = np.stack([np.r_[i, rng.choice(np.delete(np.arange(n * 8), i), 19, replace=False)] for i in range(n)])
+    return TaskSet("t", tuple(f"l{i}" for i in range(n)), tuple(f"L/{i}" for i in range(n)),
+                   tuple(f"r{j}" for j in range(n * 8)), tuple(f"R/{j}" for j in range(n * 8)),
+                   candidates, np.zeros(n, dtype=np.int64))
+
+
+def test_ranked_task_orders_by_score_and_marks_the_truth() -> None:
+    tasks = _tasks()
+    scores = np.tile(np.linspace(0, 1, 20), (6, 1)).astype(np.float32)  # candidate 19 best, the truth (0) worst
+    task = ranked_task(tasks, scores, 2)
+    assert [c.position for c in task.candidates][:3] == [19, 18, 17]
+    assert task.truth_rank == 20 and task.candidates[-1].is_truth and task.candidates[-1].name == "r2"
+    assert [c.position for c in task.in_original_order()] == list(range(20))
+
+
+def test_failures_are_outside_the_top_two_worst_first() -> None:
+    tasks = _tasks()
+    scores = np.zeros((6, 20), dtype=np.float32)
+    scores[:, 0] = [1.0, 0.5, 0.5, -1, 0.9, 0.2]  # truth scores
+    scores[:, 1] = 0.8
+    scores[:, 2] = 0.7
+    found = failures(tasks, scores)
+    assert [f.index for f in found] == [3, 5, 1, 2]  # 3: rank 20; 5: rank 3 with a larger margin than 1 and 2
+    assert found[0].truth_rank == 20 and len(found[0].beaten_by) == 19
+    assert found[1].beaten_by == (1, 2) and found[1].margin == pytest.approx(0.6)
+    assert [f.index for f in failures(tasks, scores, max_margin=0.35)] == [1, 2]
+    assert failures(tasks, scores, min_rank=19, max_rank=20)[0].index == 3
+
+
+def test_mcnemar_matches_the_exact_binomial_test() -> None:
+    for b, c in [(3, 10), (0, 7), (12, 12), (1, 0)]:
+        assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue)
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_compare_slices() -> None:
+    tasks = _tasks(4)
+    good = np.zeros((4, 20)); good[:, 0] = 1
+    bad = np.zeros((4, 20)); bad[:, 0] = -1
+    mixed = np.where(np.arange(4)[:, None] < 2, good, bad)
+    c = compare(tasks, good, mixed)
+    assert c.a_only == (2, 3) and c.b_only == () and c.both_right == (0, 1) and c.both_wrong == ()
+
+
+def test_projections_are_2d_and_deterministic() -> None:
+    x = np.random.default_rng(0).normal(size=(60, 12)).astype(np.float32)
+    assert project_2d(x, "pca").shape == (60, 2)
+    a, b = project_2d(x, "umap", seed=0), project_2d(x, "umap", seed=0)
+    assert a.shape == (60, 2) and np.allclose(a, b)
+
+
+def test_selected_points_reads_plotly_events() -> None:
+    event = {"selection": {"points": [{"customdata": [4, 4]}, {"customdata": [9, 9]}, {"customdata": [4, 4]}]}}
+    assert selected_points(event) == [4, 9]
+    assert selected_points({"selection": {"points": []}}) == [] and selected_points(None) == []
+
+
+def test_selection_round_trips_through_query_params() -> None:
+    sel = Selection(backbone="hog", method="adaptation", rerank="sinkhorn", options=(("temperature", 0.1),), seed=3)
+    assert Selection.from_query(sel.to_query()) == sel
+    assert Selection().to_query() == {}
+    junk = {"backbone": "../../etc", "method": "magic", "metric": "x", "val_fraction": "2", "seed": "-1", "options": "{not json"}
+    assert Selection.from_query(junk) == Selection()

@@ -1,0 +1,145 @@
+"""Error analysis over scored tasks: ranked candidate lists, failures, paired comparisons, embedding maps.
+
+Plain functions over arrays, for the studio and for anyone scripting an analysis. The studio pages only
+lay out what these return.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import truth_ranks
+from .tasks import TaskSet
+
+
+@dataclass(frozen=True)
+class Candidate:
+    position: int  # column in test_candidates.csv order (c0..c19)
+    rank: int  # 1 = highest score (ties broken by position)
+    name: str
+    image_id: str
+    score: float
+    is_truth: bool
+
+
+@dataclass(frozen=True)
+class RankedTask:
+    index: int
+    left: str
+    left_id: str
+    candidates: tuple[Candidate, ...]  # in rank order
+    truth_rank: int | None  # ties count against the truth; None when the truth is unknown
+
+    def in_original_order(self) -> list[Candidate]:
+        return sorted(self.candidates, key=lambda c: c.position)
+
+
+def ranked_task(tasks: TaskSet, scores: np.ndarray, i: int) -> RankedTask:
+    order = np.argsort(-scores[i], kind="stable")
+    truth = int(tasks.truth[i]) if tasks.has_truth else -1
+    cands = []
+    for rank, pos in enumerate(order, start=1):
+        j = int(tasks.candidates[i, pos])
+        cands.append(Candidate(int(pos), rank, tasks.right_names[j], tasks.right_ids[j], float(scores[i, pos]), int(pos) == truth))
+    truth_rank = int(truth_ranks(scores[i : i + 1], tasks.truth[i : i + 1])[0]) if truth >= 0 else None
+    return RankedTask(i, tasks.left_names[i], tasks.left_ids[i], tuple(cands), truth_rank)
+
+
+@dataclass(frozen=True)
+class Failure:
+    index: int
+    left: str
+    truth_rank: int
+    margin: float  # best score minus the truth's score (how far the truth was beaten)
+    beaten_by: tuple[int, ...]  # positions of the candidates scoring >= the truth, best first
+
+
+def failures(tasks: TaskSet, scores: np.ndarray, *, min_rank: int = 3, max_rank: int = 20,
+             max_margin: float | None = None) -> list[Failure]:
+    """Lefts whose truth ranks in [min_rank, max_rank] (default: outside the top 2), worst first
+    (lowest truth rank, then largest margin)."""
+    ranks = truth_ranks(scores, tasks.truth)
+    n = np.arange(len(scores))
+    truth_score = scores[n, tasks.truth]
+    margin = scores.max(axis=1) - truth_score
+    keep = (ranks >= min_rank) & (ranks <= max_rank)
+    if max_margin is not None:
+        keep &= margin <= max_margin
+    out = []
+    for i in np.flatnonzero(keep):
+        beating = [int(p) for p in np.argsort(-scores[i], kind="stable") if p != tasks.truth[i] and scores[i, p] >= truth_score[i]]
+        out.append(Failure(int(i), tasks.left_names[i], int(ranks[i]), float(margin[i]), tuple(beating)))
+    return sorted(out, key=lambda f: (-f.truth_rank, -f.margin, f.index))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two methods on the same tasks: top-2 hits, disagreement slices and an exact McNemar test."""
+
+    a_only: tuple[int, ...]  # A right (truth in its top 2), B wrong
+    b_only: tuple[int, ...]
+    both_right: tuple[int, ...]
+    both_wrong: tuple[int, ...]
+    p_value: float  # two-sided exact McNemar (binomial on the discordant pairs)
+
+
+def compare(tasks: TaskSet, scores_a: np.ndarray, scores_b: np.ndarray, k: int = 2) -> Comparison:
+    hit_a = truth_ranks(scores_a, tasks.truth) <= k
+    hit_b = truth_ranks(scores_b, tasks.truth) <= k
+    idx = lambda mask: tuple(int(i) for i in np.flatnonzero(mask))  # noqa: E731
+    a_only, b_only = idx(hit_a & ~hit_b), idx(~hit_a & hit_b)
+    return Comparison(a_only, b_only, idx(hit_a & hit_b), idx(~hit_a & ~hit_b), mcnemar_exact(len(a_only), len(b_only)))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for discordant counts b and c."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+# ---------------------------------------------------------------- embedding maps
+
+
+def project_2d(vectors: np.ndarray, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """2-D coordinates of embeddings (rows L2-normalised after centring): ``pca`` (instant) or ``umap``."""
+    x = vectors.astype(np.float32) - vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if method == "pca":
+        _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        return (x @ vt[:2].T).astype(np.float32)
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed,
+                            init="pca" if len(x) > n_neighbors + 2 else "random", n_jobs=1)
+        return reducer.fit_transform(x).astype(np.float32)
+    raise ValueError(f"unknown projection {method!r}")
+
+
+def projection_key(vectors: np.ndarray, method: str, seed: int) -> str:
+    digest = hashlib.sha1(np.ascontiguousarray(vectors).tobytes())
+    return f"map|{method}|{seed}|{digest.hexdigest()}"
+
+
+def selected_points(event: object) -> list[int]:
+    """Point indices from a Streamlit plotly selection event (``st.plotly_chart(on_select=...)``).
+
+    Accepts the event object or its dict form; points carry ``customdata[0]`` = the point's index."""
+    selection = getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
+    if not selection:
+        return []
+    points = selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    out = []
+    for p in points:
+        custom = p.get("customdata") if isinstance(p, dict) else None
+        if custom is not None:
+            out.append(int(custom[0] if isinstance(custom, (list, tuple)) else custom))
+        elif isinstance(p, dict) and "point_index" in p:
+            out.append(int(p["point_index"]))
+    return list(dict.fromkeys(out))

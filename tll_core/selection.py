@@ -1,0 +1,85 @@
+"""What the studio is looking at: data-independent choices, round-tripped through URL query params."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .backbones.registry import DEFAULT_BACKBONE, REGISTRY
+from .engine import ENSEMBLE_SEP, Method
+from .matchers import MATCHERS, matcher_options
+from .metrics import METRICS
+from .rerank import RERANKS
+from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+
+SPLITS = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class Selection:
+    backbone: str = DEFAULT_BACKBONE
+    method: str = "zero-shot"
+    metric: str = "cosine"
+    rerank: str = "none"
+    options: tuple[tuple[str, Any], ...] = ()
+    split: str = "validation"
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    seed: int = DEFAULT_SEED
+
+    def to_method(self) -> Method:
+        return Method(self.method, self.metric, self.options if self.method != "zero-shot" else (), self.rerank)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}" if self.method == "zero-shot" else "")
+
+    def to_query(self) -> dict[str, str]:
+        """Only what differs from the defaults, as strings (a short, shareable URL)."""
+        default = Selection()
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != getattr(default, f.name):
+                out[f.name] = json.dumps([list(o) for o in value]) if f.name == "options" else str(value)
+        return out
+
+    @classmethod
+    def from_query(cls, params: dict[str, str]) -> Selection:
+        """Parse query params; anything unknown or malformed falls back to its default (never raises)."""
+        sel = cls()
+        get = lambda k: params.get(k)  # noqa: E731
+        if _valid_backbone(get("backbone")):
+            sel = replace(sel, backbone=get("backbone"))
+        if get("method") in MATCHERS:
+            sel = replace(sel, method=get("method"))
+        if get("metric") in METRICS:
+            sel = replace(sel, metric=get("metric"))
+        if get("rerank") in RERANKS:
+            sel = replace(sel, rerank=get("rerank"))
+        if get("split") in SPLITS:
+            sel = replace(sel, split=get("split"))
+        try:
+            fraction = float(get("val_fraction") or "x")
+            if 0 < fraction <= 1:
+                sel = replace(sel, val_fraction=fraction)
+        except ValueError:
+            pass
+        if (get("seed") or "").isdigit():
+            sel = replace(sel, seed=int(get("seed")))
+        sel = replace(sel, options=_options(get("options"), sel.method))
+        return sel
+
+
+def _valid_backbone(name: str | None) -> bool:
+    return bool(name) and all(part in REGISTRY for part in name.split(ENSEMBLE_SEP))
+
+
+def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
+    if not text or method == "zero-shot":
+        return ()
+    try:
+        pairs = json.loads(text)
+        allowed = matcher_options(method)
+        return tuple(sorted((str(k), v) for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))))
+    except (ValueError, TypeError):
+        return ()
