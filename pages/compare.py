@@ -60,4 +60,4 @@ for col, label in zip(method_cols, picked):
     col.markdown(f"**{label}** — truth rank {task.truth_rank}")
     for cand in task.candidates[:5]:
         col.image(image_path(eng, cand.image_id), width=110,
-                  caption=f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" ✅" if cand.is_truth else ""))
+                  caption=f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else ""))

@@ -46,6 +46,6 @@ with left_col:
 for row in range(0, len(shown), 5):
     cols = grid.columns(5)
     for col, cand in zip(cols, shown[row : row + 5]):
-        mark = " ✅ truth" if cand.is_truth else ""
+        mark = " · :green[**TRUTH**]" if cand.is_truth else ""
         col.image(image_path(eng, cand.image_id), width="stretch")
         col.caption(f"**#{cand.rank}** · {cand.score:.3f} · {cand.name} (c{cand.position}){mark}")

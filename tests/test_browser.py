@@ -1,0 +1,126 @@
+"""The studio in a real browser: Debian's chromium driven by playwright against ``streamlit run app.py``.
+
+Visits every page, steps through a left, scores and downloads a submission, saves screenshots, and fails
+on any exception shown on a page. Skipped only where chromium is absent and TLL_REQUIRE_BROWSER is unset
+(CI sets it, and installs chromium).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates", "failures": "Failures",
+         "compare": "Compare methods", "embedding_map": "Embedding map", "train": "Train a learned matcher",
+         "submission": "Submission"}
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("TLL_REQUIRE_BROWSER"):
+        raise RuntimeError(f"{CHROMIUM} is missing but TLL_REQUIRE_BROWSER is set")
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory):
+    port = _free_port()
+    env = dict(os.environ, TLL_CACHE_DIR=str(tmp_path_factory.mktemp("browser-cache")))
+    env.pop("TLL_DATA", None)
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(studio: str):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        yield context.new_page()
+        browser.close()
+
+
+def _settle(page, timeout_s: float = 120) -> None:
+    """Wait until the app stops running (no 'Running' status widget) and assert no exception is shown."""
+    page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_timeout(500)
+    while time.monotonic() < deadline and page.locator("[data-testid='stStatusWidget']").count():
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(300)
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+    assert "Traceback" not in page.inner_text("body")
+
+
+def _shots() -> Path:
+    folder = Path(os.environ.get("TLL_SCREENSHOTS") or (ROOT / "cache" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_every_page_in_a_browser(studio: str, page) -> None:
+    for path, title in PAGES.items():
+        page.goto(f"{studio}/{path}")
+        page.get_by_role("heading", name=title).wait_for(timeout=120_000)
+        _settle(page)
+        page.screenshot(path=str(_shots() / f"{path or 'overview'}.png"), full_page=True)
+
+
+def test_step_through_lefts(studio: str, page) -> None:
+    page.goto(f"{studio}/ranked")
+    page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=120_000)
+    _settle(page)
+    first = page.locator("[data-testid='stImageCaption']").first.inner_text()
+    page.get_by_role("button", name="next ▶").click()
+    _settle(page)
+    page.wait_for_function("f => document.querySelector(\"[data-testid='stImageCaption']\").innerText !== f", arg=first, timeout=30_000)
+    assert page.locator("[data-testid='stImageCaption']").first.inner_text() != first
+    assert page.locator("img").count() >= 21
+    page.screenshot(path=str(_shots() / "ranked-next.png"), full_page=True)
+
+
+def test_score_and_download_a_submission(studio: str, page, tmp_path: Path) -> None:
+    page.goto(f"{studio}/submission")
+    page.get_by_role("heading", name="Submission").wait_for(timeout=120_000)
+    _settle(page)
+    page.get_by_role("button", name="Score the test tasks").click()
+    page.get_by_role("button", name="Download the CSV").wait_for(timeout=120_000)
+    _settle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download the CSV").click()
+    target = tmp_path / "submission.csv"
+    info.value.save_as(target)
+    lines = target.read_text().splitlines()
+    assert lines[0] == "left," + ",".join(f"c{i}" for i in range(20)) and len(lines) == 41
+    page.screenshot(path=str(_shots() / "submission-done.png"), full_page=True)
