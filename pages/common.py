@@ -14,6 +14,7 @@ import streamlit as st
 
 from tll_core.backbones.registry import REGISTRY, weights_available
 from tll_core.cache import default_cache_dir
+from tll_core.dataset import allowed_data_folder
 from tll_core.demo import write_demo
 from tll_core.engine import Engine
 from tll_core.errors import TLLError
@@ -34,6 +35,8 @@ def default_data() -> str:
 def engine_for(data: str) -> Engine:
     if Path(data) == DEMO_DIR:
         write_demo(data)
+    else:
+        allowed_data_folder(data)  # confined to $TLL_DATA_ROOTS when it is set (serving the studio to others)
     return Engine.open(data)
 
 

@@ -21,10 +21,16 @@ DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
 MAGIC = b"TLLE1"
 DIGEST_BYTES = 16
 DEFAULT_SIZE_LIMIT = 4 * 2**30
+SIZE_LIMIT_ENV = "TLL_CACHE_SIZE_LIMIT"  # bytes; the least recently stored embeddings are evicted past it
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
+
+
+def default_size_limit() -> int:
+    text = os.environ.get(SIZE_LIMIT_ENV, "")
+    return int(text) if text.isdigit() else DEFAULT_SIZE_LIMIT
 
 
 class NoPickleDisk(diskcache.Disk):
@@ -74,11 +80,14 @@ def decode_vector(blob: bytes) -> np.ndarray | None:
 class EmbeddingCache:
     """Embeddings by (backbone identity, image SHA-1)."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None, size_limit: int = DEFAULT_SIZE_LIMIT) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None = None, size_limit: int | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.size_limit = default_size_limit() if size_limit is None else size_limit
+        # small vectors live inside SQLite (one atomic commit per batch), never as loose files
         self._cache = diskcache.Cache(
-            str(self.directory / "embeddings"), disk=NoPickleDisk, size_limit=size_limit, eviction_policy="least-recently-stored"
+            str(self.directory / "embeddings"), disk=NoPickleDisk, size_limit=self.size_limit,
+            eviction_policy="least-recently-stored", disk_min_file_size=2**20, cull_limit=10,
         )
 
     @staticmethod
@@ -106,6 +115,12 @@ class EmbeddingCache:
 
     def clear(self) -> int:
         return self._cache.clear()
+
+    def set_size_limit(self, size_limit: int) -> None:
+        """Persist a new limit and evict down to it now."""
+        self.size_limit = size_limit
+        self._cache.reset("size_limit", size_limit)
+        self._cache.cull()
 
     def close(self) -> None:
         self._cache.close()

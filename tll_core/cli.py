@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
+    p.add_argument("--size-limit", type=int, help="bytes: set the limit (older embeddings are evicted past it)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--info", action="store_true", help="(default)")
     group.add_argument("--clear", action="store_true")
@@ -273,12 +274,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .cache import EmbeddingCache
 
-    cache = EmbeddingCache(args.cache_dir)
+    from .cache import MatcherStore
+
+    cache = EmbeddingCache(args.cache_dir, size_limit=args.size_limit)
+    store = MatcherStore(cache.directory)
+    if args.size_limit is not None:
+        cache.set_size_limit(args.size_limit)
     if args.clear:
-        removed = cache.clear()
-        print(f"cleared {removed} embeddings from {cache.directory}")
+        removed, trained = cache.clear(), store.clear()
+        print(f"cleared {removed} embeddings and {trained} trained matchers from {cache.directory}")
     else:
-        print(f"{cache.directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB")
+        print(f"{cache.directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB "
+              f"(limit {cache.size_limit / 2**20:.0f} MiB), {len(store)} trained matchers")
     cache.close()
     return 0
 

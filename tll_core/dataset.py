@@ -102,6 +102,20 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+DATA_ROOTS_ENV = "TLL_DATA_ROOTS"
+
+
+def allowed_data_folder(folder: str | os.PathLike[str], roots: str | None = None) -> Path:
+    """The folder, resolved, if it lies inside one of the allowed roots (``$TLL_DATA_ROOTS``, a
+    ``os.pathsep``-separated list); any folder when none is set. For folders typed in by others (the studio)."""
+    roots = os.environ.get(DATA_ROOTS_ENV, "") if roots is None else roots
+    path = Path(folder).expanduser().resolve()
+    allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
+    if allowed and not any(path == r or path.is_relative_to(r) for r in allowed):
+        raise DataError(f"{folder}: outside the allowed data folders (${DATA_ROOTS_ENV})")
+    return path
+
+
 def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True) -> Dataset:
     """Load and validate a data folder. Raises DataError listing every problem found."""
     root = Path(root).expanduser()
@@ -139,7 +153,7 @@ class _Folder:
             return
         self.exists = True
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith("."):
+            if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and not entry.is_dir():
                 stem = entry.name.rsplit(".", 1)[0]
                 self.by_code.setdefault(stem, entry.name)
                 self.by_code.setdefault(entry.name, entry.name)
@@ -285,11 +299,7 @@ def _check_images(dataset: Dataset) -> None:
     ids = sorted(dataset.image_ids())
     paths = [dataset.path(i) for i in ids]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = [p for p in pool.map(check_header, paths) if p]
+        problems = [p for p in pool.map(check_header, paths, ids) if p]
     if problems:
-        raise DataError([_relative(p, dataset.root) for p in problems])
-
-
-def _relative(problem: str, root: Path) -> str:
-    return problem.replace(str(root.resolve()) + os.sep, "")
+        raise DataError(problems)
 

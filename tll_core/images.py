@@ -39,8 +39,14 @@ def read_image_bytes(path: Path) -> ImageBytes:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def check_header(path: Path) -> str | None:
-    """Cheap up-front check (header only, no decode). Returns a problem or None."""
+def check_header(path: Path, shown: str | None = None) -> str | None:
+    """Cheap up-front check (header only, no decode). Returns a problem (naming the file as ``shown``,
+    default the path) or None."""
+    problem = _header_problem(path)
+    return None if problem is None else problem.replace(str(path), shown or str(path), 1)
+
+
+def _header_problem(path: Path) -> str | None:
     try:
         if path.stat().st_size == 0:
             return f"{path}: empty file"
@@ -48,10 +54,21 @@ def check_header(path: Path) -> str | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 return _size_problem(path, im.size)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"{path}: {_bomb(exc)}"
+    except UnidentifiedImageError:
         return f"{path}: not a readable image"
     except OSError as exc:
         return f"{path}: cannot read ({exc.strerror or exc})"
+
+
+def _bomb(exc: Exception) -> str:
+    """Pillow's own guard fired before ours could read the size: report it in our words."""
+    import re
+
+    size = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(size.group(1)):,} pixels" if size else "too many pixels"
+    return f"{pixels} exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
 
 
 def _size_problem(path: Path, size: tuple[int, int]) -> str | None:
@@ -77,7 +94,9 @@ def decode_rgb(image: ImageBytes) -> Image.Image:
             return to_rgb(im)
     except DataError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{image.path}: {_bomb(exc)}") from None
+    except UnidentifiedImageError:
         raise DataError(f"{image.path}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{image.path}: corrupt image ({exc})") from None
