@@ -116,3 +116,17 @@ def test_a_bad_folder_is_a_message_not_a_crash(app: AppTest, tmp_path: Path) -> 
     assert "no such data folder" in app.error[0].value
     app.switch_page("pages/ranked.py").run()
     assert not app.exception and "no such data folder" in app.error[0].value
+
+
+def test_a_corrupt_image_is_a_message_on_the_page(app: AppTest, tmp_path: Path) -> None:
+    from conftest import make_kaggle
+
+    data = make_kaggle(tmp_path / "data")
+    path = data / "train/left/l003.jpg"
+    path.write_bytes(path.read_bytes()[:300])  # header fine, pixels truncated: found when embedding
+    app.sidebar.text_input(key="w_data").set_value(str(data)).run()
+    app.switch_page("pages/ranked.py").run()
+    assert not app.exception
+    assert "l003.jpg" in app.error[0].value
+    app.switch_page("pages/train.py").run()  # the rest of the studio keeps working
+    assert not app.exception and app.title[0].value == "Train a learned matcher"
