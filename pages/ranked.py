@@ -3,7 +3,8 @@ import numpy as np
 import streamlit as st
 
 from pages.common import image_path, scores_or_stop, selection, sidebar
-from tll_core.analysis import failures, ranked_task
+from tll_core.analysis import ranked_task
+from tll_core.metrics import truth_ranks
 
 sidebar()
 eng, tasks, scores = scores_or_stop()
@@ -27,7 +28,7 @@ bar[1].button("◀ previous", on_click=_go, args=(i - 1,), width="stretch")
 bar[2].button("next ▶", on_click=_go, args=(i + 1,), width="stretch")
 bar[3].button("random", on_click=_go, args=(int(np.random.default_rng().integers(n)),), width="stretch")
 if tasks.has_truth:
-    failed = sorted(f.index for f in failures(tasks, scores))
+    failed = np.flatnonzero(truth_ranks(scores, tasks.truth) > 2).tolist()
     later = [k for k in failed if k > i] or failed
     bar[4].button("next failure", on_click=_go, args=(later[0] if later else i,), disabled=not failed, width="stretch")
 

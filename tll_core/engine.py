@@ -189,7 +189,7 @@ class Engine:
             flip = "gray-flip" if cfg.grayscale else "flip"
             left = np.concatenate([left, self.embed(lefts, backbone, progress, flip)])
             right = np.concatenate([right, self.embed(rights, backbone, progress, flip)])
-        key = self._matcher_key(method, backbone, left, right)
+        key = self._matcher_key(method.name, cfg, backbone, left, right)
         state = self.store.get(key)
         if state is not None:
             matcher.load_state(state)
@@ -199,13 +199,13 @@ class Engine:
         self.store.put(key, matcher.state())
         return matcher
 
-    def _matcher_key(self, method: Method, backbone: str, left: np.ndarray, right: np.ndarray) -> str:
+    def _matcher_key(self, name: str, cfg: Any, backbone: str, left: np.ndarray, right: np.ndarray) -> str:
+        """Config + fit-data fingerprint + backbone identity: the same key means the same trained state."""
         digest = hashlib.sha1()
         digest.update(np.ascontiguousarray(left).tobytes())
         digest.update(np.ascontiguousarray(right).tobytes())
         identity = [view_identity(self.backbone(b), "") for b in backbone.split(ENSEMBLE_SEP)]
-        cfg = asdict(method.matcher().cfg)  # type: ignore[attr-defined]
-        spec = json.dumps({"matcher": method.name, "cfg": cfg, "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
+        spec = json.dumps({"matcher": name, "cfg": asdict(cfg), "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
         return hashlib.sha1(spec.encode()).hexdigest()
 
     def score(self, tasks: TaskSet, backbone: str, method: Method | Matcher, fit_pairs: tuple[Pair, ...] = (), *,
@@ -289,8 +289,9 @@ class Engine:
         from .submission import write_submission
 
         method = method or Method("zero-shot", metric, centre=centre)
-        scores = self.score(self.test(), backbone, method, self.dataset.train_pairs, callback=callback, progress=progress)
-        return write_submission(out, self.test(), scores)
+        tasks = self.test()
+        scores = self.score(tasks, backbone, method, self.dataset.train_pairs, callback=callback, progress=progress)
+        return write_submission(out, tasks, scores)
 
 
 def fuse_scores(scores: list[np.ndarray]) -> np.ndarray:
