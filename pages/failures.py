@@ -3,6 +3,7 @@ import streamlit as st
 
 from pages.common import image_path, scores_or_stop, selection, sidebar
 from tll_core.analysis import failures
+from tll_core.metrics import truth_ranks
 
 sidebar()
 eng, tasks, scores = scores_or_stop()
@@ -11,12 +12,12 @@ if not tasks.has_truth:
     st.info("The test split has no truth: choose the validation split in the sidebar.")
     st.stop()
 filters = st.columns(2)
+widest = float(max(1e-6, (scores.max(1) - scores.min(1)).max()))
 low, high = filters[0].slider("Truth rank", 3, 20, (3, 20), key="fail_ranks")
-margin_cap = filters[1].slider("Max score margin (best − truth)", 0.0, float(max(1e-6, (scores.max(1) - scores.min(1)).max())),
-                               float(max(1e-6, (scores.max(1) - scores.min(1)).max())), key="fail_margin")
+margin_cap = filters[1].slider("Max score margin (best − truth)", 0.0, widest, widest, key="fail_margin")
 found = failures(tasks, scores, min_rank=low, max_rank=high, max_margin=margin_cap)
-all_failures = failures(tasks, scores)
-st.write(f"**{len(all_failures)}** of {len(tasks)} lefts miss the top 2 ({len(all_failures) / len(tasks):.1%}) "
+misses = int((truth_ranks(scores, tasks.truth) > 2).sum())
+st.write(f"**{misses}** of {len(tasks)} lefts miss the top 2 ({misses / len(tasks):.1%}) "
          f"under {selection().label}; **{len(found)}** match the filters.")
 PAGE = 8
 pages = max(1, (len(found) + PAGE - 1) // PAGE)

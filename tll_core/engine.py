@@ -20,6 +20,7 @@ from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .errors import TLLError
+from .matchers.learned import TRAINING_VERSION
 from .matchers import LearnedMatcher, Matcher, TrainingCallback, ZeroShot, create_matcher
 from .metrics import evaluate_scores
 from .rerank import rerank
@@ -205,7 +206,8 @@ class Engine:
         digest.update(np.ascontiguousarray(left).tobytes())
         digest.update(np.ascontiguousarray(right).tobytes())
         identity = [view_identity(self.backbone(b), "") for b in backbone.split(ENSEMBLE_SEP)]
-        spec = json.dumps({"matcher": name, "cfg": asdict(cfg), "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
+        spec = json.dumps({"matcher": name, "version": TRAINING_VERSION, "cfg": asdict(cfg), "backbone": identity,
+                           "fit": digest.hexdigest()}, sort_keys=True)
         return hashlib.sha1(spec.encode()).hexdigest()
 
     def score(self, tasks: TaskSet, backbone: str, method: Method | Matcher, fit_pairs: tuple[Pair, ...] = (), *,

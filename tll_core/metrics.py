@@ -10,7 +10,7 @@ MRR: the mean of 1/rank. Mean rank: the mean of rank (1 best, 20 worst).
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -80,12 +80,6 @@ class Evaluation:
     mean_rank: float
     top2_ci: tuple[float, float]  # seeded bootstrap 95 % interval
     ranks: np.ndarray  # per left
-
-    def as_row(self) -> dict[str, object]:
-        row = asdict(self)
-        row.pop("ranks")
-        row["top2_ci"] = list(self.top2_ci)
-        return row
 
 
 def evaluate_scores(scores: np.ndarray, truth: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Evaluation:

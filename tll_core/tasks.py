@@ -93,13 +93,18 @@ def split_pairs(
 
 def random_foil_tasks(validation: tuple[Pair, ...], seed: int = DEFAULT_SEED, name: str = "validation") -> TaskSet:
     """Each left: its truth plus 19 foils drawn from the *other validation rights*, truth position shuffled."""
-    rng = np.random.default_rng([seed, 1])
-    n = len(validation)
+    candidates, truth = random_candidates(len(validation), np.random.default_rng([seed, 1]))
+    return _task_set(validation, candidates, truth, name)
+
+
+def random_candidates(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The random-foil protocol on indices: for each of ``n`` pairs, its own right plus 19 others drawn
+    without replacement, the truth's position shuffled. Returns ``candidates [n, 20]`` and ``truth [n]``."""
     foils = np.empty((n, N_CANDIDATES - 1), dtype=np.int64)
     for i in range(n):  # draw 19 distinct indices != i
         draw = rng.choice(n - 1, size=N_CANDIDATES - 1, replace=False)
         foils[i] = draw + (draw >= i)
-    return _with_truth(validation, foils, rng, name)
+    return _place_truth(foils, rng)
 
 
 def hard_foil_tasks(
@@ -112,15 +117,20 @@ def hard_foil_tasks(
     sim = similarity.astype(np.float64, copy=True)
     np.fill_diagonal(sim, -np.inf)
     foils = np.argsort(-sim, axis=1, kind="stable")[:, : N_CANDIDATES - 1]
-    return _with_truth(validation, foils, np.random.default_rng([seed, 2]), name)
+    return _task_set(validation, *_place_truth(foils, np.random.default_rng([seed, 2])), name)
 
 
-def _with_truth(pairs: tuple[Pair, ...], foils: np.ndarray, rng: np.random.Generator, name: str) -> TaskSet:
-    n = len(pairs)
+def _place_truth(foils: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row i's own index (the truth) joins its 19 foils at a random position."""
+    n = len(foils)
     truth = rng.integers(0, N_CANDIDATES, size=n)
     candidates = np.insert(foils, 0, np.arange(n), axis=1)  # truth first, then move it
     for i in range(n):
         candidates[i, [0, truth[i]]] = candidates[i, [truth[i], 0]]
+    return candidates, truth.astype(np.int64)
+
+
+def _task_set(pairs: tuple[Pair, ...], candidates: np.ndarray, truth: np.ndarray, name: str) -> TaskSet:
     return TaskSet(
         name=name,
         left_names=tuple(p.left for p in pairs),
@@ -128,7 +138,7 @@ def _with_truth(pairs: tuple[Pair, ...], foils: np.ndarray, rng: np.random.Gener
         right_names=tuple(p.right for p in pairs),
         right_ids=tuple(p.right_id for p in pairs),
         candidates=candidates,
-        truth=truth.astype(np.int64),
+        truth=truth,
     )
 
 

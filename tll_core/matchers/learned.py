@@ -18,7 +18,11 @@ from torch.nn import functional as F
 from ..dataset import N_CANDIDATES
 from ..errors import TLLError
 from ..metrics import evaluate_scores
+from ..tasks import random_candidates
 from .base import EpochReport, TrainingCallback, TrainingCurve
+
+
+TRAINING_VERSION = 2  # bump when training changes what a config produces: it is part of the stored matcher's key
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,6 @@ class Projection:
         return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
 
 
-def holdout_tasks(n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """20-candidate tasks among ``n_holdout`` pairs (random foils, truth shuffled): candidates, truth."""
-    rng = np.random.default_rng([seed, 3])
-    k = min(N_CANDIDATES, n_holdout)
-    candidates = np.empty((n_holdout, k), dtype=np.int64)
-    truth = rng.integers(0, k, size=n_holdout)
-    for i in range(n_holdout):
-        foils = rng.choice(n_holdout - 1, size=k - 1, replace=False)
-        foils = foils + (foils >= i)
-        candidates[i] = np.insert(foils, truth[i], i)
-    return candidates, truth
-
-
 class LearnedMatcher:
     """Shared fit loop: subclasses define the model, a batch loss, and how a model scores pairs."""
 
@@ -142,7 +133,7 @@ class LearnedMatcher:
         self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
         a, b = self.projection(left[train]), self.projection(right[train])
         ha, hb = self.projection(left[hold]), self.projection(right[hold])
-        hold_candidates, hold_truth = holdout_tasks(len(hold), cfg.seed)
+        hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([cfg.seed, 3]))
         model = self.build(a.shape[1])
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
@@ -205,6 +196,13 @@ class LearnedMatcher:
 
 def _gather(right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     return right[candidates]  # [n, 20, d]
+
+
+def _negatives(right: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``[n, k, d]``: for each pair, k rights of *other* pairs in the batch, drawn at random."""
+    n = len(right)
+    shift = torch.randint(1, n, (n, k), generator=generator)
+    return right[(torch.arange(n)[:, None] + shift) % n]
 
 
 # ---------------------------------------------------------------- adaptation function
@@ -277,9 +275,7 @@ class Siamese(LearnedMatcher):
     def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         za, zb = model(left), model(right)
         positive = (za - zb).pow(2).sum(1)
-        n, k = len(left), self.cfg.negatives
-        shift = torch.randint(1, n, (n, k), generator=generator)
-        negatives = zb[(torch.arange(n)[:, None] + shift) % n]  # never the left's own right
+        negatives = _negatives(zb, self.cfg.negatives, generator)
         distance = (za[:, None] - negatives).pow(2).sum(-1).clamp_min(1e-12).sqrt()
         negative = (self.cfg.margin - distance).clamp_min(0).pow(2)
         return positive.mean() + negative.mean()
@@ -313,8 +309,7 @@ class PairClassifier(LearnedMatcher):
     def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = len(left)
         k = 1 if self.cfg.sampling == "balanced" else N_CANDIDATES - 1
-        shift = torch.randint(1, n, (n, k), generator=generator)
-        negatives = right[(torch.arange(n)[:, None] + shift) % n]  # [n, k, d]
+        negatives = _negatives(right, k, generator)
         pairs = torch.cat([self._features(left, right)[:, None], self._features(left[:, None].expand_as(negatives), negatives)], 1)
         labels = torch.zeros(n, k + 1)
         labels[:, 0] = 1
