@@ -16,6 +16,7 @@ from tll_core.backbones.registry import REGISTRY, weights_available
 from tll_core.cache import default_cache_dir
 from tll_core.dataset import allowed_data_folder
 from tll_core.demo import write_demo
+from tll_core.device import available_devices
 from tll_core.engine import Engine
 from tll_core.errors import TLLError
 from tll_core.matchers import MATCHERS
@@ -33,12 +34,23 @@ def default_data() -> str:
 
 
 @st.cache_resource(show_spinner="Loading and checking the data folder…", max_entries=4)
-def engine_for(data: str) -> Engine:
+def engine_for(data: str, device: str = "auto") -> Engine:
     if Path(data) == DEMO_DIR:
         write_demo(data)
     else:
         allowed_data_folder(data)  # confined to $TLL_DATA_ROOTS when it is set (serving the studio to others)
-    return Engine.open(data)
+    return Engine.open(data, device=device)
+
+
+@st.cache_data(show_spinner=False)
+def device_choices() -> list[str]:
+    """auto, then each device usable here (cuda / mps when present, cpu)."""
+    return ["auto", *available_devices()]
+
+
+def device() -> str:
+    """The sidebar's device choice (part of every engine's cache key)."""
+    return st.session_state.get("device", "auto")
 
 
 def selection() -> Selection:
@@ -59,16 +71,16 @@ def data_folder() -> str:
 def engine() -> Engine | None:
     """The engine of the chosen folder, or None after showing the problem on the page."""
     try:
-        return engine_for(data_folder())
+        return engine_for(data_folder(), device())
     except TLLError as exc:
         st.error(str(exc))
         return None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def scored(data: str, sel: Selection) -> tuple[TaskSet, np.ndarray]:
+def scored(data: str, sel: Selection, device_name: str = "auto") -> tuple[TaskSet, np.ndarray]:
     """The task set of the selection's split and its [n, 20] scores."""
-    eng = engine_for(data)
+    eng = engine_for(data, device_name)
     if sel.split == "test":
         tasks, fit = eng.test(), eng.dataset.train_pairs
     else:
@@ -85,7 +97,7 @@ def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.nd
     sel = sel or selection()
     try:
         with st.spinner(f"Scoring with {sel.label}…"):
-            tasks, scores = scored(data_folder(), sel)
+            tasks, scores = scored(data_folder(), sel, device())
     except TLLError as exc:
         st.error(str(exc))
         st.stop()
@@ -110,6 +122,7 @@ def sidebar() -> None:
     sel = selection()
     _seed_widgets(sel)
     st.session_state["w_data"] = data_folder()
+    st.session_state["w_device"] = device() if device() in device_choices() else "auto"
     with st.sidebar:
         st.text_input("Data folder (Kaggle or release layout)", key="w_data", on_change=_data_changed,
                       help="The demo by default; or set TLL_DATA before starting the studio.")
@@ -119,6 +132,8 @@ def sidebar() -> None:
         st.selectbox("Method", list(MATCHERS), key="w_method", on_change=_widgets_changed)
         st.selectbox("Metric", METRICS, key="w_metric", disabled=sel.method != "zero-shot", on_change=_widgets_changed)
         st.selectbox("Re-ranking", RERANKS, key="w_rerank", on_change=_widgets_changed)
+        st.selectbox("Device", device_choices(), key="w_device", on_change=_device_changed,
+                      help="Where deep backbones and learned matchers run; auto: the accelerator when there is one.")
         with st.expander("Validation split"):
             st.number_input("Validation fraction", 0.05, 1.0, key="w_fraction", step=0.05, on_change=_widgets_changed)
             st.number_input("Seed", 0, 10_000, key="w_seed", step=1, on_change=_widgets_changed)
@@ -132,6 +147,11 @@ def sidebar() -> None:
 
 def _data_changed() -> None:
     st.session_state["data_folder"] = st.session_state["w_data"].strip() or default_data()
+    st.session_state.pop("leaderboard", None)
+
+
+def _device_changed() -> None:
+    st.session_state["device"] = st.session_state["w_device"]
     st.session_state.pop("leaderboard", None)
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import data_folder, engine_for, hits_of, image_path, scores_or_stop, selection, sidebar
+from pages.common import data_folder, device, engine_for, hits_of, image_path, scores_or_stop, selection, sidebar
 from tll_core.analysis import selected_points
 
 sidebar()
@@ -17,14 +17,15 @@ lines = controls[2].toggle("Lines joining true pairs", key="map_lines")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def coordinates(data: str, backbone: str, split: str, fraction: float, seed: int, method: str) -> np.ndarray:
-    engine = engine_for(data)
+def coordinates(data: str, backbone: str, split: str, fraction: float, seed: int, method: str,
+                device_name: str) -> np.ndarray:
+    engine = engine_for(data, device_name)
     tasks_ = engine.test() if split == "test" else engine.validation(fraction, seed).tasks
     return engine.embedding_map(tasks_, backbone, method, seed)
 
 
 with st.spinner("Computing the UMAP layout (cached afterwards)…" if method == "umap" else "Projecting…"):
-    xy = coordinates(data_folder(), sel.backbone, sel.split, sel.val_fraction, sel.seed, method)
+    xy = coordinates(data_folder(), sel.backbone, sel.split, sel.val_fraction, sel.seed, method, device())
 n_left = len(tasks.left_ids)
 names = list(tasks.left_names) + list(tasks.right_names)
 ids = list(tasks.left_ids) + list(tasks.right_ids)

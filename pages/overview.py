@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import data_folder, engine, scored, selection, sidebar
+from pages.common import data_folder, device, engine, scored, selection, sidebar
 from tll_core.backbones.registry import REGISTRY
 from tll_core.errors import TLLError
 from tll_core.metrics import evaluate_scores
@@ -30,7 +30,7 @@ for candidate in [sel, *baseline]:
         continue
     try:
         with st.spinner(f"Evaluating {candidate.label}…"):
-            tasks, scores = scored(data_folder(), candidate)
+            tasks, scores = scored(data_folder(), candidate, device())
     except TLLError as exc:
         st.error(f"{candidate.label}: {exc}")
         continue

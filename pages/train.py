@@ -4,7 +4,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from pages.common import apply, data_folder, engine, scored, selection, sidebar
+from pages.common import apply, data_folder, device, engine, scored, selection, sidebar
 from tll_core.errors import TLLError
 from tll_core.matchers import MATCHERS, matcher_options
 from tll_core.metrics import evaluate_scores
@@ -58,7 +58,7 @@ if submitted:
     st.session_state["train_result"] = target
     st.rerun()  # redraw the sidebar with the trained matcher selected
 if st.session_state.get("train_result") == target:
-    tasks, scores = scored(data_folder(), target)
+    tasks, scores = scored(data_folder(), target, device())
     result = evaluate_scores(scores, tasks.truth)
     st.success(f"{target.label}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, {result.top2_ci[1]:.3f}], "
                f"top-1 {result.top1:.3f}, MRR {result.mrr:.3f}. It is now the selection on every page.")

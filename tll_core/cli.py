@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
+from .device import DEVICES
 from .errors import TLLError
 from .metrics import METRICS
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
@@ -110,6 +111,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-centre", dest="centre", action="store_false",
                    help="do not subtract the mean embedding before the metric")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where deep backbones and learned matchers run (auto: cuda, else mps, else cpu)")
 
 
 def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
@@ -191,10 +194,11 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
     if args.batch_size < 1 or args.workers < 1:
         raise TLLError("--batch-size and --workers must be at least 1")
     weights = {}
+    parts = dict.fromkeys(part for b in backbones for part in _parts(b))  # ensembles name several backbones
     for spec in args.weights:
         name, sep, file = spec.partition("=")
         if not sep:
-            deep = [b for b in backbones if REGISTRY.get(b) and REGISTRY[b].needs_weights]
+            deep = [b for b in parts if REGISTRY.get(b) and REGISTRY[b].needs_weights]
             if len(deep) != 1:
                 raise TLLError(f"--weights {spec}: say which backbone it is for, as NAME=FILE")
             name, file = deep[0], spec
@@ -202,7 +206,23 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
     dataset = load_dataset(args.data)
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     return Engine(dataset, cache, batch_size=args.batch_size, workers=args.workers, weights=weights,
-                  pretrained=not args.random_weights)
+                  pretrained=not args.random_weights, device=args.device)
+
+
+def _parts(backbone: str) -> list[str]:
+    from .engine import ENSEMBLE_SEP
+
+    return backbone.split(ENSEMBLE_SEP)
+
+
+def _check_backbones(names: list[str]) -> None:
+    """Each name is a registered backbone or an ensemble ``a+b`` of them; one line naming the first bad part."""
+    for name in names:
+        for part in _parts(name):
+            if part not in REGISTRY:
+                where = f" (in {name!r})" if part != name else ""
+                raise TLLError(f"unknown backbone {part!r}{where}; choose from: {', '.join(REGISTRY)} "
+                               f"or an ensemble of them joined with +")
 
 
 @contextmanager
@@ -256,9 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     backbones = _backbones(args)
     metrics = args.metric or ["cosine"]
-    for name in backbones:
-        if name not in REGISTRY:
-            raise TLLError(f"unknown backbone {name!r}; choose from: {', '.join(REGISTRY)}")
+    _check_backbones([*backbones, args.foil_backbone])
     methods = _methods(args, metrics)
     engine = _engine(args, backbones)
     with _progress(args, "embedding") as progress:
@@ -283,6 +301,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .submission import validate_submission
 
     backbone, = _backbones(args)
+    _check_backbones([backbone])
     method, = _methods(args, [args.metric or "cosine"])
     engine = _engine(args, [backbone])
     with _progress(args, "embedding") as progress:
@@ -328,17 +347,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     engine = _engine(args, [])
+    if not args.json:  # the text table grows row by row as each experiment finishes (the run takes minutes)
+        print(f"{'experiment':34} {'backbone':22} {'method':34} {'metric':10} {'top2':>6} {'top1':>6} {'MRR':>6}  note",
+              flush=True)
     with _progress(args, "embedding") as progress:
-        rows = reproduce(engine, progress=progress)
+        rows = reproduce(engine, progress=progress, on_row=None if args.json else _print_repro_row)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
-        return 0
-    print(f"{'experiment':34} {'backbone':22} {'method':34} {'metric':10} {'top2':>6} {'top1':>6} {'MRR':>6}  note")
-    for r in rows:
-        head = f"{r.experiment:34} {r.backbone:22} {r.method:34} {r.metric:10}"
-        if r.skipped:
-            print(f"{head} {'-':>6} {'-':>6} {'-':>6}  skipped: {r.skipped}")
-        else:
-            print(f"{head} {r.top2:6.3f} {r.top1:6.3f} {r.mrr:6.3f}  "
-                  f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}] n={r.n}")
     return 0
+
+
+def _print_repro_row(r) -> None:  # r: ReproRow
+    from tqdm import tqdm
+
+    head = f"{r.experiment:34} {r.backbone:22} {r.method:34} {r.metric:10}"
+    if r.skipped:
+        line = f"{head} {'-':>6} {'-':>6} {'-':>6}  skipped: {r.skipped}"
+    else:
+        line = f"{head} {r.top2:6.3f} {r.top1:6.3f} {r.mrr:6.3f}  [{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}] n={r.n}"
+    tqdm.write(line, file=sys.stdout)  # clears the progress bar (stderr) first, so the two never share a line
+    sys.stdout.flush()

@@ -19,6 +19,7 @@ from .backbones.registry import DEFAULT_BACKBONE, Backbone, create_backbone
 from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
+from .device import resolve_device
 from .errors import TLLError
 from .matchers.learned import TRAINING_VERSION
 from .matchers import LearnedMatcher, Matcher, TrainingCallback, ZeroShot, create_matcher
@@ -96,11 +97,15 @@ class Engine:
     workers: int = DEFAULT_WORKERS
     weights: dict[str, str] = field(default_factory=dict)  # backbone name → local weights file
     pretrained: bool = True  # False: deep backbones with seeded random weights (tests, benchmarks)
+    device: str = "auto"  # auto, cpu, cuda or mps: deep backbones and learned matchers run there
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
     trained: int = 0  # matchers trained (not taken from the store) by this engine
     _backbones: dict[str, Backbone] = field(default_factory=dict, repr=False)
     _memo: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _store: MatcherStore | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = str(resolve_device(self.device))  # an accelerator that is not here fails up front
 
     @classmethod
     def open(cls, data: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Engine:
@@ -110,7 +115,8 @@ class Engine:
 
     def backbone(self, name: str) -> Backbone:
         if name not in self._backbones:
-            self._backbones[name] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained)
+            self._backbones[name] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained,
+                                                   device=self.device)
         return self._backbones[name]
 
     def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None,
@@ -182,6 +188,7 @@ class Engine:
         matcher = method.matcher()
         if not isinstance(matcher, LearnedMatcher):
             return matcher
+        matcher.to(self.device)
         cfg = matcher.cfg
         view = "gray" if cfg.grayscale else ""
         lefts, rights = [p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]

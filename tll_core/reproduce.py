@@ -5,6 +5,7 @@ backbones always run, so the table is useful on every machine.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from .embeddings import Progress
 from .engine import Engine, Method
 from .errors import TLLError
 from .metrics import METRICS
+from .tasks import Split
 
 IMAGENET = ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",
             "efficientnet_b0")
@@ -57,7 +59,13 @@ def _available(engine: Engine, backbone: str) -> str:
     return f"no {REGISTRY[backbone].weights_tag} weights for {REGISTRY[backbone].model_id} here (--weights or $TLL_WEIGHTS_DIR)"
 
 
-def reproduce(engine: Engine, *, progress: Progress | None = None) -> list[ReproRow]:
+PlanFilter = Callable[[str, str, Method], bool]  # (experiment, backbone, method) → keep it
+
+
+def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Callable[[ReproRow], None] | None = None,
+              plan_filter: PlanFilter | None = None) -> list[ReproRow]:
+    """Every planned experiment's row, in plan order; ``on_row`` gets each row as soon as it is ready.
+    ``plan_filter`` keeps only the experiments it accepts (e.g. the zero-shot ones: quick)."""
     split = engine.validation()
     plan: list[tuple[str, str, Method]] = []
     for backbone in IMAGENET + WEIGHT_FREE:
@@ -78,15 +86,21 @@ def reproduce(engine: Engine, *, progress: Progress | None = None) -> list[Repro
     plan.append(("test-time flip averaging", DEFAULT_BACKBONE, Method("zero-shot", "cosine", flip_tta=True)))
 
     rows = []
-    for experiment, backbone, method in plan:
-        reason = _available(engine, backbone)
-        if reason:
-            rows.append(ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=reason))
-            continue
-        try:
-            (r,) = engine.evaluate_tasks(split.tasks, [backbone], [method], fit_pairs=split.fit, progress=progress)
-        except TLLError as exc:  # e.g. weights that fail to load: reported in the row, the table goes on
-            rows.append(ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=str(exc)))
-            continue
-        rows.append(ReproRow(experiment, backbone, r.method, r.metric, r.top1, r.top2, r.mrr, r.n, r.top2_ci))
+    steps = [step for step in plan if plan_filter is None or plan_filter(*step)]
+    for experiment, backbone, method in steps:
+        rows.append(_run_row(engine, split, experiment, backbone, method, progress))
+        if on_row:
+            on_row(rows[-1])
     return rows
+
+
+def _run_row(engine: Engine, split: Split, experiment: str, backbone: str, method: Method,
+             progress: Progress | None) -> ReproRow:
+    reason = _available(engine, backbone)
+    if reason:
+        return ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=reason)
+    try:
+        (r,) = engine.evaluate_tasks(split.tasks, [backbone], [method], fit_pairs=split.fit, progress=progress)
+    except TLLError as exc:  # e.g. weights that fail to load: reported in the row, the table goes on
+        return ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=str(exc))
+    return ReproRow(experiment, backbone, r.method, r.metric, r.top1, r.top2, r.mrr, r.n, r.top2_ci)

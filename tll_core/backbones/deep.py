@@ -8,6 +8,7 @@ Random weights are used only when ``pretrained=False`` is asked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..device import resolve_device
 from ..errors import TLLError, WeightsUnavailable
 from .compat import ensure_torchvision_ops
 from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
@@ -30,11 +32,18 @@ PROBE_TIMEOUT_ENV = "TLL_HUB_PROBE_TIMEOUT"
 RANDOM_SEED = 0
 
 
+AMP_IDENTITY = "|amp-fp16"  # vectors computed under fp16 autocast: never mixed with fp32 ones in the cache
+
+
 class TorchBackbone(Backbone):
+    """A torch model on a device. On CUDA, ``embed`` runs under fp16 autocast; vectors come back as float32
+    numpy on the CPU whatever the device."""
+
     def __init__(self, cfg: BackboneCfg, model: torch.nn.Module, transform: Any, weights_identity: str,
-                 forward: Any = None) -> None:
+                 forward: Any = None, device: str | torch.device = "cpu") -> None:
         self.cfg = cfg
-        self.model = model.eval()
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
         self.transform = transform
         self.forward = forward or model
         self.channels_last = _is_cnn(model)  # channels_last speeds up CNNs on CPU (bench/README.md)
@@ -43,7 +52,10 @@ class TorchBackbone(Backbone):
         preprocess = f"|{cfg.preprocess.identity}" if cfg.preprocess else ""
         if cfg.stages or cfg.gem_p != 1.0:
             preprocess += f"|stages{list(cfg.stages)}-p{cfg.gem_p}"
+        self.amp = self.device.type == "cuda"
         self.identity = f"{cfg.name}|{cfg.family}:{cfg.model_id}|{weights_identity}|pp{PREPROCESS_VERSION}{preprocess}"
+        if self.amp:
+            self.identity += AMP_IDENTITY
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
@@ -53,16 +65,21 @@ class TorchBackbone(Backbone):
         batch = torch.stack(prepared)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return self.forward(batch).float().reshape(len(prepared), -1).numpy()
+        batch = batch.to(self.device, non_blocking=True)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        with autocast:
+            out = self.forward(batch)
+        return out.float().reshape(len(prepared), -1).cpu().numpy()
 
 
 def _is_cnn(model: torch.nn.Module) -> bool:
     return not any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "Attention" for m in model.modules())
 
 
-def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained: bool) -> TorchBackbone:
+def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained: bool,
+                        device: str = "cpu") -> TorchBackbone:
     ensure_torchvision_ops()
-    build = _build_timm if cfg.family == "timm" else _build_open_clip
+    build = functools.partial(_build_timm if cfg.family == "timm" else _build_open_clip, device=resolve_device(device))
     if not pretrained:
         torch.manual_seed(RANDOM_SEED)
         return build(cfg, None, f"random-seed{RANDOM_SEED}", hub=False)
@@ -70,7 +87,7 @@ def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained:
         return build(cfg, weights_file, f"file-sha1:{_file_sha1(weights_file)}", hub=False)
     packaged = package_file(cfg.packaged) if cfg.packaged else None
     if packaged is not None:
-        return _build_packaged(cfg, packaged)
+        return _build_packaged(cfg, packaged, resolve_device(device))
     if in_hub_cache(cfg):
         with _hub_offline():
             return _from_hub(build, cfg)
@@ -190,7 +207,8 @@ def _load_into(model: torch.nn.Module, path: Path, cfg: BackboneCfg, ignorable: 
         raise TLLError(f"{path}: does not match backbone {cfg.name} ({cfg.model_id}); mismatched keys e.g. {keys}")
 
 
-def _build_timm(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:
+def _build_timm(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
+                device: torch.device = torch.device("cpu")) -> TorchBackbone:
     import timm
 
     model = timm.create_model(_hub_name(cfg), pretrained=hub, num_classes=0)
@@ -198,14 +216,14 @@ def _build_timm(cfg: BackboneCfg, weights_file: Path | None, weights_identity: s
         classifier = model.pretrained_cfg.get("classifier") or "fc"
         heads = classifier if isinstance(classifier, tuple) else (classifier,)
         _load_into(model, weights_file, cfg, ignorable=tuple(f"{h}." for h in heads))
-    return TorchBackbone(cfg, model, _transform(cfg, model), weights_identity)
+    return TorchBackbone(cfg, model, _transform(cfg, model), weights_identity, device=device)
 
 
 def _hub_name(cfg: BackboneCfg) -> str:
     return cfg.hub_model or f"{cfg.model_id}.{cfg.weights_tag}"
 
 
-def _build_packaged(cfg: BackboneCfg, path: Path) -> TorchBackbone:
+def _build_packaged(cfg: BackboneCfg, path: Path, device: torch.device = torch.device("cpu")) -> TorchBackbone:
     """Weights from an installed pip package: SHA-256 pinned, mapped onto timm's names and checked tensor by tensor."""
     import timm
 
@@ -216,7 +234,7 @@ def _build_packaged(cfg: BackboneCfg, path: Path) -> TorchBackbone:
     model.reset_classifier(0)
     identity = f"pkg:{cfg.packaged.distribution}:sha256-{cfg.packaged.sha256[:16]}"
     forward = StagePooling(model, cfg.stages, cfg.gem_p) if cfg.stages or cfg.gem_p != 1.0 else None
-    return TorchBackbone(cfg, model, _transform(cfg, model), identity, forward=forward)
+    return TorchBackbone(cfg, model, _transform(cfg, model), identity, forward=forward, device=device)
 
 
 class StagePooling(torch.nn.Module):
@@ -264,12 +282,13 @@ def preprocess_transform(pp: Preprocess) -> Any:
     return T.Compose([*resize, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(pp.mean, pp.std)])
 
 
-def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool) -> TorchBackbone:
+def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
+                     device: torch.device = torch.device("cpu")) -> TorchBackbone:
     import open_clip
 
     with _quiet_root_logger():  # open_clip warns on the root logger when asked for random weights
         model, _, transform = open_clip.create_model_and_transforms(
-            cfg.model_id, pretrained=cfg.weights_tag if hub else None, device="cpu"
+            cfg.model_id, pretrained=cfg.weights_tag if hub else None, device=device
         )
     if weights_file is not None:
         _load_into(model, weights_file, cfg)
@@ -278,4 +297,4 @@ def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identi
     for attr in ("transformer", "token_embedding", "ln_final", "text_projection"):
         if hasattr(model, attr):
             setattr(model, attr, None)
-    return TorchBackbone(cfg, visual, transform, weights_identity)
+    return TorchBackbone(cfg, visual, transform, weights_identity, device=device)

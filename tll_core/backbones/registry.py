@@ -160,7 +160,7 @@ def local_weights_file(name: str, weights: str | os.PathLike[str] | None = None)
 
 
 def create_backbone(
-    name: str, *, weights: str | os.PathLike[str] | None = None, pretrained: bool = True
+    name: str, *, weights: str | os.PathLike[str] | None = None, pretrained: bool = True, device: str = "cpu"
 ) -> Backbone:
     """Build any registered backbone.
 
@@ -175,7 +175,7 @@ def create_backbone(
         return WeightFreeBackbone(cfg)
     from .deep import build_deep_backbone
 
-    return build_deep_backbone(cfg, local_weights_file(name, weights) if pretrained else None, pretrained)
+    return build_deep_backbone(cfg, local_weights_file(name, weights) if pretrained else None, pretrained, device=device)
 
 
 def weights_available(name: str) -> bool:

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..dataset import N_CANDIDATES
+from ..device import resolve_device
 from ..errors import TLLError
 from ..metrics import evaluate_scores
 from ..tasks import random_candidates
@@ -106,6 +107,18 @@ class LearnedMatcher:
         self.projection: Projection | None = None
         self.model: nn.Module | None = None
         self.curve = TrainingCurve()
+        self.device = torch.device("cpu")  # where it trains and scores; not an option: not part of any key
+
+    def to(self, device: str | torch.device) -> LearnedMatcher:
+        """Train and score on ``device`` (auto, cpu, cuda, mps); returns self, like ``nn.Module.to``."""
+        self.device = resolve_device(device)
+        if self.model is not None:
+            self.model.to(self.device)
+        return self
+
+    def _project(self, x: np.ndarray) -> torch.Tensor:
+        assert self.projection is not None
+        return self.projection(x).to(self.device)
 
     # subclass hooks
     def build(self, dim: int) -> nn.Module:
@@ -131,10 +144,11 @@ class LearnedMatcher:
         n_hold = max(N_CANDIDATES, int(round(len(left) * cfg.holdout)))
         hold, train = order[:n_hold], order[n_hold:]
         self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
-        a, b = self.projection(left[train]), self.projection(right[train])
-        ha, hb = self.projection(left[hold]), self.projection(right[hold])
+        a, b = self._project(left[train]), self._project(right[train])
+        ha, hb = self._project(left[hold]), self._project(right[hold])
         hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([cfg.seed, 3]))
-        model = self.build(a.shape[1])
+        hold_candidates_t = torch.from_numpy(hold_candidates).to(self.device)
+        model = self.build(a.shape[1]).to(self.device)  # initialised on the CPU: the same weights on any device
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
         self.curve = TrainingCurve()
@@ -143,7 +157,7 @@ class LearnedMatcher:
             losses = []
             perm = torch.randperm(len(a), generator=generator)
             for start in range(0, len(a), cfg.batch_size):
-                idx = perm[start : start + cfg.batch_size]
+                idx = perm[start : start + cfg.batch_size].to(self.device)
                 if len(idx) < 2:
                     continue
                 loss = self.loss(model, a[idx], b[idx], generator)
@@ -153,7 +167,7 @@ class LearnedMatcher:
                 losses.append(loss.item())
             model.eval()
             with torch.no_grad():
-                scores = self.pair_scores(model, ha, hb, torch.from_numpy(hold_candidates)).numpy()
+                scores = self.pair_scores(model, ha, hb, hold_candidates_t).cpu().numpy()
             top2 = evaluate_scores(scores, hold_truth, n_boot=1).top2
             self.curve.train_loss.append(float(np.mean(losses)))
             self.curve.val_top2.append(top2)
@@ -172,13 +186,14 @@ class LearnedMatcher:
         if self.model is None or self.projection is None:
             raise TLLError(f"{self.name}: score called before fit")
         with torch.no_grad():
-            return self.pair_scores(self.model, self.projection(left), self.projection(right),
-                                    torch.from_numpy(np.asarray(candidates, dtype=np.int64))).numpy().astype(np.float32)
+            candidates_t = torch.from_numpy(np.asarray(candidates, dtype=np.int64)).to(self.device)
+            scores = self.pair_scores(self.model, self._project(left), self._project(right), candidates_t)
+            return scores.cpu().numpy().astype(np.float32)
 
     # state as named arrays (no pickle)
     def state(self) -> dict[str, np.ndarray]:
         assert self.model is not None and self.projection is not None
-        out = {f"model.{k}": v.detach().numpy().copy() for k, v in self.model.state_dict().items()}
+        out = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
         out["projection.mean"], out["projection.basis"] = self.projection.mean, self.projection.basis
         out["curve.train_loss"] = np.asarray(self.curve.train_loss, dtype=np.float32)
         out["curve.val_top2"] = np.asarray(self.curve.val_top2, dtype=np.float32)
@@ -189,7 +204,7 @@ class LearnedMatcher:
         self.projection = Projection(state["projection.mean"], state["projection.basis"])
         model = self.build(self.projection.basis.shape[1])
         model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("model.")})
-        self.model = model.eval()
+        self.model = model.to(self.device).eval()
         self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.val_top2"].tolist(),
                                    int(state["curve.best_epoch"][0]))
 
@@ -201,8 +216,8 @@ def _gather(right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
 def _negatives(right: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """``[n, k, d]``: for each pair, k rights of *other* pairs in the batch, drawn at random."""
     n = len(right)
-    shift = torch.randint(1, n, (n, k), generator=generator)
-    return right[(torch.arange(n)[:, None] + shift) % n]
+    shift = torch.randint(1, n, (n, k), generator=generator).to(right.device)  # drawn on the CPU generator
+    return right[(torch.arange(n, device=right.device)[:, None] + shift) % n]
 
 
 # ---------------------------------------------------------------- adaptation function
@@ -248,7 +263,7 @@ class Adaptation(LearnedMatcher):
     def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         za, zb = F.normalize(model.left(left), dim=1), F.normalize(model.right(right), dim=1)
         logits = za @ zb.T / self.cfg.temperature  # every other pair in the batch is a negative
-        target = torch.arange(len(left))
+        target = torch.arange(len(left), device=left.device)
         loss = F.cross_entropy(logits, target)
         if self.cfg.bidirectional:
             loss = (loss + F.cross_entropy(logits.T, target)) / 2
@@ -311,7 +326,7 @@ class PairClassifier(LearnedMatcher):
         k = 1 if self.cfg.sampling == "balanced" else N_CANDIDATES - 1
         negatives = _negatives(right, k, generator)
         pairs = torch.cat([self._features(left, right)[:, None], self._features(left[:, None].expand_as(negatives), negatives)], 1)
-        labels = torch.zeros(n, k + 1)
+        labels = torch.zeros(n, k + 1, device=left.device)
         labels[:, 0] = 1
         return F.binary_cross_entropy_with_logits(model(pairs).squeeze(-1), labels)
 
