@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tll_core.cli import main
+from tll_core.recipes import default_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +21,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_backbones_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "backbones", "--json")
     rows = json.loads(out)
-    assert code == 0 and set(rows[0]) == {"name", "family", "dim", "available"}
+    assert code == 0 and set(rows[0]) == {"name", "family", "dim", "pretrained", "available", "weights"}
     by_name = {r["name"]: r for r in rows}
     assert by_name["combined"]["available"] is True and by_name["resnet50"]["available"] is False
 
@@ -35,8 +36,10 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(rows[0]) == {"backbone", "metric", "method", "top1", "top2", "top5", "mrr", "mean_rank", "n", "top2_ci"}
     best = max(rows, key=lambda r: r["top2"])
     assert best["top2"] > 0.4 and rows[0]["n"] == 160  # clearly above chance (0.1)
-    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--quiet")
-    assert code == 0 and "combined" in out and "cosine" in out
+    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--json", "--quiet")
+    (row,) = json.loads(out)
+    recipe = default_recipe()  # no flags: the default recipe (pretrained when its package is installed)
+    assert code == 0 and row["backbone"] == recipe.backbone and row["method"] == recipe.method.label
 
     sub = tmp_path / "out" / "sub.csv"
     code, out, _ = run(capsys, "submit", "--data", str(data), "--backbone", "combined", "--metric", "cosine", "--out", str(sub), "--quiet")

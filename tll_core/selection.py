@@ -89,4 +89,4 @@ def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
         allowed = matcher_options(method)
         return tuple(sorted((str(k), v) for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))))
     except (ValueError, TypeError):
-        return ()
+        return default_options(method)
