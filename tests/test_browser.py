@@ -106,6 +106,7 @@ def test_step_through_lefts(studio: str, page) -> None:
     _settle(page)
     page.wait_for_function("f => document.querySelector(\"[data-testid='stImageCaption']\").innerText !== f", arg=first, timeout=30_000)
     assert page.locator("[data-testid='stImageCaption']").first.inner_text() != first
+    page.wait_for_function("() => document.querySelectorAll('img').length >= 21", timeout=60_000)  # left + 20
     assert page.locator("img").count() >= 21
     page.screenshot(path=str(_shots() / "ranked-next.png"), full_page=True)
 

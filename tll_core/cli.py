@@ -25,8 +25,12 @@ EXIT_ERROR = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.notices = []  # one-line notices (a fallen-back default), shown after a run that succeeds
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        for notice in dict.fromkeys(args.notices):
+            print(notice, file=sys.stderr)
+        return code
     except TLLError as exc:
         if args.debug:
             raise
@@ -172,8 +176,22 @@ def _backbones(args: argparse.Namespace) -> list[str]:
         return _listed(args.backbone)
     notice = fallback_notice()
     if notice:
-        print(notice, file=sys.stderr)
+        args.notices.append(notice)
     return [_recipe(args).backbone]
+
+
+def _default_method(args: argparse.Namespace) -> bool:
+    return not _listed(args.method) and not args.metric
+
+
+def _small_fit(args: argparse.Namespace, method):  # -> Method
+    """The default method, unless the fit part is too small for its learned matcher (then zero-shot, with a notice)."""
+    from .recipes import for_fit_size
+
+    method, notice = for_fit_size(method, args.n_fit)
+    if notice:
+        args.notices.append(notice)
+    return method
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -279,6 +297,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_backbones([*backbones, args.foil_backbone])
     methods = _methods(args, metrics)
     engine = _engine(args, backbones)
+    if _default_method(args):
+        from .tasks import split_pairs
+
+        fit, _ = split_pairs(engine.dataset.train_pairs, args.val_fraction, args.seed) if engine.dataset.train_pairs else ((), ())
+        args.n_fit = len(fit)
+        methods = [_small_fit(args, m) for m in methods]
     with _progress(args, "embedding") as progress:
         rows = engine.evaluate(backbones, methods=methods, val_fraction=args.val_fraction, seed=args.seed,
                                foils=args.foils, foil_backbone=args.foil_backbone, fuse=args.fuse, progress=progress)
@@ -304,6 +328,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _check_backbones([backbone])
     method, = _methods(args, [args.metric or "cosine"])
     engine = _engine(args, [backbone])
+    if _default_method(args):
+        args.n_fit = len(engine.dataset.train_pairs)
+        method = _small_fit(args, method)
     with _progress(args, "embedding") as progress:
         path = engine.submit(backbone, method.metric, args.out, method=method, progress=progress)
     validate_submission(path, args.data)

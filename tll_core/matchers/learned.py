@@ -23,6 +23,7 @@ from ..tasks import random_candidates
 from .base import EpochReport, TrainingCallback, TrainingCurve
 
 
+MIN_FIT_PAIRS = 2 * N_CANDIDATES  # fewer cannot hold back 20-candidate early-stopping tasks and still train
 TRAINING_VERSION = 2  # bump when training changes what a config produces: it is part of the stored matcher's key
 
 
@@ -136,8 +137,8 @@ class LearnedMatcher:
     # the protocol
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         cfg = self.cfg
-        if len(left) < 2 * N_CANDIDATES:
-            raise TLLError(f"{self.name}: {len(left)} fit pairs; at least {2 * N_CANDIDATES} are needed to train")
+        if len(left) < MIN_FIT_PAIRS:
+            raise TLLError(f"{self.name}: {len(left)} fit pairs; at least {MIN_FIT_PAIRS} are needed to train")
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         order = np.random.default_rng([cfg.seed, 4]).permutation(len(left))
