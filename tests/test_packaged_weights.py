@@ -213,3 +213,16 @@ def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
     for part in np.split(out, [112, 112 + 192], axis=1):  # stage 4, stage 5, head: each L2-normalised
         np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1.0, rtol=1e-4)
     assert not np.allclose(out[0], out[1])
+
+
+def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity() -> None:
+    backbone = create_backbone("efficientnet-lite0")
+    assert "|jit-frozen" in backbone.identity  # its vectors are never mixed with eager ones in the cache
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (245, 200, 3), dtype=np.uint8)) for i in range(3)]
+    frozen = backbone.embed([backbone.prepare(im) for im in images])
+    from tll_core.backbones.deep import _normalise
+
+    with torch.inference_mode():
+        batch = _normalise(torch.stack([backbone.prepare(im) for im in images]), backbone.cfg.preprocess)
+        eager = backbone.model(batch.contiguous(memory_format=torch.channels_last)).numpy()
+    np.testing.assert_allclose(frozen, eager, atol=1e-4, rtol=1e-4)
