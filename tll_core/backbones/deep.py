@@ -184,11 +184,8 @@ def _hub_repo_ids(cfg: BackboneCfg) -> list[str]:
 
 
 def _file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+        return hashlib.file_digest(fh, "sha1").hexdigest()[:16]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

