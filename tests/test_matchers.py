@@ -150,5 +150,5 @@ def test_options_are_checked() -> None:
     assert "temperature" in matcher_options("adaptation") and "sampling" in matcher_options("pair-classifier")
     with pytest.raises(TLLError, match="unknown option"):
         create_matcher("adaptation", temprature=0.1)
-    with pytest.raises(TLLError, match="balanced or 1:19"):
+    with pytest.raises(TLLError, match="choose from balanced, 1:19"):
         create_matcher("pair-classifier", sampling="1:1")

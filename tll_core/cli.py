@@ -15,7 +15,7 @@ from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
-from .errors import TLLError
+from .errors import TLLError, os_problem
 from .metrics import METRICS
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (finished batches are cached)", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not the input: a full disk, a read-only or vanished folder
+        if args.debug:
+            raise
+        print(f"error: {os_problem(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # a bug, but still one line for the user
         if args.debug:
             raise
@@ -136,7 +141,7 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 
 def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[Method]
     from .engine import Method
-    from .matchers import matcher_options
+    from .matchers import checked_options, matcher_options
 
     from .recipes import default_recipe
 
@@ -152,7 +157,8 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
             raise TLLError(f"--option {key}: not an option of {', '.join(learned) or 'zero-shot (it has none)'}")
     out = []
     for name in dict.fromkeys(names):
-        own = tuple(sorted((k, v) for k, v in options.items() if k in matcher_options(name))) if name != "zero-shot" else ()
+        own = {k: v for k, v in options.items() if k in matcher_options(name)} if name != "zero-shot" else {}
+        own = tuple(sorted(checked_options(name, own).items()))  # wrong types and ranges fail now, before any work
         for metric in (metrics if name == "zero-shot" else ["cosine"]):
             for rr in dict.fromkeys(reranks):
                 out.append(Method(name, metric, own, rr, args.flip_tta, args.centre))

@@ -22,8 +22,8 @@ from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Pro
 from .device import resolve_device
 from .errors import TLLError
 from .matchers.learned import TRAINING_VERSION
-from .matchers import LearnedMatcher, Matcher, TrainingCallback, ZeroShot, create_matcher
-from .metrics import evaluate_scores
+from .matchers import LearnedMatcher, Matcher, StateMismatch, TrainingCallback, ZeroShot, create_matcher
+from .metrics import check_finite, evaluate_scores
 from .rerank import rerank
 from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
                     validation_split)
@@ -200,8 +200,11 @@ class Engine:
         key = self._matcher_key(method.name, cfg, backbone, left, right)
         state = self.store.get(key)
         if state is not None:
-            matcher.load_state(state)
-            return matcher
+            try:
+                matcher.load_state(state, dim=left.shape[1])
+                return matcher
+            except StateMismatch:  # damaged or foreign: train again (and overwrite it)
+                pass
         matcher.fit(left, right, callback)
         self.trained += 1
         self.store.put(key, matcher.state())
@@ -222,13 +225,15 @@ class Engine:
         """``[n, 20]`` scores of a task set under a method (fitting it on ``fit_pairs`` if it learns)."""
         if not isinstance(method, Method):  # a bare matcher, already fitted
             left, right = self.task_embeddings(tasks, backbone, progress)
-            return method.score(left, right, tasks.candidates)
+            return check_finite(method.score(left, right, tasks.candidates), f"{backbone}, {method.name}")
         matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
         gray = isinstance(matcher, LearnedMatcher) and matcher.cfg.grayscale
         views = ["gray" if gray else ""] + (["gray-flip" if gray else "flip"] if method.flip_tta else [])
         scores = np.mean([matcher.score(*self.task_embeddings(tasks, backbone, progress, v), tasks.candidates)
                           for v in views], axis=0)
-        return rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank)
+        check_finite(scores, f"{backbone}, {method.label}")
+        return check_finite(rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank),
+                            f"{backbone}, {method.label} after {method.rerank}")
 
     # ------------------------------------------------------------ evaluation and export
 

@@ -39,3 +39,10 @@ def summarise(problems: Sequence[str], *, what: str) -> str:
     rest = len(problems) - SHOWN_PROBLEMS
     tail = f"; … and {rest} more" if rest > 0 else ""
     return f"{len(problems)} {what}s: {head}{tail}"
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in one line naming its file: ``/x/cache.db: No space left on device``."""
+    where = exc.filename if exc.filename is not None else "a file"
+    other = f" → {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{where}{other}: {exc.strerror or exc}".replace("\n", " ")

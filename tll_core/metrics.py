@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import TLLError
+
 METRICS = ("cosine", "euclidean", "manhattan")
 _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
 
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
-        from .errors import TLLError
-
         raise TLLError(f"unknown metric {metric!r}; choose from: {', '.join(METRICS)}")
     return metric
 
@@ -64,8 +64,29 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+class NonFiniteScores(TLLError):
+    """Scores holding NaN or infinity: no rank, figure or submission may be made from them."""
+
+
+def check_finite(scores: np.ndarray, what: str = "scores") -> np.ndarray:
+    """``scores`` unchanged when every value is finite; else a NonFiniteScores naming how many and the first row.
+
+    A NaN compares false with everything, so a NaN truth would otherwise rank *first*: a diverged matcher
+    would look perfect. Every path from scores to a figure, a rank or a CSV goes through here.
+    """
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(scores), -1).any(axis=1)) if np.ndim(scores) > 1 else np.flatnonzero(bad)
+        raise NonFiniteScores(f"{what}: {int(bad.sum())} non-finite value(s) (NaN or infinity) in {len(rows)} task(s), "
+                              f"first in task {int(rows[0])}; the matcher diverged or its input is broken — "
+                              "no figure is computed from them")
+    return scores
+
+
 def truth_ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """1-based rank of the truth in each row (ties count against the truth)."""
+    """1-based rank of the truth in each row (ties count against the truth): in 1..20 by construction,
+    since non-finite scores are refused."""
+    check_finite(scores)
     truth_score = scores[np.arange(len(scores)), truth]
     return (scores >= truth_score[:, None]).sum(axis=1).astype(np.int64)
 

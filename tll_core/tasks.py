@@ -81,6 +81,8 @@ def split_pairs(
     """A seeded fit/validation split (numpy's PCG64: the same on every machine)."""
     if not 0.0 < val_fraction <= 1.0:
         raise DataError(f"validation fraction must be in (0, 1], got {val_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise DataError(f"seed must be a whole number from 0 to 2^63-1, got {seed}")
     n_val = max(N_CANDIDATES, round(len(pairs) * val_fraction))
     if len(pairs) < N_CANDIDATES:
         raise DataError(f"{len(pairs)} train pairs: at least {N_CANDIDATES} are needed to build 20-candidate tasks")

@@ -8,7 +8,9 @@ Fitted state is a dict of named float arrays (saved as safetensors by the engine
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
 
 import numpy as np
 import torch
@@ -27,27 +29,84 @@ MIN_FIT_PAIRS = 2 * N_CANDIDATES  # fewer cannot hold back 20-candidate early-st
 TRAINING_VERSION = 2  # bump when training changes what a config produces: it is part of the stored matcher's key
 
 
+def option(default: Any, *, lo: float | None = None, hi: float | None = None, above: float | None = None,
+           below: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A config field with its valid range: ``lo <= v <= hi``, ``above < v < below``, or one of ``choices``."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices})
+
+
+def checked(cfg: Any) -> None:
+    """Refuse a config whose fields have the wrong type or lie out of range: one line naming the option.
+
+    Without this ``epochs=2.5`` trains a float range, ``temperature=0`` divides by zero into NaN scores and
+    ``holdout=2`` silently holds back every pair; each is now an error before any work starts.
+    """
+    hints = get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), hints[f.name]
+        problem = _type_problem(value, kind) or _range_problem(value, f.metadata)
+        if problem:
+            raise TLLError(f"option {f.name}={value!r}: {problem}")
+
+
+def _type_problem(value: Any, kind: type) -> str | None:
+    if kind is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "expected a number"
+        return None if math.isfinite(value) else "expected a finite number"
+    if kind is str:
+        return None if isinstance(value, str) else "expected text"
+    return None
+
+
+def _range_problem(value: Any, meta: Any) -> str | None:
+    if meta.get("choices") and value not in meta["choices"]:
+        return f"choose from {', '.join(meta['choices'])}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi, above, below = (meta.get(k) for k in ("lo", "hi", "above", "below"))
+    if (lo is not None and value < lo) or (above is not None and value <= above):
+        return f"must be {'at least ' + format(lo, 'g') if lo is not None else 'above ' + format(above, 'g')}"
+    if (hi is not None and value > hi) or (below is not None and value >= below):
+        return f"must be {'at most ' + format(hi, 'g') if hi is not None else 'below ' + format(below, 'g')}"
+    return None
+
+
+def coerced(kind: type, value: Any) -> Any:
+    """A whole float (``3.0``, as JSON or a number widget may give it) for an int option; anything else as given."""
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 @dataclass(frozen=True)
 class TrainCfg:
-    epochs: int = 60
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 10  # epochs without a better held-back top-2 before stopping
-    holdout: float = 0.15  # share of the fit pairs held back for early stopping
-    seed: int = 0
+    epochs: int = option(60, lo=1, hi=100_000)
+    batch_size: int = option(128, lo=2, hi=1_000_000)  # InfoNCE needs at least one in-batch negative
+    lr: float = option(1e-3, above=0, hi=10)
+    weight_decay: float = option(1e-2, lo=0, hi=100)
+    patience: int = option(10, lo=1)  # epochs without a better held-back top-2 before stopping
+    holdout: float = option(0.15, above=0, below=1)  # share of the fit pairs held back for early stopping
+    seed: int = option(0, lo=0, hi=2**63 - 1)
     flip_augment: bool = False  # add the horizontally flipped images' embeddings as extra fit pairs
     grayscale: bool = False  # embed grayscale images everywhere (an ablation of colour)
+
+    def __post_init__(self) -> None:
+        checked(self)
 
 
 @dataclass(frozen=True)
 class AdaptationCfg(TrainCfg):
     """The report's adaptation function: PCA → linear map (or small MLP) → cosine, InfoNCE loss."""
 
-    pca_dim: int = 256  # 0: no PCA (the map acts on the raw embedding)
+    pca_dim: int = option(256, lo=0, hi=65_536)  # 0: no PCA (the map acts on the raw embedding)
     whiten: bool = False
-    hidden: int = 0  # 0: one linear layer (identity-initialised); >0: a 2-layer MLP with a residual
-    temperature: float = 1 / 15
+    hidden: int = option(0, lo=0, hi=65_536)  # 0: one linear layer (identity-initialised); >0: a 2-layer MLP with a residual
+    temperature: float = option(1 / 15, lo=1e-4, hi=100)
     bidirectional: bool = True  # left→right and right→left; False: the report's left→right only
     shared: bool = True  # one map for lefts and rights
 
@@ -56,20 +115,20 @@ class AdaptationCfg(TrainCfg):
 class SiameseCfg(TrainCfg):
     """A shared MLP trained with contrastive loss (positives pulled together, negatives pushed past a margin)."""
 
-    pca_dim: int = 256
-    hidden: int = 256
-    out_dim: int = 128
-    margin: float = 1.0
-    negatives: int = 4  # sampled negatives per positive
+    pca_dim: int = option(256, lo=0, hi=65_536)
+    hidden: int = option(256, lo=1, hi=65_536)
+    out_dim: int = option(128, lo=1, hi=65_536)
+    margin: float = option(1.0, above=0, hi=1e6)
+    negatives: int = option(4, lo=1, hi=1024)  # sampled negatives per positive
 
 
 @dataclass(frozen=True)
 class PairClassifierCfg(TrainCfg):
     """An MLP over [a, b, |a-b|, a*b] → P(same pair), trained with balanced or 1:19 sampling."""
 
-    pca_dim: int = 128
-    hidden: int = 256
-    sampling: str = "balanced"  # "balanced": 1 negative per positive; "1:19": the task's own ratio
+    pca_dim: int = option(128, lo=0, hi=65_536)
+    hidden: int = option(256, lo=1, hi=65_536)
+    sampling: str = option("balanced", choices=("balanced", "1:19"))  # "1:19": the task's own ratio
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -94,7 +153,8 @@ class Projection:
         return cls(mean, basis)
 
     def __call__(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
+        with np.errstate(all="ignore"):  # an overflow shows up as a non-finite loss, reported as divergence
+            return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
 
 
 class LearnedMatcher:
@@ -139,8 +199,9 @@ class LearnedMatcher:
         cfg = self.cfg
         if len(left) < MIN_FIT_PAIRS:
             raise TLLError(f"{self.name}: {len(left)} fit pairs; at least {MIN_FIT_PAIRS} are needed to train")
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
+        if not (np.isfinite(left).all() and np.isfinite(right).all()):
+            raise TLLError(f"{self.name}: the fit embeddings hold NaN or infinity (a broken backbone or weights file)")
+        generator = torch.Generator().manual_seed(cfg.seed)  # local: no global seed, so concurrent fits can't interfere
         order = np.random.default_rng([cfg.seed, 4]).permutation(len(left))
         n_hold = max(N_CANDIDATES, int(round(len(left) * cfg.holdout)))
         hold, train = order[:n_hold], order[n_hold:]
@@ -149,7 +210,9 @@ class LearnedMatcher:
         ha, hb = self._project(left[hold]), self._project(right[hold])
         hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([cfg.seed, 3]))
         hold_candidates_t = torch.from_numpy(hold_candidates).to(self.device)
-        model = self.build(a.shape[1]).to(self.device)  # initialised on the CPU: the same weights on any device
+        model = self.build(a.shape[1])
+        seeded_init(model, torch.Generator().manual_seed(cfg.seed))  # on the CPU: the same weights on any device
+        model.to(self.device)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
         self.curve = TrainingCurve()
@@ -162,6 +225,9 @@ class LearnedMatcher:
                 if len(idx) < 2:
                     continue
                 loss = self.loss(model, a[idx], b[idx], generator)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"{self.name}: training diverged at epoch {epoch} (loss {loss.item()}); "
+                                           f"lower lr (now {cfg.lr:g}){self._diverged_hint()}")
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -169,6 +235,9 @@ class LearnedMatcher:
             model.eval()
             with torch.no_grad():
                 scores = self.pair_scores(model, ha, hb, hold_candidates_t).cpu().numpy()
+            if not np.isfinite(scores).all():
+                raise TrainingDiverged(f"{self.name}: training diverged at epoch {epoch} (non-finite held-back scores); "
+                                       f"lower lr (now {cfg.lr:g}){self._diverged_hint()}")
             top2 = evaluate_scores(scores, hold_truth, n_boot=1).top2
             self.curve.train_loss.append(float(np.mean(losses)))
             self.curve.val_top2.append(top2)
@@ -182,6 +251,9 @@ class LearnedMatcher:
                     break
         model.load_state_dict(best_state)
         self.model = model.eval()
+
+    def _diverged_hint(self) -> str:
+        return ""
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         if self.model is None or self.projection is None:
@@ -201,13 +273,55 @@ class LearnedMatcher:
         out["curve.best_epoch"] = np.asarray([self.curve.best_epoch], dtype=np.float32)
         return out
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.projection = Projection(state["projection.mean"], state["projection.basis"])
-        model = self.build(self.projection.basis.shape[1])
+    def load_state(self, state: dict[str, np.ndarray], dim: int | None = None) -> None:
+        """Restore a fitted state, checked strictly: every expected name with its shape, float32 and finite
+        values, and (given ``dim``) the embedding size it was fitted on. Anything else raises StateMismatch,
+        so a damaged or foreign state is retrained, never used."""
+        basis, mean = state.get("projection.basis"), state.get("projection.mean")
+        if basis is None or mean is None or basis.ndim != 2 or mean.shape != (basis.shape[0],):
+            raise StateMismatch("projection missing or misshapen")
+        if dim is not None and basis.shape[0] != dim:
+            raise StateMismatch(f"fitted on {basis.shape[0]}-d embeddings, these are {dim}-d")
+        model = self.build(basis.shape[1])
+        expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+        expected.update({"projection.mean": mean.shape, "projection.basis": basis.shape})
+        curve = {"curve.train_loss", "curve.val_top2", "curve.best_epoch"}
+        if set(state) != set(expected) | curve:
+            raise StateMismatch(f"names differ: {sorted(set(state) ^ (set(expected) | curve))[:3]}")
+        for name, array in state.items():
+            if array.dtype != np.float32 or not np.isfinite(array).all():
+                raise StateMismatch(f"{name}: not finite float32")
+            if name in expected and tuple(array.shape) != expected[name]:
+                raise StateMismatch(f"{name}: shape {array.shape}, expected {expected[name]}")
+        self.projection = Projection(mean, basis)
         model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("model.")})
         self.model = model.to(self.device).eval()
         self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.val_top2"].tolist(),
-                                   int(state["curve.best_epoch"][0]))
+                                   int(state["curve.best_epoch"][0]) if state["curve.best_epoch"].size else 0)
+
+
+class TrainingDiverged(TLLError):
+    """The loss or the held-back scores became NaN or infinite: the run stops; nothing is stored or scored."""
+
+
+class StateMismatch(ValueError):
+    """A stored state that does not fit this matcher (names, shapes, dtypes, finiteness): retrain instead."""
+
+
+def seeded_init(model: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw every ``nn.Linear`` as its own ``reset_parameters`` does, but from ``generator``, then let the
+    model apply its deterministic inits (``init_fixed``). Equal to the former global-seed init, without
+    touching the global RNG: two fits running at once each get exactly their seed's weights."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    bound = 1 / math.sqrt(module.weight.shape[1]) if module.weight.shape[1] > 0 else 0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+        for module in model.modules():
+            if hasattr(module, "init_fixed"):
+                module.init_fixed()
 
 
 def _gather(right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -228,6 +342,10 @@ class _Residual(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.init_fixed()
+
+    def init_fixed(self) -> None:
+        """The residual branch starts at zero: the map starts as the identity."""
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
 
@@ -240,15 +358,18 @@ class _Maps(nn.Module):
         super().__init__()
         self.left = self._map(dim, hidden)
         self.right = self.left if shared else self._map(dim, hidden)
+        self.init_fixed()
 
     @staticmethod
     def _map(dim: int, hidden: int) -> nn.Module:
-        if hidden:
-            return _Residual(dim, hidden)
-        linear = nn.Linear(dim, dim)
-        nn.init.eye_(linear.weight)
-        nn.init.zeros_(linear.bias)
-        return linear
+        return _Residual(dim, hidden) if hidden else nn.Linear(dim, dim)
+
+    def init_fixed(self) -> None:
+        """A linear map starts as the identity."""
+        for linear in (self.left, self.right):
+            if isinstance(linear, nn.Linear):
+                nn.init.eye_(linear.weight)
+                nn.init.zeros_(linear.bias)
 
 
 class Adaptation(LearnedMatcher):
@@ -260,6 +381,9 @@ class Adaptation(LearnedMatcher):
 
     def build(self, dim: int) -> nn.Module:
         return _Maps(dim, self.cfg.hidden, self.cfg.shared)
+
+    def _diverged_hint(self) -> str:
+        return f" or raise temperature (now {self.cfg.temperature:g})"
 
     def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         za, zb = F.normalize(model.left(left), dim=1), F.normalize(model.right(right), dim=1)
@@ -309,10 +433,7 @@ class PairClassifier(LearnedMatcher):
     cfg: PairClassifierCfg
 
     def __init__(self, cfg: PairClassifierCfg | None = None) -> None:
-        cfg = cfg or PairClassifierCfg()
-        if cfg.sampling not in ("balanced", "1:19"):
-            raise TLLError(f"pair-classifier sampling must be balanced or 1:19, got {cfg.sampling!r}")
-        super().__init__(cfg)
+        super().__init__(cfg or PairClassifierCfg())
 
     def build(self, dim: int) -> nn.Module:
         h = self.cfg.hidden

@@ -1,0 +1,201 @@
+"""Wrong figures are never reported: non-finite scores are errors, options are checked against their
+types and ranges, training is seeded locally (concurrent fits agree with sequential ones) and a stored
+matcher that does not fit is retrained."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tll_core.cache import EmbeddingCache
+from tll_core.cli import main
+from tll_core.dataset import load_dataset
+from tll_core.engine import Engine, Method
+from tll_core.errors import TLLError
+from tll_core.matchers import Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg
+from tll_core.matchers.learned import TrainingDiverged
+from tll_core.metrics import NonFiniteScores, evaluate_scores, truth_ranks
+
+CHEAP = ["--backbone", "colour-hist", "--quiet"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["truth", "foil"])
+def test_non_finite_scores_are_an_error_not_a_perfect_rank(bad: float, where: str) -> None:
+    scores = np.random.default_rng(0).random((5, 20)).astype(np.float32)
+    truth = np.zeros(5, dtype=np.int64)
+    scores[3, 0 if where == "truth" else 7] = bad
+    with pytest.raises(NonFiniteScores, match="task 3"):
+        truth_ranks(scores, truth)
+    with pytest.raises(NonFiniteScores):
+        evaluate_scores(scores, truth)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=20, max_size=20), min_size=1, max_size=8),
+       st.data())
+def test_ranks_are_in_1_to_20_by_construction(rows: list[list[float]], data: st.DataObject) -> None:
+    scores = np.asarray(rows, dtype=np.float32)
+    truth = np.asarray(data.draw(st.lists(st.integers(0, 19), min_size=len(rows), max_size=len(rows))))
+    ranks = truth_ranks(scores, truth)
+    assert ((ranks >= 1) & (ranks <= 20)).all()
+    e = evaluate_scores(scores, truth, n_boot=10)
+    assert 1 <= e.mean_rank <= 20 and 0 <= e.top2 <= 1
+
+
+@pytest.mark.parametrize("option,fragment", [
+    ("temperature=0", "temperature=0: must be at least"),
+    ("lr=1e8", "lr=100000000.0: must be at most"),
+    ("lr=nan", "lr='nan': expected a number"),
+    ("lr=NaN", "lr=nan: expected a finite number"),
+    ("batch_size=0", "batch_size=0: must be at least 2"),
+    ("hidden=1.5", "hidden=1.5: expected a whole number"),
+    ("pca_dim=abc", "pca_dim='abc': expected a whole number"),
+    ("epochs=2.5", "epochs=2.5: expected a whole number"),
+    ("epochs=-1", "epochs=-1: must be at least 1"),
+    ("holdout=2", "holdout=2: must be below 1"),
+    ("holdout=0", "holdout=0: must be above 0"),
+    ("whiten=1", "whiten=1: expected true or false"),
+    ("seed=-3", "seed=-3: must be at least 0"),
+])
+def test_bad_matcher_options_are_one_line_exit_2(option: str, fragment: str, demo_dir: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--data", str(demo_dir), "--method", "adaptation", "--option", option, *CHEAP])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
+
+
+def test_option_types_and_ranges_hold_for_every_matcher() -> None:
+    for cfg in (AdaptationCfg, SiameseCfg, PairClassifierCfg):
+        cfg()  # the defaults are valid
+        with pytest.raises(TLLError, match="epochs"):
+            cfg(epochs=0)
+    with pytest.raises(TLLError, match="margin=0"):
+        SiameseCfg(margin=0)
+    with pytest.raises(TLLError, match="negatives"):
+        SiameseCfg(negatives=0)
+    with pytest.raises(TLLError, match="sampling"):
+        PairClassifierCfg(sampling="1:1")
+
+
+def test_a_whole_float_option_is_the_same_method_as_the_int(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--data", str(demo_dir), "--method", "adaptation", "--option", "epochs=3.0",
+                 "--option", "pca_dim=16", "--json", *CHEAP]) == 0
+    assert "epochs=3+" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", ["-1", "-7"])
+def test_negative_seed_is_one_line_exit_2(seed: str, demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--data", str(demo_dir), "--seed", seed, *CHEAP])
+    err = capsys.readouterr().err
+    assert code == 2 and "seed must be" in err and err.count("\n") == 1
+
+
+def _overflowing(n: int = 120, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Finite embeddings so large (a broken backbone) that the first layer overflows to infinity."""
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(n, dim)) * 1e37).astype(np.float32), (rng.normal(size=(n, dim)) * 1e37).astype(np.float32)
+
+
+@pytest.mark.parametrize("matcher", [
+    lambda: Adaptation(AdaptationCfg(pca_dim=0, epochs=3)),
+    lambda: Siamese(SiameseCfg(pca_dim=0, epochs=3)),
+    lambda: PairClassifier(PairClassifierCfg(pca_dim=0, epochs=3)),
+])
+def test_training_stops_with_a_message_when_it_diverges(matcher) -> None:
+    m = matcher()
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1"):
+        m.fit(*_overflowing())
+    assert m.model is None  # nothing fitted, so nothing can be scored or stored
+
+
+def test_non_finite_fit_embeddings_are_refused() -> None:
+    left, right = _overflowing()
+    left[5, 3] = np.inf
+    with pytest.raises(TLLError, match="NaN or infinity"):
+        Adaptation(AdaptationCfg(pca_dim=8, epochs=3)).fit(left, right)
+
+
+def test_a_matcher_giving_nan_scores_yields_no_figure(demo_dir: Path) -> None:
+    engine = Engine(load_dataset(demo_dir))
+    split = engine.validation()
+
+    class Diverged:
+        name = "diverged"
+
+        def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            return np.full(candidates.shape, np.nan, dtype=np.float32)
+
+    with pytest.raises(NonFiniteScores, match="combined, diverged"):
+        engine.score(split.tasks, "combined", Diverged())  # type: ignore[arg-type]
+
+
+def _state(cfg: AdaptationCfg, left: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+    m = Adaptation(cfg)
+    m.fit(left, right)
+    return m.state()
+
+
+def test_concurrent_training_stores_what_a_sequential_run_stores() -> None:
+    rng = np.random.default_rng(1)
+    left = rng.normal(size=(200, 24)).astype(np.float32)
+    right = (left + 0.5 * rng.normal(size=left.shape)).astype(np.float32)
+    cfg = AdaptationCfg(pca_dim=16, hidden=16, epochs=4, patience=4, seed=3)
+    sequential = _state(cfg, left, right)
+    results: list[dict[str, np.ndarray]] = []
+    stop = threading.Event()
+
+    def meddler() -> None:  # another session seeding and drawing from the global RNG all the while
+        k = 0
+        while not stop.is_set():
+            torch.manual_seed(k)
+            torch.rand(64)
+            k += 1
+
+    threads = [threading.Thread(target=lambda: results.append(_state(cfg, left, right))) for _ in range(2)]
+    noise = threading.Thread(target=meddler)
+    noise.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    noise.join()
+    assert len(results) == 2
+    for state in results:
+        assert state.keys() == sequential.keys()
+        for name in state:
+            np.testing.assert_array_equal(state[name], sequential[name], err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["renamed", "reshaped", "nan", "float64", "missing"])
+def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, demo_dir: Path, tmp_path: Path) -> None:
+    method = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))
+    first = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    rows = first.evaluate(["combined"], methods=[method])
+    ((key, blob),) = [(k, first.store._cache[k]) for k in first.store._cache.iterkeys()]
+    state = first.store.get(key)
+    assert state is not None
+    name = next(k for k in state if k.startswith("model."))
+    if damage == "renamed":
+        state["model.renamed"] = state.pop(name)
+    elif damage == "reshaped":
+        state[name] = state[name][..., :-1].copy()
+    elif damage == "nan":
+        state[name] = state[name].copy()
+        state[name].flat[0] = np.nan
+    elif damage == "float64":
+        state[name] = state[name].astype(np.float64)
+    else:
+        del state[name]
+    from safetensors.numpy import save
+
+    first.store._cache.set(key, save(state))  # written raw, as a damaged or foreign entry would be
+    second = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    assert second.evaluate(["combined"], methods=[method]) == rows  # retrained: the same figures
+    assert second.trained == 1
