@@ -1,12 +1,18 @@
 """Shared studio plumbing (not a page): the sidebar, the selection, and cached calls into tll_core.
 
 Everything computed here comes from ``tll_core``; pages only lay it out. ``st.cache_resource`` holds one
-engine per data folder (its in-memory embedding memo and disk caches make reruns cheap);
-``st.cache_data`` holds scores per (folder, selection).
+engine per data folder and state of its CSVs (its in-memory embedding memo and disk caches make reruns
+cheap); ``st.cache_data`` holds scores per (folder, content fingerprint, selection), so replacing a
+folder's images or CSVs is never answered with the old figures.
+
+Every name or message shown comes from files someone else may have named: it goes through :func:`md`
+(literal text, never markdown or HTML), and images are shown from bytes read through the dataset's
+confined reader (re-checked at every open), never from a path handed to the browser.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +20,7 @@ import streamlit as st
 
 from tll_core.backbones.registry import REGISTRY, weights_available
 from tll_core.cache import default_cache_dir
-from tll_core.dataset import allowed_data_folder
+from tll_core.dataset import allowed_data_folder, dataset_stamp
 from tll_core.demo import write_demo
 from tll_core.device import available_devices
 from tll_core.engine import Engine
@@ -33,13 +39,47 @@ def default_data() -> str:
     return os.environ.get("TLL_DATA") or str(DEMO_DIR)
 
 
+_MARKDOWN = re.compile(r"[!-/:-@\[-`{-~]")  # every ASCII punctuation character: all of them may be escaped
+
+
+def md(text: object) -> str:
+    """``text`` as literal characters in any markdown context (st.markdown, captions, st.error, …).
+
+    A file named ``![p](&#47;&#47;host&#47;b.png)`` must not make the browser fetch a URL, ``[x](…)`` must not
+    become a link and ``**E**`` must not turn bold: every ASCII punctuation character is backslash-escaped
+    (CommonMark lets each of them be), which also defuses HTML, entities, ``$`` maths and ``:colour[…]``.
+    """
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(0), " ".join(str(text).splitlines()))
+
+
+def show_error(problem: object, where=st) -> None:  # where: st or a container
+    where.error(md(problem))
+
+
+def show_image(where, eng: Engine, image_id: str, caption: str = "", **kwargs) -> None:  # where: a container
+    """An image from bytes read through the dataset's confined reader (re-resolved and checked now); a
+    refused or vanished file is a one-line message in its place."""
+    try:
+        data = eng.dataset.read_image(image_id).data
+    except TLLError as exc:
+        show_error(exc, where)
+        return
+    where.image(data, caption=caption or None, **kwargs)
+
+
 @st.cache_resource(show_spinner="Loading and checking the data folder…", max_entries=4)
-def engine_for(data: str, device: str = "auto") -> Engine:
+def _engine(data: str, device: str, stamp: tuple) -> Engine:
     if Path(data) == DEMO_DIR:
         write_demo(data)
-    else:
-        allowed_data_folder(data)  # confined to $TLL_DATA_ROOTS when it is set (serving the studio to others)
     return Engine.open(data, device=device)
+
+
+def engine_for(data: str, device: str = "auto") -> Engine:
+    """The engine of ``data`` as its CSVs and image folders are *now* (``dataset_stamp``): an edited CSV or an
+    added, removed or renamed image loads the folder again."""
+    if Path(data) != DEMO_DIR:
+        allowed_data_folder(data)  # confined to $TLL_DATA_ROOTS when it is set (serving the studio to others)
+    return _engine(data, device, dataset_stamp(data))
 
 
 @st.cache_data(show_spinner=False)
@@ -73,13 +113,17 @@ def engine() -> Engine | None:
     try:
         return engine_for(data_folder(), device())
     except TLLError as exc:
-        st.error(str(exc))
+        show_error(exc)
         return None
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def scored(data: str, sel: Selection, device_name: str = "auto") -> tuple[TaskSet, np.ndarray]:
-    """The task set of the selection's split and its [n, 20] scores."""
+    """The task set of the selection's split and its [n, 20] scores, for the folder's content as it is now."""
+    return _scored(data, engine_for(data, device_name).dataset.fingerprint(), sel, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _scored(data: str, fingerprint: str, sel: Selection, device_name: str) -> tuple[TaskSet, np.ndarray]:
     eng = engine_for(data, device_name)
     if sel.split == "test":
         tasks, fit = eng.test(), eng.dataset.train_pairs
@@ -99,13 +143,9 @@ def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.nd
         with st.spinner(f"Scoring with {sel.label}…"):
             tasks, scores = scored(data_folder(), sel, device())
     except TLLError as exc:
-        st.error(str(exc))
+        show_error(exc)
         st.stop()
     return eng, tasks, scores
-
-
-def image_path(eng: Engine, image_id: str) -> str:
-    return str(eng.dataset.path(image_id))
 
 
 def sidebar() -> None:
@@ -139,9 +179,9 @@ def sidebar() -> None:
             st.number_input("Seed", 0, 10_000, key="w_seed", step=1, on_change=_widgets_changed)
         notice = _fallback_notice()
         if notice:
-            st.info(notice.removeprefix("notice: "))
+            st.info(md(notice.removeprefix("notice: ")))
         if sel.options:
-            st.caption("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)")
+            st.caption(md("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)"))
     set_selection(sel)
 
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from pages.common import image_path, scores_or_stop, selection, sidebar
+from pages.common import md, scores_or_stop, selection, show_image, sidebar
 from tll_core.analysis import compare, ranked_task
 from tll_core.metrics import evaluate_scores
 
@@ -39,7 +39,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
 
 a, b = picked[0], picked[1]
 st.subheader("Disagreements (top-2 hits)")
-st.caption(f"A = {a}  ·  B = {b}")
+st.caption(f"A = {md(a)}  ·  B = {md(b)}")
 comparison = compare(tasks, results[a], results[b])
 slices = {"A right, B wrong": comparison.a_only, "B right, A wrong": comparison.b_only,
           "both wrong": comparison.both_wrong, "both right": comparison.both_right}
@@ -54,10 +54,10 @@ if not members:
     st.stop()
 i = st.selectbox("Left", members, format_func=lambda k: tasks.left_names[k], key="compare_left")
 left_col, *method_cols = st.columns(1 + len(picked))
-left_col.image(image_path(eng, tasks.left_ids[i]), caption=f"left {tasks.left_names[i]}", width="stretch")
+show_image(left_col, eng, tasks.left_ids[i], caption=f"left {md(tasks.left_names[i])}", width="stretch")
 for col, label in zip(method_cols, picked):
     task = ranked_task(tasks, results[label], i)
-    col.markdown(f"**{label}** — truth rank {task.truth_rank}")
+    col.markdown(f"**{md(label)}** — truth rank {task.truth_rank}")
     for cand in task.candidates[:5]:
-        col.image(image_path(eng, cand.image_id), width=110,
-                  caption=f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else ""))
+        show_image(col, eng, cand.image_id, width=110,
+                   caption=md(f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")))

@@ -1,9 +1,11 @@
 """Embedding map: the lefts and rights of the task set in 2-D (PCA instantly, UMAP cached)."""
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import data_folder, device, engine_for, hits_of, image_path, scores_or_stop, selection, sidebar
+from pages.common import data_folder, device, engine_for, hits_of, md, scores_or_stop, selection, show_image, sidebar
 from tll_core.analysis import selected_points
 
 sidebar()
@@ -40,7 +42,7 @@ for value in dict.fromkeys(group.tolist()):
     mask = group == value
     idx = np.flatnonzero(mask)
     figure.add_trace(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=value,
-                                  customdata=np.stack([idx, idx], axis=1), text=[names[k] for k in idx],
+                                  customdata=np.stack([idx, idx], axis=1), text=[html.escape(names[k]) for k in idx],
                                   hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=6, opacity=0.75)))
 truth_right = tasks.candidates[np.arange(n_left), tasks.truth] if tasks.has_truth else None
 if lines and truth_right is not None:
@@ -55,8 +57,8 @@ picked = selected_points(event)
 st.caption(f"{len(ids)} points ({method.upper()} of {sel.backbone}). Click or box-select points to see their images.")
 for k in picked[:6]:
     cols = st.columns([1, 1, 4])
-    cols[0].image(image_path(eng, ids[k]), caption=f"{side[k]} {names[k]}", width="stretch")
+    show_image(cols[0], eng, ids[k], caption=f"{side[k]} {md(names[k])}", width="stretch")
     if truth_right is not None:
         partner = n_left + int(truth_right[k]) if k < n_left else (int(np.flatnonzero(truth_right == k - n_left)[0]) if (truth_right == k - n_left).any() else None)
         if partner is not None:
-            cols[1].image(image_path(eng, ids[partner]), caption=f"its partner {names[partner]}", width="stretch")
+            show_image(cols[1], eng, ids[partner], caption=f"its partner {md(names[partner])}", width="stretch")

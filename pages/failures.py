@@ -1,7 +1,7 @@
 """Failures: validation lefts whose truth fell outside the top 2, worst first, with what beat it."""
 import streamlit as st
 
-from pages.common import image_path, scores_or_stop, selection, sidebar
+from pages.common import md, scores_or_stop, selection, show_image, sidebar
 from tll_core.analysis import failures
 from tll_core.metrics import truth_ranks
 
@@ -18,18 +18,18 @@ margin_cap = filters[1].slider("Max score margin (best − truth)", 0.0, widest,
 found = failures(tasks, scores, min_rank=low, max_rank=high, max_margin=margin_cap)
 misses = int((truth_ranks(scores, tasks.truth) > 2).sum())
 st.write(f"**{misses}** of {len(tasks)} lefts miss the top 2 ({misses / len(tasks):.1%}) "
-         f"under {selection().label}; **{len(found)}** match the filters.")
+         f"under {md(selection().label)}; **{len(found)}** match the filters.")
 PAGE = 8
 pages = max(1, (len(found) + PAGE - 1) // PAGE)
 page = st.number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
 for f in found[(page - 1) * PAGE : page * PAGE]:
     st.divider()
-    st.markdown(f"**{f.left}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
+    st.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
     cols = st.columns(7)
-    cols[0].image(image_path(eng, tasks.left_ids[f.index]), caption="left", width="stretch")
+    show_image(cols[0], eng, tasks.left_ids[f.index], caption="left", width="stretch")
     truth_pos = int(tasks.truth[f.index])
     truth_id = tasks.right_ids[tasks.candidates[f.index, truth_pos]]
-    cols[1].image(image_path(eng, truth_id), caption=f"truth · {scores[f.index, truth_pos]:.3f}", width="stretch")
+    show_image(cols[1], eng, truth_id, caption=f"truth · {scores[f.index, truth_pos]:.3f}", width="stretch")
     for col, pos in zip(cols[2:], f.beaten_by[:5]):
         j = tasks.candidates[f.index, pos]
-        col.image(image_path(eng, tasks.right_ids[j]), caption=f"{tasks.right_names[j]} · {scores[f.index, pos]:.3f}", width="stretch")
+        show_image(col, eng, tasks.right_ids[j], caption=f"{md(tasks.right_names[j])} · {scores[f.index, pos]:.3f}", width="stretch")

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import data_folder, device, engine, scored, selection, sidebar
+from pages.common import data_folder, device, engine, md, scored, selection, show_error, sidebar
 from tll_core.backbones.registry import REGISTRY
 from tll_core.errors import TLLError
 from tll_core.metrics import evaluate_scores
@@ -19,7 +19,7 @@ summary = eng.dataset.summary()
 cols = st.columns(4)
 for column, key in zip(cols, ("layout", "train_pairs", "test_lefts", "images")):
     column.metric(key.replace("_", " "), summary[key])
-st.caption(f"Data: `{summary['root']}`. No problems found (every CSV row and image header checked on load).")
+st.caption(f"Data: {md(summary['root'])}. No problems found (every CSV row and image header checked on load).")
 
 sel = replace(selection(), split="validation")
 baseline = [replace(sel, backbone=name, method="zero-shot", metric="cosine", rerank="none", options=())
@@ -32,7 +32,7 @@ for candidate in [sel, *baseline]:
         with st.spinner(f"Evaluating {candidate.label}…"):
             tasks, scores = scored(data_folder(), candidate, device())
     except TLLError as exc:
-        st.error(f"{candidate.label}: {exc}")
+        show_error(f"{candidate.label}: {exc}")
         continue
     result = evaluate_scores(scores, tasks.truth, seed=candidate.seed)
     computed[candidate.label] = {"method": candidate.label, "top1": result.top1, "top2": result.top2,
@@ -53,5 +53,5 @@ st.plotly_chart(figure, key="leaderboard_chart")
 
 st.subheader("Cache")
 if eng.cache is not None:
-    st.write(f"`{eng.cache.directory}`: {len(eng.cache)} embeddings ({eng.cache.volume() / 2**20:.1f} MiB), "
+    st.write(f"{md(eng.cache.directory)}: {len(eng.cache)} embeddings ({eng.cache.volume() / 2**20:.1f} MiB), "
              f"{len(eng.store)} trained matchers. Clear with `python -m tll_core cache --clear`.")

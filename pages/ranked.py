@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from pages.common import image_path, scores_or_stop, selection, sidebar
+from pages.common import md, scores_or_stop, selection, show_image, sidebar
 from tll_core.analysis import ranked_task
 from tll_core.metrics import truth_ranks
 
@@ -37,16 +37,16 @@ original = st.toggle("Original c0..c19 order", key="original_order")
 shown = task.in_original_order() if original else list(task.candidates)
 left_col, grid = st.columns([1, 3])
 with left_col:
-    st.image(image_path(eng, task.left_id), caption=f"left {task.left}", width="stretch")
+    show_image(st, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
     if task.truth_rank is not None:
         verdict = "hit" if task.truth_rank <= 2 else "miss"
         st.metric("truth rank", task.truth_rank, help="1 + candidates scoring ≥ the truth (ties count against it)")
-        st.write(f"top-2 **{verdict}** · {sel.label}")
+        st.write(f"top-2 **{verdict}** · {md(sel.label)}")
     else:
-        st.write(f"test task (truth unknown) · {sel.label}")
+        st.write(f"test task (truth unknown) · {md(sel.label)}")
 for row in range(0, len(shown), 5):
     cols = grid.columns(5)
     for col, cand in zip(cols, shown[row : row + 5]):
         mark = " · :green[**TRUTH**]" if cand.is_truth else ""
-        col.image(image_path(eng, cand.image_id), width="stretch")
-        col.caption(f"**#{cand.rank}** · {cand.score:.3f} · {cand.name} (c{cand.position}){mark}")
+        show_image(col, eng, cand.image_id, width="stretch")
+        col.caption(f"**#{cand.rank}** · {cand.score:.3f} · {md(cand.name)} (c{cand.position}){mark}")

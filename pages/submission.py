@@ -5,7 +5,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, selection, sidebar
+from pages.common import engine, md, selection, show_error, sidebar
 from tll_core.cache import default_cache_dir
 from tll_core.errors import TLLError
 from tll_core.submission import submission_problems
@@ -20,8 +20,8 @@ if not eng.dataset.test_rows:
     st.info("This data folder has no test part (test_candidates.csv).")
     st.stop()
 sel = replace(selection(), split="test")
-st.write(f"Method: **{sel.label}** (choose it in the sidebar; learned matchers are fitted on all "
-         f"{len(eng.dataset.train_pairs)} train pairs). Files are also saved under `{SUBMISSIONS}`.")
+st.write(f"Method: **{md(sel.label)}** (choose it in the sidebar; learned matchers are fitted on all "
+         f"{len(eng.dataset.train_pairs)} train pairs). Files are also saved under {md(SUBMISSIONS)}.")
 if st.button("Score the test tasks", type="primary"):
     progress = st.progress(0.0, text="embedding…")
     name = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", sel.label.replace(" · ", "__")) + ".csv"
@@ -29,7 +29,7 @@ if st.button("Score the test tasks", type="primary"):
         path = eng.submit(sel.backbone, sel.metric, SUBMISSIONS / name, method=sel.to_method(),
                           progress=lambda done, total: progress.progress(done / max(total, 1), text=f"{done}/{total} images"))
     except TLLError as exc:
-        st.error(str(exc))
+        show_error(exc)
         st.stop()
     progress.progress(1.0, text="done")
     st.session_state["submission_path"] = str(path)
@@ -37,9 +37,9 @@ path = st.session_state.get("submission_path")
 if path:
     problems = submission_problems(path, eng.dataset.root)
     if problems:
-        st.error(f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
+        show_error(f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
     else:
-        st.success(f"Valid: {len(eng.dataset.test_rows)} rows, 20 finite scores each — `{path}`")
+        st.success(f"Valid: {len(eng.dataset.test_rows)} rows, 20 finite scores each — {md(path)}")
     st.dataframe(pd.read_csv(path, nrows=5), hide_index=True)
     with open(path, "rb") as fh:
         st.download_button("Download the CSV", fh.read(), file_name=path.rsplit("/", 1)[-1], mime="text/csv", type="primary")

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from pages.common import apply, data_folder, device, engine, scored, selection, sidebar
+from pages.common import apply, data_folder, device, engine, md, scored, selection, show_error, sidebar
 from tll_core.errors import TLLError
 from tll_core.matchers import MATCHERS, matcher_options
 from tll_core.metrics import evaluate_scores
@@ -51,7 +51,7 @@ if submitted:
     try:
         matcher = eng.fit(target.to_method(), target.backbone, split.fit, callback=on_epoch)
     except TLLError as exc:
-        st.error(str(exc))
+        show_error(exc)
         st.stop()
     progress.progress(1.0, text="done" if history else "done (taken from the trained-matcher cache)")
     apply(target)
@@ -60,7 +60,7 @@ if submitted:
 if st.session_state.get("train_result") == target:
     tasks, scores = scored(data_folder(), target, device())
     result = evaluate_scores(scores, tasks.truth)
-    st.success(f"{target.label}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, {result.top2_ci[1]:.3f}], "
+    st.success(f"{md(target.label)}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, {result.top2_ci[1]:.3f}], "
                f"top-1 {result.top1:.3f}, MRR {result.mrr:.3f}. It is now the selection on every page.")
     matcher = eng.fit(target.to_method(), target.backbone, eng.validation(target.val_fraction, target.seed).fit)
     curve = pd.DataFrame({"train loss": matcher.curve.train_loss, "held-back top-2": matcher.curve.val_top2},

@@ -72,3 +72,13 @@ def test_selection_round_trips_through_query_params() -> None:
     assert Selection().to_query() == {}
     junk = {"backbone": "../../etc", "method": "magic", "metric": "x", "val_fraction": "2", "seed": "-1", "options": "{not json"}
     assert Selection.from_query(junk) == Selection()
+
+
+def test_query_options_out_of_range_fall_back_to_the_defaults() -> None:
+    import json
+
+    for bad in ([["temperature", 0]], [["epochs", 2.5]], [["lr", "nan"]], [["holdout", 2]]):
+        sel = Selection.from_query({"method": "adaptation", "options": json.dumps(bad)})
+        assert sel.options == Selection(method="adaptation").options, bad
+    ok = Selection.from_query({"method": "adaptation", "options": json.dumps([["epochs", 3.0]])})
+    assert ok.options == (("epochs", 3),)

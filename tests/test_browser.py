@@ -7,6 +7,7 @@ on any exception shown on a page. Skipped only where chromium is absent and TLL_
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,11 +37,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory):
+def _start_studio(tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str] | None = None):
+    """``streamlit run app.py`` on a free port with its own cache: (url, process) once it answers."""
     port = _free_port()
     env = dict(os.environ, TLL_CACHE_DIR=str(tmp_path_factory.mktemp("browser-cache")))
     env.pop("TLL_DATA", None)
+    env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -49,12 +51,16 @@ def studio(tmp_path_factory: pytest.TempPathFactory):
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return url, proc
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    proc.kill()
+    pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory):
+    url, proc = _start_studio(tmp_path_factory)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -125,3 +131,50 @@ def test_score_and_download_a_submission(studio: str, page, tmp_path: Path) -> N
     lines = target.read_text().splitlines()
     assert lines[0] == "left," + ",".join(f"c{i}" for i in range(20)) and len(lines) == 41
     page.screenshot(path=str(_shots() / "submission-done.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def beacon():
+    """A local HTTP server that records every request: a name rendered as markdown would hit it."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], hits
+    server.shutdown()
+
+
+def test_file_names_never_fetch_or_link_in_the_browser(page, beacon, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from test_studio_safety import injection_folder
+
+    port, hits = beacon
+    data = injection_folder(tmp_path_factory.mktemp("inject") / "data", port=port)
+    server = _start_studio(tmp_path_factory, {"TLL_DATA": str(data)})
+    try:
+        query = "?backbone=colour-hist&method=zero-shot&rerank=none"
+        for path, title in (("failures", "Failures"), ("ranked", "Ranked candidates")):
+            page.goto(f"{server[0]}/{path}{query}")
+            page.get_by_role("heading", name=title).wait_for(timeout=120_000)
+            _settle(page)
+            page.wait_for_timeout(1000)
+            body = page.inner_text("body")
+            assert "![p" in body or "[x" in body, body[:1500]  # the names are there, as text
+            assert page.locator(f"a[href*='127.0.0.1:{port}'], img[src*='127.0.0.1:{port}']").count() == 0
+            assert page.locator("strong").filter(has_text=re.compile(r"^E\d+$")).count() == 0  # **E0** not bold
+        page.screenshot(path=str(_shots() / "names-as-text.png"), full_page=True)
+        assert hits == [], hits
+    finally:
+        server[1].terminate()
+        server[1].wait(timeout=20)

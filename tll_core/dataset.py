@@ -303,3 +303,23 @@ def _check_images(dataset: Dataset) -> None:
     if problems:
         raise DataError(problems)
 
+
+
+_STAMPED = (TRAIN_CSV, TEST_CSV, SAMPLE_CSV, "left", "right", "train/left", "train/right", "test/left", "test/right")
+
+
+def dataset_stamp(root: str | os.PathLike[str]) -> tuple:
+    """A cheap stamp of what :func:`load_dataset` reads: the CSVs and image folders' stat (size, mtime, ctime,
+    inode). An edited CSV, or an image added, removed or renamed (its folder's mtime changes), changes it;
+    a long-lived front end (the studio) reloads the folder when it does. Image *content* is the job of
+    :meth:`Dataset.fingerprint`."""
+    root = Path(root).expanduser()
+    out = []
+    for name in _STAMPED:
+        try:
+            st = os.stat(root / name)
+        except OSError:
+            out.append((name, None))
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(out)

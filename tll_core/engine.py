@@ -65,7 +65,7 @@ class Method:
 
 def _signature(paths: list[Path]) -> tuple:
     stats = [os.stat(p) for p in paths]
-    return tuple((st.st_size, st.st_mtime_ns, st.st_ino) for st in stats)
+    return tuple((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for st in stats)  # ctime: bytes changed, mtime restored
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from typing import Any
 
 from .backbones.registry import REGISTRY
 from .engine import ENSEMBLE_SEP, Method
-from .matchers import MATCHERS, matcher_options
+from .errors import TLLError
+from .matchers import MATCHERS, checked_options, matcher_options
 from .metrics import METRICS
 from .recipes import default_recipe
 from .rerank import RERANKS
@@ -87,6 +88,7 @@ def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
     try:
         pairs = json.loads(text)
         allowed = matcher_options(method)
-        return tuple(sorted((str(k), v) for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))))
-    except (ValueError, TypeError):
+        options = {str(k): v for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))}
+        return tuple(sorted(checked_options(method, options).items()))
+    except (ValueError, TypeError, TLLError):  # malformed, or a value of the wrong type or out of range
         return default_options(method)

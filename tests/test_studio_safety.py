@@ -1,0 +1,114 @@
+"""The studio never shows stale figures, never shows a file from outside the data folder, and shows every
+name as text (AppTest; the browser-level check of the same is in tests/test_browser.py)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import image, make_kaggle, write_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+INJECTIONS = ("![p{i}](&#47;&#47;127.0.0.1&#58;{port}&#47;beacon{i}.png)",
+              "[x{i}](http&#58;&#47;&#47;127.0.0.1&#58;{port}&#47;link{i})",
+              "**E{i}**", "<img src=x onerror=alert({i})>", ":red[R{i}]", "$x{i}$")
+
+
+def injection_folder(root: Path, port: int = 9, n_pairs: int = 24) -> Path:
+    """A Kaggle folder whose image names are markdown / HTML payloads (valid file names: no / or :)."""
+    names = [INJECTIONS[i % len(INJECTIONS)].format(i=i, port=port) for i in range(n_pairs)]
+    for i, name in enumerate(names):
+        image(root / "train/left" / f"{name}.jpg", seed=i)
+        image(root / "train/right" / f"r{name}.jpg", seed=500 + i)
+    write_csv(root / "train.csv", [["left", "right"], *[[n, f"r{n}"] for n in names]])
+    return root
+
+
+def _app(data: Path, page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params["data"] = str(data)
+    at.query_params["backbone"] = "colour-hist"
+    at.query_params["method"] = "zero-shot"
+    at.query_params["rerank"] = "none"
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", ["pages/failures.py", "pages/ranked.py"])
+def test_names_are_shown_as_text_never_markdown(page: str, tmp_path: Path) -> None:
+    from pages.common import md
+
+    at = _app(injection_folder(tmp_path / "data"), page)
+    texts = "\n".join(_texts(at))
+    names = [INJECTIONS[i % len(INJECTIONS)].format(i=i, port=9) for i in range(24)]
+    names += ["r" + n for n in names]
+    shown = [n for n in names if md(n) in texts]
+    assert len(shown) >= 3, texts[:2000]  # the page does show names, escaped
+    assert not [n for n in names if n in texts]  # and never a raw one
+
+
+def test_md_escapes_every_punctuation_and_keeps_the_characters() -> None:
+    from pages.common import md
+
+    raw = "![p](&#47;&#47;h&#58;9&#47;b.png) **E** <b>x</b> `c` $m$ :red[r] \\ ~s~ | # - + = _"
+    escaped = md(raw)
+    assert escaped.replace("\\", "") == raw.replace("\\", "")
+    assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "![]()&#*<>`$:~|" and i > 0)
+    assert md("a\nb") == "a b"
+
+
+def _captions(at: AppTest) -> list[str]:
+    return sorted(c.value for c in at.caption if "·" in c.value)
+
+
+def test_replaced_images_are_never_answered_with_old_figures(tmp_path: Path) -> None:
+    data = make_kaggle(tmp_path / "data")
+    before = _captions(_app(data, "pages/ranked.py"))
+    for k, path in enumerate(sorted((data / "train/right").iterdir())):  # new pixels, same names, size and mtime
+        stat = path.stat()
+        rng = np.random.default_rng(99 + k)
+        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = _captions(_app(data, "pages/ranked.py"))  # a new session, same process: same st.cache_data
+    assert before and after and before != after
+
+
+def test_an_edited_csv_reloads_the_folder(tmp_path: Path) -> None:
+    data = make_kaggle(tmp_path / "data")
+    at = _app(data, "pages/overview.py")
+    assert [m.value for m in at.metric if m.label == "train pairs"] == ["24"]
+    rows = (data / "train.csv").read_text().splitlines()
+    (data / "train.csv").write_text("\n".join(rows[:-2]) + "\n")
+    at = _app(data, "pages/overview.py")
+    assert [m.value for m in at.metric if m.label == "train pairs"] == ["22"]
+
+
+def test_a_symlink_swapped_in_after_load_is_refused_not_shown(tmp_path: Path) -> None:
+    """l000.jpg links to inside/l000.jpg (allowed: inside the folder); once the studio has loaded and scored,
+    ``inside`` is swapped for a link to an outside folder. The image folders' listing is unchanged, so only
+    the check made at each open can catch it."""
+    data = make_kaggle(tmp_path / "data")
+    (data / "inside").mkdir()
+    victim = data / "train/left/l000.jpg"
+    victim.rename(data / "inside/l000.jpg")
+    victim.symlink_to(Path("../../inside/l000.jpg"))
+    outside = tmp_path / "outside"
+    image(outside / "l000.jpg", seed=7)
+    stamp = os.stat(data / "train/left")
+    _app(data, "pages/ranked.py")
+    (data / "inside").rename(data / "inside-old")
+    (data / "inside").symlink_to(outside)
+    assert os.stat(data / "train/left").st_mtime_ns == stamp.st_mtime_ns
+    at = _app(data, "pages/ranked.py")
+    errors = " ".join(e.value for e in at.error)
+    assert "l000" in errors and "outside" in errors, errors
