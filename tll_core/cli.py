@@ -323,8 +323,9 @@ def _print_rows(rows: list, as_json: bool) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .submission import validate_submission
+    from .submission import check_output_path, validate_submission
 
+    check_output_path(args.out)  # before the minutes of scoring
     backbone, = _backbones(args)
     _check_backbones([backbone])
     method, = _methods(args, [args.metric or "cosine"])

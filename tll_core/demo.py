@@ -7,14 +7,18 @@ blurred or grey). Foils are other regions, often of the same photograph, so the 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from .dataset import CANDIDATE_COLUMNS, N_CANDIDATES, SAMPLE_CSV, TEST_CSV, TRAIN_CSV
+from .errors import TLLError
 
 PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat",
@@ -25,7 +29,8 @@ REGIONS_PER_PHOTO = 10
 N_TEST = 40
 SIZE = (200, 245)  # (w, h) as in the competition data
 SEED = 2023
-VERSION = "2"
+VERSION = "2"  # the generated files; bump when they change (the marker format may change without it)
+MARKER = ".tll-demo"  # JSON: {"version", "files": {relative path: [size, sha256]}}, written last
 
 
 def _photo(name: str) -> Image.Image:
@@ -75,17 +80,150 @@ def _codes(n: int, rng: np.random.Generator) -> list[str]:
 
 
 def write_demo(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write the demo into ``out`` (train.csv, test_candidates.csv, sample-submission.csv, images)."""
-    out = Path(out)
-    marker = out / ".tll-demo"
-    if marker.exists() and marker.read_text() == VERSION and not overwrite:
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not marker.exists():
-            from .errors import TLLError
+    """Write the demo into ``out`` (train.csv, test_candidates.csv, sample-submission.csv, images).
 
-            raise TLLError(f"{out}: folder is not empty; choose an empty or new folder for the demo")
-        shutil.rmtree(out)
+    Never deletes anything it did not write. A missing or empty ``out`` gets the demo by an atomic rename
+    of a fully written temporary sibling, so several writers at once (studio sessions) are safe: the
+    first rename wins and the others find a complete demo. A complete demo of this version is returned
+    as is. Any other non-empty folder is refused, unless it is a demo (it holds a marker) and
+    ``overwrite`` is set: then the demo's own files are rewritten in place and nothing else is touched.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TLLError(f"{out}: is a file, not a folder; choose an empty or new folder for the demo")
+    if is_complete_demo(out) and not overwrite:
+        return out
+    if _missing_or_empty(out):
+        return _write_fresh(out)
+    if not overwrite or not (out / MARKER).is_file():
+        raise TLLError(f"{out}: folder is not empty and holds no complete demo (version {VERSION}); "
+                       f"choose an empty or new folder for the demo")
+    return _overwrite(out)
+
+
+def _missing_or_empty(out: Path) -> bool:
+    try:
+        return not out.exists() or not any(out.iterdir())
+    except OSError as exc:
+        raise TLLError(f"{out}: cannot read the folder ({exc.strerror or exc})") from exc
+
+
+def is_complete_demo(out: str | os.PathLike[str]) -> bool:
+    """``out`` holds every file its marker lists, unchanged (size and SHA-256), for this version.
+
+    A marker in the old format (just the version, no manifest) is accepted when it names this version
+    and every file the demo's CSVs name is present: the old writer wrote its marker last.
+    """
+    out = Path(out)
+    try:
+        text = (out / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if text.strip() == VERSION:
+        return _legacy_complete(out)
+    files = _manifest_files(text)
+    return files is not None and all(_matches(out / rel, entry) for rel, entry in files.items())
+
+
+def _manifest_files(text: str) -> dict[str, list] | None:
+    """The marker's {relative path: [size, sha256]} when it is a manifest of this version, else None."""
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
+        return None
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return None
+    for rel, entry in files.items():
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not isinstance(entry, list) or len(entry) != 2:
+            return None
+    return files
+
+
+def _matches(path: Path, entry: list) -> bool:
+    size, digest = entry
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+            return False
+        return _sha256(path) == digest
+    except OSError:
+        return False
+
+
+def _legacy_complete(out: Path) -> bool:
+    try:
+        pairs = {split: _rows(out / name) for split, name in (("train", TRAIN_CSV), ("test", "test_truth.csv"))}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    if sum(map(len, pairs.values())) != len(PHOTOS) * REGIONS_PER_PHOTO:
+        return False
+    if not all((out / name).is_file() for name in (TEST_CSV, SAMPLE_CSV)):
+        return False
+    return all(len(pair) == 2 and (out / split / side / f"{code}.jpg").is_file()
+               for split, rows in pairs.items() for pair in rows for side, code in zip(("left", "right"), pair))
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """A CSV's rows after its header."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))[1:]
+
+
+def _write_fresh(out: Path) -> Path:
+    """Generate into a temporary sibling, then rename it onto the missing or empty ``out``."""
+    tmp = _temp_sibling(out)
+    try:
+        try:
+            _generate(tmp)
+            os.chmod(tmp, 0o755)  # mkdtemp made it private; the demo is ordinary data
+        except OSError as exc:
+            raise TLLError(f"{out}: cannot write the demo ({exc.strerror or exc})") from exc
+        try:
+            os.rename(tmp, out)  # atomic; replaces an empty folder, fails on a non-empty one
+        except OSError as exc:
+            if is_complete_demo(out):  # another writer got there first
+                return out
+            raise TLLError(f"{out}: cannot move the demo into place ({exc.strerror or exc}); "
+                           f"choose an empty or new folder for the demo") from exc
+        return out
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # only ever our own temporary folder
+
+
+def _overwrite(out: Path) -> Path:
+    """Rewrite a demo folder's own files in place; files the demo does not write are left alone."""
+    old = _manifest_files((out / MARKER).read_text(encoding="utf-8", errors="replace"))
+    tmp = _temp_sibling(out)
+    try:
+        new = _generate(tmp)
+        for rel in new:
+            target = out / rel
+            if old is not None and (target.exists() or target.is_symlink()) and rel not in old:
+                raise TLLError(f"{target}: not written by the demo; move it away or choose an empty or new folder")
+        for rel in [*new, MARKER]:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, out / rel)
+        return out
+    except OSError as exc:
+        raise TLLError(f"{out}: cannot overwrite the demo ({exc.strerror or exc})") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_sibling(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise TLLError(f"{out.parent}: cannot write the demo here ({exc.strerror or exc})") from exc
+
+
+def _generate(out: Path) -> dict[str, list]:
+    """Write the whole demo into the (empty, private) folder ``out``; its marker, a manifest, last."""
     rng = np.random.default_rng(SEED)
     items = []
     for name in PHOTOS:
@@ -121,8 +259,19 @@ def write_demo(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     _write_csv(out / TEST_CSV, ("left", *CANDIDATE_COLUMNS), rows)
     _write_csv(out / SAMPLE_CSV, ("left", *CANDIDATE_COLUMNS), sample)
     _write_csv(out / "test_truth.csv", ("left", "right"), pairs["test"])  # demo only: lets a submission be scored
-    marker.write_text(VERSION)
-    return out
+    return _write_manifest(out)
+
+
+def _write_manifest(out: Path) -> dict[str, list]:
+    files = {p.relative_to(out).as_posix(): [p.stat().st_size, _sha256(p)]
+             for p in sorted(out.rglob("*")) if p.is_file() and p.name != MARKER}
+    (out / MARKER).write_text(json.dumps({"version": VERSION, "files": files}, indent=1), encoding="utf-8")
+    return files
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list) -> None:

@@ -2,35 +2,85 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .dataset import CANDIDATE_COLUMNS, TEST_CSV, read_csv_rows
-from .errors import DataError, SubmissionError
+from .errors import DataError, SubmissionError, TLLError
 from .tasks import TaskSet
 
 HEADER = ("left", *CANDIDATE_COLUMNS)
+MAX_SUBMISSION_BYTES = 64 * 2**20  # the real one is ~200 KB; a cap keeps /dev/zero-like files out
+# What Kaggle parses: plain ASCII decimals with an optional exponent. Python's float() also takes
+# "1_000", Arabic-Indic or full-width digits, which the leaderboard would reject.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, in one line, an output path that cannot take the CSV: call it before the expensive work."""
+    path = Path(path)
+    if path.is_dir():
+        raise TLLError(f"{path}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # missing folders are created when writing
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TLLError(f"{path}: cannot write there, {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TLLError(f"{path}: cannot write there, the folder {parent} is not writable")
+    return path
 
 
 def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray) -> Path:
-    """Rows in the order of test_candidates.csv; written to a temporary file, then moved into place."""
+    """Rows in the order of test_candidates.csv; written to a private temporary file, then moved into place."""
     if scores.shape != tasks.candidates.shape:
         raise ValueError(f"scores {scores.shape} do not match the tasks {tasks.candidates.shape}")
     if not np.isfinite(scores).all():
         raise ValueError("scores contain NaN or infinity")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(HEADER)
-        for left, row in zip(tasks.left_names, scores):
-            writer.writerow([left, *(format(float(s), ".7g") for s in row)])
-    os.replace(tmp, path)
+    path = check_output_path(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(HEADER)
+    for left, row in zip(tasks.left_names, scores):
+        writer.writerow([left, *(format(float(s), ".7g") for s in row)])
+    write_atomically(path, text.getvalue().encode("utf-8"))
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` all at once or not at all; a failure is one line naming it and leaves it as it was.
+
+    The temporary file is created exclusively (O_EXCL, a random name) in the target's folder, so a
+    planted ``path.tmp`` symlink is never followed; it is fsynced before the rename and removed on failure.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise TLLError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # mkstemp makes it 0600; a submission is not secret
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise TLLError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise
 
 
 def submission_problems(submission: str | os.PathLike[str], data: str | os.PathLike[str]) -> list[str]:
@@ -39,8 +89,9 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     expected_rows, problems = read_csv_rows(data / TEST_CSV, HEADER)
     if problems or not (data / TEST_CSV).exists():
         raise DataError(problems or [f"{data / TEST_CSV}: not found"])
-    if not submission.is_file():
-        return [f"{submission}: not found"]
+    unreadable = _file_problem(submission)
+    if unreadable:
+        return [unreadable]
     rows, problems = read_csv_rows(submission, HEADER)
     if not rows and problems:  # unreadable, empty or a bad header: nothing more to check
         return problems
@@ -58,13 +109,30 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     return problems
 
 
-def _score_problem(value: str) -> str | None:
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a file to read whole (a FIFO would hang, /dev/zero never ends), else None."""
     try:
-        number = float(value)
-    except ValueError:
-        return f"{value!r} is not a number"
-    if not math.isfinite(number):
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"{path}: not found"
+    except OSError as exc:
+        return f"{path}: cannot read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path}: is a folder, not a CSV file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path}: not a regular file"
+    if st.st_size > MAX_SUBMISSION_BYTES:
+        return f"{path}: {st.st_size / 2**20:.0f} MiB, more than a submission can be ({MAX_SUBMISSION_BYTES // 2**20} MiB)"
+    return None
+
+
+def _score_problem(value: str) -> str | None:
+    if _NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
+    if not _NUMBER.fullmatch(value):
+        return f"{value!r} is not a number (Kaggle takes plain ASCII decimals such as 0.25 or -1.5e-3)"
+    if not math.isfinite(float(value)):
+        return f"{value} is not finite (too large)"
     return None
 
 
