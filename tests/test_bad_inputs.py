@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -201,7 +202,7 @@ def test_submission_validator_on_fuzzed_scores(kaggle_dir: Path, tmp_path_factor
 
 
 def _is_finite(value) -> bool:
-    try:
-        return np.isfinite(float(str(value)))
-    except ValueError:
-        return False
+    """What Kaggle reads as a finite score: plain ASCII decimals with an optional exponent (not ``1_000``,
+    Arabic-Indic or full-width digits, which Python's float() would take)."""
+    text = str(value).strip()
+    return bool(re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text, re.ASCII)) and bool(np.isfinite(float(text)))
