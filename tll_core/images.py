@@ -128,7 +128,7 @@ def _size_problem(shown: str | Path, im: Image.Image) -> str | None:
 
 
 def _draft(im: Image.Image) -> None:
-    """Ask a large JPEG to decode at the smallest 1/2^k scale that keeps its longer side >= DRAFT_SIDE
+    """Ask a large JPEG to decode reduced by the largest of 2, 4 or 8 that keeps its longer side >= DRAFT_SIDE
     (a no-op for other formats and for images no longer than DRAFT_SIDE)."""
     w, h = im.size
     if max(w, h) > DRAFT_SIDE:
