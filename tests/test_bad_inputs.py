@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -346,20 +348,18 @@ def test_image_symlink_loop_is_one_line(tmp_path: Path, capsys) -> None:
     assert got == 2 and "train/left/l003.jpg: cannot read" in text
 
 
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
 def _png_with_chunk(kind: bytes, after_idat: bool) -> bytes:
     """A small PNG carrying a text/ICC chunk that inflates to 20 MB (Pillow refuses over its limit)."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
     buf = io.BytesIO()
     Image.new("RGB", (40, 48), (9, 99, 9)).save(buf, "PNG")
     png = buf.getvalue()
     body = b"k\0\0" + zlib.compress(bytes(20_000_000))
     at = len(png) - 12 if after_idat else 8 + 25  # before IEND, or right after IHDR
-    return png[:at] + chunk(kind, body) + png[at:]
+    return png[:at] + _png_chunk(kind, body) + png[at:]
 
 
 @pytest.mark.parametrize("kind", [b"zTXt", b"iCCP"])
@@ -407,14 +407,9 @@ def test_huge_sparse_file_named_jpg_is_refused_unread(tmp_path: Path, capsys) ->
 
 def _png_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
     """A PNG whose IHDR announces a big image (the pixel data is a stub: only the header is read)."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + _png_chunk(b"IEND", b""))
 
 
 def test_high_bit_depth_png_over_the_decode_budget_is_refused(tmp_path: Path, capsys) -> None:
