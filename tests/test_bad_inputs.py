@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import sys
 import re
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -206,3 +208,289 @@ def _is_finite(value) -> bool:
     Arabic-Indic or full-width digits, which Python's float() would take)."""
     text = str(value).strip()
     return bool(re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text, re.ASCII)) and bool(np.isfinite(float(text)))
+
+
+# ---------------------------------------------------------------- issue 9: confinement, caps, names
+
+
+def _evaluate(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the CLI on a weight-free backbone; returns (exit code, stderr) and checks the one-line rule."""
+    got = main(["evaluate", "--data", str(data), "--backbone", "colour-hist", "--method", "zero-shot", "--quiet",
+                "--cache-dir", str(tmp_path / "c")])
+    out, err = capsys.readouterr()
+    if got:
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return got, out + err
+
+
+def _relink(path: Path, target: Path | str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/dev/zero"])
+def test_csv_linked_to_a_system_file_is_refused_unread(target: str, tmp_path: Path, capsys) -> None:
+    if not os.path.exists(target):
+        pytest.skip(f"{target} not on this system")
+    data = make_kaggle(tmp_path / "data")
+    _relink(data / "train.csv", target)
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv: resolves outside the data folder" in text
+    assert "root:" not in text
+
+
+def test_csv_linked_to_an_outside_csv_is_refused(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").rename(tmp_path / "elsewhere.csv")  # a perfectly valid CSV, but not in the folder
+    (data / "train.csv").symlink_to(tmp_path / "elsewhere.csv")
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv: resolves outside the data folder" in text
+
+
+def test_csv_linked_inside_the_folder_is_used(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").rename(data / "pairs.csv")
+    (data / "train.csv").symlink_to("pairs.csv")
+    assert _evaluate(data, tmp_path, capsys)[0] == 0
+
+
+def _no_hang(seconds: int = 20) -> None:
+    """Fail (SIGALRM) rather than hang forever if a read blocks."""
+    import signal
+
+    def boom(*_: object) -> None:
+        raise TimeoutError("blocked")
+
+    signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_named_like_a_csv_or_an_image_does_not_block(tmp_path: Path, capsys) -> None:
+    import signal
+
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").unlink()
+    os.mkfifo(data / "train.csv")
+    _no_hang()
+    try:
+        got, text = _evaluate(data, tmp_path, capsys)
+        assert got == 2 and "train.csv: not a regular file" in text
+        assert read_csv_rows(data / "train.csv", ("left", "right"), confined=False) == ([], ["train.csv: not a regular file"])
+        data = make_kaggle(tmp_path / "data2")
+        (data / "train/left/l004.jpg").unlink()
+        os.mkfifo(data / "train/left/l004.jpg")
+        got, text = _evaluate(data, tmp_path, capsys)
+        assert got == 2 and "train/left/l004.jpg: not a regular file" in text
+    finally:
+        signal.alarm(0)
+
+
+def test_oversized_csv_is_refused_unread(tmp_path: Path, capsys) -> None:
+    from tll_core.dataset import MAX_CSV_BYTES
+
+    data = make_kaggle(tmp_path / "data")
+    with (data / "train.csv").open("r+b") as fh:
+        fh.truncate(MAX_CSV_BYTES + 1)  # sparse: costs no disk
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and f"train.csv: {MAX_CSV_BYTES + 1:,} bytes exceeds the {MAX_CSV_BYTES:,}-byte limit" in text
+
+
+def test_a_submission_may_live_anywhere_but_must_be_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "here").mkdir()
+    real = write_csv(tmp_path / "elsewhere" / "sub.csv", [["left", "right"], ["a", "b"]])
+    (tmp_path / "here" / "sub.csv").symlink_to(real)
+    rows, problems = read_csv_rows(tmp_path / "here" / "sub.csv", ("left", "right"), confined=False)
+    assert rows == [(2, ["a", "b"])] and problems == []
+    rows, problems = read_csv_rows(tmp_path / "here" / "sub.csv", ("left", "right"))  # a data folder's CSV
+    assert rows == [] and "sub.csv: resolves outside" in problems[0]
+    os.mkfifo(tmp_path / "fifo.csv")
+    _no_hang()
+    try:
+        assert read_csv_rows(tmp_path / "fifo.csv", ("left", "right"), confined=False)[1] == ["fifo.csv: not a regular file"]
+    finally:
+        __import__("signal").alarm(0)
+
+
+def test_symlink_swapped_in_after_loading_is_not_followed(tmp_path: Path) -> None:
+    """Confinement is checked when a file is opened, not once at load time."""
+    from tll_core.engine import Engine
+    from tll_core.errors import DataError
+
+    data = make_kaggle(tmp_path / "data")
+    secret = image(tmp_path / "secret.jpg", seed=9)
+    engine = Engine.open(data, cache_dir=tmp_path / "c")
+    ids = [p.left_id for p in engine.dataset.train_pairs[:4]]
+    assert engine.dataset.read_image(ids[1]).data == (data / ids[1]).read_bytes()
+    _relink(data / ids[1], secret)
+    opened: list[str] = []
+    watching = True
+
+    def hook(event: str, args: tuple) -> None:
+        if watching and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)
+    try:
+        with pytest.raises(DataError, match=f"{ids[1]}: resolves outside the data folder"):
+            engine.dataset.read_image(ids[1])
+        with pytest.raises(DataError, match="resolves outside the data folder"):
+            engine.embed(ids, "colour-hist")
+    finally:
+        watching = False
+    assert [p for p in opened if "secret" in p] == []
+
+
+def test_image_symlink_loop_is_one_line(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    _relink(data / "train/left/l003.jpg", "l003.jpg")
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train/left/l003.jpg: cannot read" in text
+
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
+def _png_with_chunk(kind: bytes, after_idat: bool) -> bytes:
+    """A small PNG carrying a text/ICC chunk that inflates to 20 MB (Pillow refuses over its limit)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 48), (9, 99, 9)).save(buf, "PNG")
+    png = buf.getvalue()
+    body = b"k\0\0" + zlib.compress(bytes(20_000_000))
+    at = len(png) - 12 if after_idat else 8 + 25  # before IEND, or right after IHDR
+    return png[:at] + _png_chunk(kind, body) + png[at:]
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iCCP"])
+@pytest.mark.parametrize("after_idat", [False, True], ids=["in-header", "after-pixels"])
+def test_png_with_a_huge_compressed_chunk_is_one_line(kind: bytes, after_idat: bool, tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train/left/l005.jpg").write_bytes(_png_with_chunk(kind, after_idat))
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "l005.jpg: corrupt image" in text
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="chmod 000 does not stop root")
+@pytest.mark.parametrize("what", ["train/left", "train/left/l002.jpg", "."])
+def test_unreadable_folder_or_image_is_one_line(what: str, tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    target = data / what
+    target.chmod(0)
+    try:
+        got, text = _evaluate(data, tmp_path, capsys)
+    finally:
+        target.chmod(0o755)
+    assert got == 2 and "cannot read (Permission denied)" in text and (what == "." or what in text)
+
+
+def test_huge_sparse_file_named_jpg_is_refused_unread(tmp_path: Path, capsys) -> None:
+    import time
+    import tracemalloc
+
+    from tll_core.images import MAX_IMAGE_BYTES
+
+    data = make_kaggle(tmp_path / "data")
+    with (data / "train/left/l007.jpg").open("r+b") as fh:
+        fh.truncate(2**30)  # 1 GiB, sparse
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        got, text = _evaluate(data, tmp_path, capsys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == 2 and f"train/left/l007.jpg: {2**30:,} bytes exceeds the {MAX_IMAGE_BYTES:,}-byte limit" in text
+    assert peak < 64 * 2**20, peak  # reading it would have cost a gigabyte
+    assert time.perf_counter() - start < 60
+
+
+def _png_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG whose IHDR announces a big image (the pixel data is a stub: only the header is read)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + _png_chunk(b"IEND", b""))
+
+
+def test_high_bit_depth_png_over_the_decode_budget_is_refused(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train/right/r004.jpg").write_bytes(_png_header(7000, 5700, 16, 0))  # 39.9 Mpx, 16-bit grey
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train/right/r004.jpg: a 7000x5700 I;16 image needs about" in text and "MiB limit" in text
+
+
+def test_duplicate_stems_are_named_in_both_layouts(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    image(data / "train/right/r003.png", seed=3)
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv line 5: 'r003' could be train/right/r003.jpg and train/right/r003.png" in text
+    write_csv(data / "train.csv", [["left", "right"], *[[f"l{i:03d}", f"r{i:03d}"] for i in range(24) if i != 3],
+                                   ["l003", "r003.png"]])
+    assert _evaluate(data, tmp_path, capsys)[0] == 0  # the full name is not ambiguous
+    release = tmp_path / "release"
+    for i in range(3):
+        image(release / "left" / f"{i}.jpg", seed=i)
+        image(release / "right" / f"{i}.jpg", seed=10 + i)
+    image(release / "left" / "1.png", seed=20)
+    got, text = _evaluate(release, tmp_path, capsys)
+    assert got == 2 and "left/1.jpg and left/1.png: two images named '1'" in text
+
+
+def test_names_keep_their_spaces(tmp_path: Path, capsys) -> None:
+    from tll_core.dataset import load_dataset
+
+    data = make_kaggle(tmp_path / "data")
+    (data / "train/left/l000.jpg").rename(data / "train/left/ l000 .jpg")
+    rows = [[" left ", " right\t"], [" l000 ", "r000"], *[[f"l{i:03d}", f"r{i:03d}"] for i in range(1, 24)]]
+    write_csv(data / "train.csv", rows)  # spaces in the header are tolerated, in names they are meant
+    ds = load_dataset(data)
+    assert ds.train_pairs[0].left_id == "train/left/ l000 .jpg"
+    write_csv(data / "train.csv", [["left", "right"], ["l001 ", "r001"]])
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "missing image train/left/l001 .jpg (the name has leading or trailing spaces)" in text
+
+
+def test_a_right_shared_by_two_lefts_is_a_warning(tmp_path: Path) -> None:
+    from tll_core.dataset import load_dataset
+
+    data = make_kaggle(tmp_path / "data")
+    write_csv(data / "train.csv", [["left", "right"], ["l000", "r000"], ["l001", "r001"], ["l002", "r000"]])
+    ds = load_dataset(data)
+    assert len(ds.train_pairs) == 3
+    assert ds.warnings == ("train.csv line 4: right 'r000' is also the right of line 2",)
+    assert make_kaggle(tmp_path / "clean") and load_dataset(tmp_path / "clean").warnings == ()
+
+
+def _corrupt_exif_jpeg() -> bytes:
+    # Orientation 6, then an ASCII tag pointing past the end of the EXIF block
+    exif = (b"Exif\0\0MM\0*\0\0\0\x08\0\x02\x01\x12\0\x03\0\0\0\x01\0\x06\0\0"
+            b"\x01\x0e\0\x02\0\0\xff\xff\0\0\0\x1a")
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 48), (9, 9, 99)).save(buf, "JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def test_corrupt_exif_warns_nothing(tmp_path: Path) -> None:
+    import warnings
+
+    from tll_core.images import ImageBytes, check_header, decode_rgb
+
+    (tmp_path / "x.jpg").write_bytes(_corrupt_exif_jpeg())
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = decode_rgb(ImageBytes(tmp_path / "x.jpg", _corrupt_exif_jpeg()))
+        assert check_header(tmp_path / "x.jpg") is None
+    assert caught == [] and out.size == (48, 40)  # still rotated by its orientation tag
+    assert warnings.filters == filters  # nothing left behind
+
+
+def test_data_roots_confine_the_cli_too(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (tmp_path / "allowed").mkdir()
+    monkeypatch.setenv("TLL_DATA_ROOTS", str(tmp_path / "allowed"))
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "outside the allowed data folders ($TLL_DATA_ROOTS)" in text
+    monkeypatch.setenv("TLL_DATA_ROOTS", os.pathsep.join([str(tmp_path / "allowed"), str(tmp_path)]))
+    assert _evaluate(data, tmp_path, capsys)[0] == 0

@@ -135,3 +135,74 @@ def test_candidate_listed_twice(kaggle_dir: Path) -> None:
     rights = [f"t{i:03d}" for i in range(19)]
     write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000", *rights, "t000"]])
     assert "test_candidates.csv line 2: a candidate is listed twice" in _load_error(kaggle_dir)
+
+
+def test_read_image_returns_the_file_bytes(kaggle_dir: Path) -> None:
+    ds = load_dataset(kaggle_dir)
+    image_id = ds.train_pairs[2].right_id
+    got = ds.read_image(image_id)
+    assert got.data == (kaggle_dir / image_id).read_bytes() and got.path == (kaggle_dir / image_id).resolve()
+
+
+def _opened_during(call) -> list[str]:
+    import os
+    import sys
+
+    opened: list[str] = []
+    watching = [True]
+
+    def hook(event: str, args: tuple) -> None:
+        if watching[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)
+    try:
+        call()
+    finally:
+        watching[0] = False
+    return opened
+
+
+def test_fingerprint_is_cheap_when_nothing_changed(kaggle_dir: Path) -> None:
+    ds = load_dataset(kaggle_dir)
+    first = ds.fingerprint()
+    result: list[str] = []
+    opened = _opened_during(lambda: result.append(ds.fingerprint()))
+    assert result == [first] and len(first) == 40
+    assert [p for p in opened if p.endswith(".jpg")] == []  # no image re-read, let alone re-hashed
+    assert load_dataset(kaggle_dir).fingerprint() == first  # the same data, the same fingerprint
+
+
+def test_fingerprint_sees_a_rewrite_that_keeps_size_and_mtime(kaggle_dir: Path) -> None:
+    import os
+
+    ds = load_dataset(kaggle_dir)
+    before = ds.fingerprint()
+    path = kaggle_dir / ds.train_pairs[0].left_id
+    data, st = bytearray(path.read_bytes()), path.stat()
+    data[-3] ^= 0xFF  # same size, different content
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored; ctime moves on
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    after = ds.fingerprint()
+    assert after != before
+    with (kaggle_dir / "train.csv").open("a") as fh:  # the CSVs count too
+        fh.write("\n")
+    assert ds.fingerprint() != after
+
+
+def test_fingerprint_refuses_a_swapped_symlink(kaggle_dir: Path, tmp_path: Path) -> None:
+    ds = load_dataset(kaggle_dir)
+    ds.fingerprint()
+    target = kaggle_dir / ds.train_pairs[0].left_id
+    target.unlink()
+    target.symlink_to(image(tmp_path / "outside.jpg"))
+    with pytest.raises(DataError, match="resolves outside the data folder"):
+        ds.fingerprint()
+
+
+def test_data_roots_are_enforced_by_load_dataset(kaggle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TLL_DATA_ROOTS", str(tmp_path / "elsewhere"))
+    assert "outside the allowed data folders" in _load_error(kaggle_dir)
+    monkeypatch.setenv("TLL_DATA_ROOTS", str(kaggle_dir.parent))
+    assert load_dataset(kaggle_dir).layout == "kaggle"

@@ -67,3 +67,39 @@ def test_header_check(tmp_path: Path) -> None:
     assert "empty file" in check_header(tmp_path / "empty.jpg")
     assert "not a readable image" in check_header(tmp_path / "text.jpg")
     assert check_header(tmp_path / "ok.jpg") is None
+
+
+def test_small_images_decode_exactly_as_pillow_does() -> None:
+    """Embeddings are cached by file bytes: normal images must decode bit-identically to a plain decode."""
+    rng = np.random.default_rng(0)
+    src = Image.fromarray((rng.random((245, 200, 3)) * 255).astype(np.uint8))
+    raw = _bytes(src, "JPEG", quality=90)
+    expected = np.asarray(Image.open(io.BytesIO(raw.data)).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(decode_rgb(raw)), expected)
+
+
+def test_large_jpeg_decodes_reduced_and_deterministically() -> None:
+    src = Image.new("RGB", (3000, 2000), (20, 120, 220))
+    raw = _bytes(src, "JPEG")
+    first, second = decode_rgb(raw), decode_rgb(raw)
+    assert first.size == (1500, 1000)  # 1/2 scale: the smallest that keeps the long side >= DRAFT_SIDE
+    assert max(first.size) >= images.DRAFT_SIDE
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_decode_budget_depends_on_mode() -> None:
+    # a 16-bit grey image costs far more per pixel than an RGB one (float64 rescaling)
+    assert images.decode_cost("I;16", (7000, 5700)) > images.MAX_DECODE_BYTES
+    assert images.decode_cost("RGB", (4000, 3000)) < images.MAX_DECODE_BYTES
+    assert images.decode_cost("I;16", (1000, 1000)) > images.decode_cost("RGB", (1000, 1000))
+
+
+def test_oversized_image_file_is_refused_before_reading(tmp_path: Path) -> None:
+    from tll_core.images import read_image_bytes
+
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as fh:
+        fh.truncate(images.MAX_IMAGE_BYTES + 1)
+    with pytest.raises(DataError, match="exceeds the 52,428,800-byte limit"):
+        read_image_bytes(big)
+    assert "exceeds" in check_header(big)

@@ -1,12 +1,15 @@
 """Loading a TLL data folder (Kaggle layout or the original release layout), validated up front.
 
 Images are addressed by *image ids*: POSIX paths relative to the data root (``train/left/ace.jpg``).
-Every id is built from a directory listing and checked to resolve inside the root, so nothing
-outside the data folder is ever opened, whatever a CSV says.
+Every id is built from a directory listing, and every file (CSVs too) is opened through
+:func:`tll_core.files.open_regular`, which re-resolves the path at that moment and refuses anything outside
+the root, anything but a regular file and anything over a size cap: nothing outside the data folder is
+ever opened, whatever a CSV says or a symlink swapped in later points to.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -15,13 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
-from .images import IMAGE_SUFFIXES, check_header
+from .files import cannot_read, read_regular
+from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
 N_CANDIDATES = 20
 TRAIN_CSV = "train.csv"
 TEST_CSV = "test_candidates.csv"
 SAMPLE_CSV = "sample-submission.csv"
 CANDIDATE_COLUMNS = tuple(f"c{i}" for i in range(N_CANDIDATES))
+MAX_CSV_BYTES = 32 * 2**20
+"""Larger CSVs are refused unread (the TLL ones are ~100 KB)."""
 
 
 @dataclass(frozen=True)
@@ -52,18 +58,60 @@ class Dataset:
     test_rows: tuple[TestRow, ...] = ()
     has_sample_submission: bool = False
     _resolved_root: Path = field(default=Path(), repr=False, compare=False)
-    _paths: dict[str, Path] = field(default_factory=dict, repr=False, compare=False)
+    warnings: tuple[str, ...] = ()  # one-line notes on valid but suspicious data, for the front ends to show
+    _hashes: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.root.name
 
     def path(self, image_id: str) -> Path:
-        """The file behind an image id, refused if it would resolve outside the data root."""
-        path = self._paths.get(image_id)
-        if path is None:
-            path = self._paths[image_id] = confined_path(self._resolved_root, image_id)
-        return path
+        """The file behind an image id as it resolves now, refused if that is outside the data root.
+        For showing and stat-ing; read through :meth:`read_image`, which checks again as it opens."""
+        return confined_path(self._resolved_root, image_id)
+
+    def read_image(self, image_id: str) -> ImageBytes:
+        """An image's bytes, read through the confined open (inside the root now, a regular file, capped)."""
+        return read_image_bytes(self._resolved_root / image_id, image_id, root=self._resolved_root)
+
+    def check_image(self, image_id: str) -> str | None:
+        """Header-only check of one image through the confined open: a one-line problem, or None."""
+        return check_header(self._resolved_root / image_id, image_id, root=self._resolved_root)
+
+    def stat_signature(self, image_id: str) -> tuple[int, int, int, int]:
+        """(size, mtime, ctime, inode) of an image now: any rewrite, even one that restores size and
+        mtime, changes the ctime."""
+        try:
+            st = os.stat(self.path(image_id))
+        except OSError as exc:
+            raise cannot_read(image_id, exc) from None
+        return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+    def fingerprint(self) -> str:
+        """A hex digest of the data as it is now: the CSVs' bytes and every image's content SHA-1 in id
+        order. Images are re-hashed only when their stat signature changed since the last call."""
+        digest = hashlib.sha1(f"{self.layout}\n".encode())
+        for name in (TRAIN_CSV, TEST_CSV):
+            if os.path.lexists(self.root / name):
+                digest.update(f"{name}\n".encode())
+                digest.update(hashlib.sha1(self._read_csv_bytes(name)).digest())
+        ids = sorted(self.image_ids())
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for image_id, sha1 in zip(ids, pool.map(self._content_sha1, ids)):
+                digest.update(f"{image_id}\0{sha1}\n".encode())
+        return digest.hexdigest()
+
+    def _read_csv_bytes(self, name: str) -> bytes:
+        return read_regular(self.root / name, name, MAX_CSV_BYTES, self._resolved_root)
+
+    def _content_sha1(self, image_id: str) -> str:
+        signature = self.stat_signature(image_id)  # taken before reading: a change meanwhile shows next time
+        known = self._hashes.get(image_id)
+        if known is not None and known[0] == signature:
+            return known[1]
+        sha1 = self.read_image(image_id).sha1
+        self._hashes[image_id] = (signature, sha1)
+        return sha1
 
     def summary(self) -> dict[str, int | str]:
         return {
@@ -83,7 +131,8 @@ class Dataset:
 
 
 def confined_path(root: Path, image_id: str) -> Path:
-    path = (root / image_id).resolve()
+    """``root / image_id`` resolved now (symlink loops left unresolved, to fail when opened), refused outside ``root``."""
+    path = Path(os.path.realpath(root / image_id))
     if not path.is_relative_to(root):
         raise DataError(f"{image_id}: resolves outside the data folder {root}")
     return path
@@ -117,68 +166,98 @@ def allowed_data_folder(folder: str | os.PathLike[str], roots: str | None = None
 
 
 def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True) -> Dataset:
-    """Load and validate a data folder. Raises DataError listing every problem found."""
+    """Load and validate a data folder. Raises DataError listing every problem found.
+
+    With ``$TLL_DATA_ROOTS`` set, a folder outside those roots is refused (for every front end)."""
+    allowed_data_folder(root)
     root = Path(root).expanduser()
+    try:
+        dataset = _load(root)
+        if check_images:
+            _check_images(dataset)
+    except OSError as exc:  # a folder that cannot be listed or stat-ed
+        raise cannot_read(str(exc.filename or root), exc) from None
+    return dataset
+
+
+def _load(root: Path) -> Dataset:
     if not root.exists():
         raise DataError(f"{root}: no such data folder")
     if not root.is_dir():
         raise DataError(f"{root}: is a file, not a data folder")
-    resolved = root.resolve()
-    if (root / TRAIN_CSV).exists() or (root / TEST_CSV).exists():
-        dataset = _load_kaggle(root, resolved)
-    elif (root / "left").is_dir() and (root / "right").is_dir():
-        dataset = _load_release(root, resolved)
-    else:
-        raise DataError(
-            f"{root}: no TLL data found (expected {TRAIN_CSV} and/or {TEST_CSV} with train/ and test/ "
-            "image folders, or left/ and right/ folders whose files pair by name)"
-        )
-    if check_images:
-        _check_images(dataset)
-    return dataset
+    os.listdir(root)  # an unreadable folder fails here, by name
+    resolved = Path(os.path.realpath(root))
+    if os.path.lexists(root / TRAIN_CSV) or os.path.lexists(root / TEST_CSV):
+        return _load_kaggle(root, resolved)
+    if (root / "left").is_dir() and (root / "right").is_dir():
+        return _load_release(root, resolved)
+    raise DataError(
+        f"{root}: no TLL data found (expected {TRAIN_CSV} and/or {TEST_CSV} with train/ and test/ "
+        "image folders, or left/ and right/ folders whose files pair by name)"
+    )
 
 
 # ---------------------------------------------------------------- folders of images
 
 
 class _Folder:
-    """The images of one folder, by code (file stem) and by full file name."""
+    """The images of one folder, by full file name and by code (file stem)."""
 
     def __init__(self, root: Path, rel: str) -> None:
         self.rel = rel
-        self.by_code: dict[str, str] = {}
+        self.names: set[str] = set()
+        self.by_stem: dict[str, list[str]] = {}
+        self.problem: str | None = None
         folder = root / rel
-        if not folder.is_dir():
-            self.exists = False
+        self.exists = folder.is_dir()
+        if not self.exists:
             return
-        self.exists = True
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self.problem = str(cannot_read(f"{rel}/", exc))
+            return
+        for entry in entries:
             if entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and not entry.is_dir():
-                stem = entry.name.rsplit(".", 1)[0]
-                self.by_code.setdefault(stem, entry.name)
-                self.by_code.setdefault(entry.name, entry.name)
+                self.names.add(entry.name)
+                self.by_stem.setdefault(entry.name.rsplit(".", 1)[0], []).append(entry.name)
 
     def image_id(self, code: str) -> str | None:
-        name = self.by_code.get(code)
-        return f"{self.rel}/{name}" if name else None
+        """The id of the file named ``code``, or of the one file whose stem it is (None: no such file, or
+        several: see :meth:`ambiguity`)."""
+        if code in self.names:
+            return f"{self.rel}/{code}"
+        names = self.by_stem.get(code, [])
+        return f"{self.rel}/{names[0]}" if len(names) == 1 else None
+
+    def ambiguity(self, code: str) -> str | None:
+        names = self.by_stem.get(code, [])
+        if code in self.names or len(names) < 2:
+            return None
+        return " and ".join(f"{self.rel}/{n}" for n in names)
 
 
 # ---------------------------------------------------------------- CSV reading
 
 
-def read_csv_rows(path: Path, expected: tuple[str, ...]) -> tuple[list[tuple[int, list[str]]], list[str]]:
+def read_csv_rows(path: Path, expected: tuple[str, ...], *,
+                  confined: bool = True) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """Rows of a CSV with an exact expected header: ([(line number, cells)], problems).
 
-    Tolerates a UTF-8 BOM and CRLF line ends; reports a wrong header, wrong column counts and
+    The file must be a regular file of at most MAX_CSV_BYTES and, when ``confined`` (a data folder's CSV),
+    resolve inside its own folder; ``confined=False`` is for a file the user names (a submission).
+    Tolerates a UTF-8 BOM, CRLF line ends and spaces around header names; cells are kept as written
+    (a name with spaces names a file with spaces). Reports a wrong header, wrong column counts and
     undecodable text with the file and line.
     """
     problems: list[str] = []
+    root = Path(os.path.realpath(path.parent)) if confined else None
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular(path, path.name, MAX_CSV_BYTES, root).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return [], [f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
-    except OSError as exc:
-        return [], [f"{path.name}: cannot read ({exc.strerror or exc})"]
+    except DataError as exc:
+        return [], exc.problems
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -201,7 +280,6 @@ def read_csv_rows(path: Path, expected: tuple[str, ...]) -> tuple[list[tuple[int
             line = reader.line_num
             if not cells or all(not c.strip() for c in cells):
                 continue
-            cells = [c.strip() for c in cells]
             if len(cells) != len(expected):
                 problems.append(f"{path.name} line {line}: expected {len(expected)} columns, found {len(cells)}")
                 continue
@@ -218,8 +296,12 @@ def _resolve(folder: _Folder, code: str, where: str, problems: list[str]) -> str
         problems.append(f"{where}: {bad}")
         return None
     image_id = folder.image_id(code)
-    if image_id is None:
-        problems.append(f"{where}: missing image {folder.rel}/{code}.jpg")
+    ambiguous = folder.ambiguity(code)
+    if ambiguous:
+        problems.append(f"{where}: {code!r} could be {ambiguous} (rename one, or write the file name)")
+    elif image_id is None:
+        hint = " (the name has leading or trailing spaces)" if code != code.strip() else ""
+        problems.append(f"{where}: missing image {folder.rel}/{code}.jpg{hint}")
     return image_id
 
 
@@ -228,13 +310,15 @@ def _resolve(folder: _Folder, code: str, where: str, problems: list[str]) -> str
 
 def _load_kaggle(root: Path, resolved: Path) -> Dataset:
     problems: list[str] = []
-    pairs = _kaggle_pairs(root, problems) if (root / TRAIN_CSV).exists() else []
-    test = _kaggle_test(root, problems) if (root / TEST_CSV).exists() else []
+    notes: list[str] = []
+    pairs = _kaggle_pairs(root, problems, notes) if os.path.lexists(root / TRAIN_CSV) else []
+    test = _kaggle_test(root, problems) if os.path.lexists(root / TEST_CSV) else []
     if problems:
         raise DataError(problems)
     if not pairs and not test:
         raise DataError(f"{root}: {TRAIN_CSV} and {TEST_CSV} hold no rows")
-    return Dataset(root, "kaggle", tuple(pairs), tuple(test), (root / SAMPLE_CSV).exists(), resolved)
+    return Dataset(root, "kaggle", tuple(pairs), tuple(test), (root / SAMPLE_CSV).exists(), resolved,
+                   warnings=tuple(notes))
 
 
 def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
@@ -245,6 +329,7 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
     problems.extend(found)
     lefts, rights = _Folder(root, f"{split}/left"), _Folder(root, f"{split}/right")
     missing = [f"{folder.rel}/: folder missing (needed by {csv_name})" for folder in (lefts, rights) if not folder.exists]
+    missing += [folder.problem for folder in (lefts, rights) if folder.problem]
     if rows and missing:
         problems.extend(missing)
         return
@@ -258,13 +343,17 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
         yield where, cells, lefts, rights
 
 
-def _kaggle_pairs(root: Path, problems: list[str]) -> list[Pair]:
+def _kaggle_pairs(root: Path, problems: list[str], notes: list[str]) -> list[Pair]:
     pairs = []
+    right_lines: dict[str, str] = {}
     for where, (left, right), lefts, rights in _read_part(root, TRAIN_CSV, ("left", "right"), "train", problems):
         left_id = _resolve(lefts, left, where, problems)
         right_id = _resolve(rights, right, where, problems)
         if left_id and right_id:
             pairs.append(Pair(left, right, left_id, right_id))
+            if right_id in right_lines:
+                notes.append(f"{where}: right {right!r} is also the right of {right_lines[right_id]}")
+            right_lines.setdefault(right_id, where.removeprefix(f"{TRAIN_CSV} "))
     return pairs
 
 
@@ -282,8 +371,13 @@ def _kaggle_test(root: Path, problems: list[str]) -> list[TestRow]:
 
 def _load_release(root: Path, resolved: Path) -> Dataset:
     lefts, rights = _Folder(root, "left"), _Folder(root, "right")
-    left_files = {n.rsplit(".", 1)[0]: n for n in set(lefts.by_code.values())}
-    right_files = {n.rsplit(".", 1)[0]: n for n in set(rights.by_code.values())}
+    problems = [f.problem for f in (lefts, rights) if f.problem]
+    problems += [" and ".join(f"{f.rel}/{n}" for n in names) + f": two images named {stem!r} (pairs go by name; keep one)"
+                 for f in (lefts, rights) for stem, names in sorted(f.by_stem.items()) if len(names) > 1]
+    if problems:
+        raise DataError(problems)
+    left_files = {stem: names[0] for stem, names in lefts.by_stem.items()}
+    right_files = {stem: names[0] for stem, names in rights.by_stem.items()}
     problems = [f"left/{left_files[c]}: no right image with the same name" for c in sorted(left_files.keys() - right_files.keys())]
     problems += [f"right/{right_files[c]}: no left image with the same name" for c in sorted(right_files.keys() - left_files.keys())]
     if problems:
@@ -297,9 +391,8 @@ def _load_release(root: Path, resolved: Path) -> Dataset:
 def _check_images(dataset: Dataset) -> None:
     """Open every image's header (no decode): empty, non-image and oversized files are reported now."""
     ids = sorted(dataset.image_ids())
-    paths = [dataset.path(i) for i in ids]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = [p for p in pool.map(check_header, paths, ids) if p]
+        problems = [p for p in pool.map(dataset.check_image, ids) if p]
     if problems:
         raise DataError(problems)
 

@@ -46,7 +46,7 @@ class EmbeddingStats:
 
 
 def embed_paths(
-    paths: Sequence[Path],
+    paths: Sequence[Path] | Sequence[str],
     backbone: Backbone,
     cache: EmbeddingCache | None = None,
     *,
@@ -55,10 +55,13 @@ def embed_paths(
     progress: Progress | None = None,
     stats: EmbeddingStats | None = None,
     view: str = "",
+    read: Callable[[Any], ImageBytes] = read_image_bytes,
 ) -> np.ndarray:
     """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError.
 
     ``view``: ``""`` (the image), ``"flip"`` (mirrored) or ``"gray"`` (grayscale) — cached separately.
+    ``read``: how an item of ``paths`` becomes bytes; the default takes it as a file path (a regular file,
+    size-capped); :meth:`Dataset.read_image` with image ids also confines each read to the data folder.
     """
     tune_malloc()
     transform = VIEWS[view]
@@ -72,7 +75,7 @@ def embed_paths(
         for start in range(0, len(paths), max(1, batch_size)):
             batch = _Batch()
             chunk = range(start, min(start + batch_size, len(paths)))
-            for row, image in zip(chunk, pool.map(_read, [paths[i] for i in chunk])):
+            for row, image in zip(chunk, pool.map(lambda item: _read(read, item), [paths[i] for i in chunk])):
                 vector = None
                 if isinstance(image, str):
                     stats.failures.append(image)
@@ -110,9 +113,9 @@ class _Batch:
         self.prepared.append(prepared)
 
 
-def _read(path: Path) -> ImageBytes | str:
+def _read(read: Callable[[Any], ImageBytes], item: Any) -> ImageBytes | str:
     try:
-        return read_image_bytes(path)
+        return read(item)
     except DataError as exc:
         return str(exc)
 

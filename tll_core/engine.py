@@ -140,8 +140,8 @@ class Engine:
             if progress:
                 progress(len(paths), len(paths))
             return hit[1]
-        vectors = embed_paths(paths, model, self.cache, batch_size=self.batch_size, workers=self.workers,
-                              progress=progress, stats=self.stats, view=view)
+        vectors = embed_paths(list(image_ids), model, self.cache, batch_size=self.batch_size, workers=self.workers,
+                              progress=progress, stats=self.stats, view=view, read=self.dataset.read_image)
         vectors.flags.writeable = False  # shared between callers
         self._memo[key] = (signature, vectors)
         while len(self._memo) > MEMO_ENTRIES:

@@ -1,19 +1,37 @@
-"""Safe image decoding: any mode to RGB, EXIF orientation applied, decompression bombs refused."""
+"""Safe image decoding: any mode to RGB, EXIF orientation applied, decompression bombs refused.
+
+Memory is bounded whatever a folder holds: files over :data:`MAX_IMAGE_BYTES` are refused before being read,
+large JPEGs are decoded at a reduced size (libjpeg's DCT scaling, deterministic) and other images whose
+decoding would need more than :data:`MAX_DECODE_BYTES` are refused. Images no larger than
+:data:`DRAFT_SIDE` (all TLL images) decode exactly as Pillow decodes them.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
+from .files import open_regular, read_regular
 
 MAX_PIXELS = 40_000_000
 """Larger images are refused as decompression bombs (TLL images are ~200x245)."""
+MAX_IMAGE_BYTES = 50 * 2**20
+"""Larger image files are refused unread."""
+MAX_DECODE_BYTES = 256 * 2**20
+"""Estimated peak memory of decoding one image (see :func:`decode_cost`); over it, the image is refused."""
+DRAFT_SIDE = 1024
+"""JPEGs with a longer side are decoded at 1/2, 1/4 or 1/8 scale, still at least this long (backbones use ~260 px)."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -32,34 +50,57 @@ class ImageBytes:
         return hashlib.sha1(self.data).hexdigest()
 
 
-def read_image_bytes(path: Path) -> ImageBytes:
-    try:
-        return ImageBytes(path, path.read_bytes())
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+def read_image_bytes(path: Path, shown: str | None = None, *, root: Path | None = None) -> ImageBytes:
+    """An image file's bytes: a regular file of at most MAX_IMAGE_BYTES (inside ``root``, resolved, when given).
+    ``path`` of the result is the file as resolved now."""
+    data = read_regular(path, shown or str(path), MAX_IMAGE_BYTES, root)
+    return ImageBytes(Path(os.path.realpath(path)) if root is not None else Path(path), data)
 
 
-def check_header(path: Path, shown: str | None = None) -> str | None:
+def check_header(path: Path, shown: str | None = None, *, root: Path | None = None) -> str | None:
     """Cheap up-front check (header only, no decode). Returns a problem (naming the file as ``shown``,
     default the path) or None."""
-    problem = _header_problem(path)
-    return None if problem is None else problem.replace(str(path), shown or str(path), 1)
-
-
-def _header_problem(path: Path) -> str | None:
+    shown = shown or str(path)
     try:
-        if path.stat().st_size == 0:
-            return f"{path}: empty file"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return _size_problem(path, im.size)
+        with open_regular(path, shown, MAX_IMAGE_BYTES, root) as fh:
+            return _header_problem(fh, shown)
+    except DataError as exc:
+        return str(exc)
+
+
+def _header_problem(fh: BinaryIO, shown: str) -> str | None:
+    try:
+        if fh.seek(0, io.SEEK_END) == 0:
+            return f"{shown}: empty file"
+        fh.seek(0)
+        with _quiet(), Image.open(fh) as im:
+            return _size_problem(shown, im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"{path}: {_bomb(exc)}"
+        return f"{shown}: {_bomb(exc)}"
     except UnidentifiedImageError:
-        return f"{path}: not a readable image"
-    except OSError as exc:
-        return f"{path}: cannot read ({exc.strerror or exc})"
+        return f"{shown}: not a readable image"
+    except (OSError, ValueError, SyntaxError) as exc:  # ValueError: e.g. a PNG text chunk over Pillow's limit
+        return f"{shown}: corrupt image ({_one_line(exc)})"
+
+
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Pillow's warnings about a file's content (corrupt EXIF, ...) silenced, its bomb warning an error.
+
+    ``warnings.catch_warnings`` swaps process-wide state, so the threads that decode take turns here; only
+    header parsing and EXIF handling run inside, never the pixel decoding.
+    """
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _bomb(exc: Exception) -> str:
@@ -71,27 +112,58 @@ def _bomb(exc: Exception) -> str:
     return f"{pixels} exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
 
 
-def _size_problem(path: Path, size: tuple[int, int]) -> str | None:
-    w, h = size
+def _size_problem(shown: str | Path, im: Image.Image) -> str | None:
+    """Why an opened (not yet decoded) image must not be decoded, or None. Sets a JPEG's draft size first."""
+    w, h = im.size
     if w * h > MAX_PIXELS:
-        return f"{path}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+        return f"{shown}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
     if w < 1 or h < 1:
-        return f"{path}: image has no pixels"
+        return f"{shown}: image has no pixels"
+    _draft(im)
+    cost = decode_cost(im.mode, im.size)
+    if cost > MAX_DECODE_BYTES:
+        return (f"{shown}: a {w}x{h} {im.mode} image needs about {cost // 2**20:,} MiB to decode, over the "
+                f"{MAX_DECODE_BYTES // 2**20:,} MiB limit")
     return None
+
+
+def _draft(im: Image.Image) -> None:
+    """Ask a large JPEG to decode reduced by the largest of 2, 4 or 8 that keeps its longer side >= DRAFT_SIDE
+    (a no-op for other formats and for images no longer than DRAFT_SIDE)."""
+    w, h = im.size
+    if max(w, h) > DRAFT_SIDE:
+        factor = max(w, h) / DRAFT_SIDE
+        im.draft(None, (max(1, int(w / factor)), max(1, int(h / factor))))
+
+
+_HIGH_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def decode_cost(mode: str, size: tuple[int, int]) -> int:
+    """Estimated peak bytes of :func:`decode_rgb` for an image of this (drafted) mode and size: the decoded
+    buffer and its EXIF-transposed copy, plus what :func:`to_rgb` allocates for the mode."""
+    stored = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}.get(mode, 4)
+    if mode in _HIGH_BIT:
+        extra = 8 + 8 + 1 + 1 + 4  # float64 array, its rescaled copy, uint8, L, RGB
+    elif mode in ("RGBA", "LA", "PA", "P"):
+        extra = 4 * 4  # RGBA, white background, composite, RGB
+    else:
+        extra = 0 if mode == "RGB" else 4
+    return size[0] * size[1] * (2 * stored + extra)
 
 
 def decode_rgb(image: ImageBytes) -> Image.Image:
     """Decode to an RGB PIL image, EXIF-rotated. Raises DataError naming the file on any failure."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _quiet():
             im = Image.open(io.BytesIO(image.data))
-            problem = _size_problem(image.path, im.size)
-            if problem:
-                raise DataError(problem)
-            im.load()
+            problem = _size_problem(image.path, im)
+        if problem:
+            raise DataError(problem)
+        im.load()  # the costly part, outside the lock
+        with _quiet():
             im = ImageOps.exif_transpose(im)
-            return to_rgb(im)
+        return to_rgb(im)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -99,7 +171,7 @@ def decode_rgb(image: ImageBytes) -> Image.Image:
     except UnidentifiedImageError:
         raise DataError(f"{image.path}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{image.path}: corrupt image ({exc})") from None
+        raise DataError(f"{image.path}: corrupt image ({_one_line(exc)})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
