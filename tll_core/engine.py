@@ -63,11 +63,6 @@ class Method:
         return create_matcher(self.name, **dict(self.options))
 
 
-def _signature(paths: list[Path]) -> tuple:
-    stats = [os.stat(p) for p in paths]
-    return tuple((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for st in stats)  # ctime: bytes changed, mtime restored
-
-
 @dataclass(frozen=True)
 class ResultRow:
     """One method's validation figures (the CLI's ``evaluate --json`` rows)."""
@@ -121,7 +116,7 @@ class Engine:
 
     def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None,
               view: str = "") -> np.ndarray:
-        """Embeddings of images, from memory when no file changed (size, mtime, inode), else via the disk cache.
+        """Embeddings of images, from memory when no file changed (size, mtime, ctime, inode), else via the disk cache.
 
         ``backbone`` may name an ensemble, ``"hog+colour-hist"``: each part L2-normalised, concatenated.
         """
@@ -129,16 +124,15 @@ class Engine:
             parts = [self.embed(image_ids, part, progress, view) for part in backbone.split(ENSEMBLE_SEP)]
             return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
         model = self.backbone(backbone)
-        paths = [self.dataset.path(i) for i in image_ids]
         key = (view_identity(model, view), tuple(image_ids))
-        signature = _signature(paths)
+        signature = tuple(self.dataset.stat_signature(i) for i in image_ids)  # ctime too: a rewrite shows
         hit = self._memo.get(key)
         if hit is not None and hit[0] == signature:
             self._memo.move_to_end(key)
-            self.stats.images += len(paths)
-            self.stats.cached += len(paths)
+            self.stats.images += len(image_ids)
+            self.stats.cached += len(image_ids)
             if progress:
-                progress(len(paths), len(paths))
+                progress(len(image_ids), len(image_ids))
             return hit[1]
         vectors = embed_paths(list(image_ids), model, self.cache, batch_size=self.batch_size, workers=self.workers,
                               progress=progress, stats=self.stats, view=view, read=self.dataset.read_image)

@@ -92,7 +92,7 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     unreadable = _file_problem(submission)
     if unreadable:
         return [unreadable]
-    rows, problems = read_csv_rows(submission, HEADER)
+    rows, problems = read_csv_rows(submission, HEADER, confined=False)  # a user's file: anywhere, but regular and capped
     if not rows and problems:  # unreadable, empty or a bad header: nothing more to check
         return problems
     expected = [cells[0] for _, cells in expected_rows]
@@ -127,6 +127,7 @@ def _file_problem(path: Path) -> str | None:
 
 
 def _score_problem(value: str) -> str | None:
+    value = value.strip()  # " 0.5" is read as 0.5 by Kaggle's CSV parser
     if _NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
     if not _NUMBER.fullmatch(value):
