@@ -11,8 +11,10 @@ import errno
 import io
 import os
 import re
+import shutil
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import diskcache
@@ -352,6 +354,39 @@ def test_clear_keeps_damaged_copies(tmp_path: Path) -> None:
     with pytest.warns(CacheNotice):
         assert clear_cache(tmp_path / "c") == (0, 0)
     assert len(damaged_copies(tmp_path / "c")) == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MB file system (a tmpfs), where mounting one is allowed (root with CAP_SYS_ADMIN)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if not ROOT_USER or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_a_real_full_disk(small_disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_disk / "c"
+    cache = EmbeddingCache(root)
+    with pytest.raises(CacheError) as info:
+        for i in range(1000):  # 16 kB each: the 2 MB disk fills after about a hundred
+            cache.put_many("b", {sha(i): vec(i, 4096)})
+    assert info.value.kind == "full" and str(root) in str(info.value)
+    stored = len(cache)
+    cache.close()
+    assert stored > 10
+    code, out, err = cli(capsys, "cache", "--clear", "--cache-dir", str(root))
+    assert code == 0 and f"cleared {stored} embeddings" in out, err
+    cache = EmbeddingCache(root)
+    cache.put_many("b", {sha(1): vec(1, 4096)})  # room again
+    assert len(cache) == 1 and shutil.disk_usage(small_disk).used < 1 * 2**20
 
 
 # ------------------------------------------------------------------ the size limit

@@ -255,8 +255,14 @@ class _Store:
         """The open diskcache (opened again after a damaged database was moved aside)."""
         if self._cache is None:
             self._inode = _inode(self.database)
-            self._cache = diskcache.Cache(str(self.folder), disk=NoPickleDisk, **self._settings())
-            self._inode = _inode(self.database)
+            cache = diskcache.Cache.__new__(diskcache.Cache)
+            try:
+                cache.__init__(str(self.folder), disk=NoPickleDisk, **self._settings())
+            except BaseException:  # close its connection now: the traceback would keep it (and the file) open
+                with suppress(Exception):
+                    cache.close()
+                raise
+            self._cache, self._inode = cache, _inode(self.database)
         return self._cache
 
     def _guard(self, action: Callable[[], T], *, recover: bool = True) -> T:
