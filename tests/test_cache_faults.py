@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tll_core.cache import (DBNAME, DEFAULT_SIZE_LIMIT, CacheError, CacheNotice, EmbeddingCache, MatcherStore,
-                            clear_cache, damaged_copies)
+                            clear_cache, damaged_copies, default_cache_dir)
 from tll_core.cli import main
 from tll_core.errors import TLLError
 
@@ -408,11 +408,22 @@ def test_size_limit_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
     assert EmbeddingCache(tmp_path / "c").size_limit == 7 * 2**20
 
 
+def test_clear_with_a_size_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    filled(default_cache_dir()).close()
+    code, out, _ = cli(capsys, "cache", "--clear", "--size-limit", str(3 * 2**20))
+    assert code == 0 and "cleared 3 embeddings" in out
+    cache = EmbeddingCache()
+    assert len(cache) == 0 and cache.size_limit == 3 * 2**20
+
+
 @pytest.mark.parametrize("limit", ["0", "-5"])
 def test_size_limit_must_be_positive(capsys: pytest.CaptureFixture[str], limit: str) -> None:
-    code, _, err = cli(capsys, "cache", f"--size-limit={limit}")
-    assert code == 2
-    one_error_line(err, f"cache size limit {limit}", "positive", "--clear")
+    filled(default_cache_dir()).close()
+    for argv in ([], ["--clear"]):
+        code, _, err = cli(capsys, "cache", f"--size-limit={limit}", *argv)
+        assert code == 2
+        one_error_line(err, f"cache size limit {limit}", "positive", "--clear")
+    assert len(EmbeddingCache()) == 3  # nothing cleared
     with pytest.raises(TLLError):
         EmbeddingCache().set_size_limit(int(limit))
 

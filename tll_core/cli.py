@@ -349,9 +349,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     import warnings
 
-    from .cache import CacheNotice, EmbeddingCache, MatcherStore, clear_cache, damaged_note, default_cache_dir
+    from .cache import (CacheNotice, EmbeddingCache, MatcherStore, check_size_limit, clear_cache, damaged_note,
+                        default_cache_dir)
 
     directory = args.cache_dir or default_cache_dir()
+    if args.size_limit is not None:
+        check_size_limit(args.size_limit)  # before --clear empties anything
     with warnings.catch_warnings():  # the stores' notices are printed after, one line each
         warnings.simplefilter("ignore", CacheNotice)
         if args.clear:  # without opening the cache again after: it works on a full disk
