@@ -1,36 +1,200 @@
-"""The persistent embedding cache (diskcache over SQLite) — no pickle anywhere.
+"""The persistent caches (diskcache over SQLite) — no pickle anywhere.
 
-Key: ``backbone identity | SHA-1 of the image bytes``. The identity carries the backbone, its weights
-(tag, file hash or random seed) and the preprocessing version, so renamed or duplicated images are not
-recomputed and changed ones are. A value is raw bytes: magic, dim, float32 data and a BLAKE2 digest.
-A value that fails its digest is treated as missing (and recomputed), never crashed on.
-Each batch is committed as it finishes, so a run killed half-way keeps what it finished.
+:class:`EmbeddingCache` (``<cache>/embeddings``) keys vectors by ``backbone identity | SHA-1 of the image
+bytes``. The identity carries the backbone, its weights (tag, file hash or random seed) and the
+preprocessing version, so renamed or duplicated images are not recomputed and changed ones are. A value is
+raw bytes: magic, dim, float32 data and a BLAKE2 digest.
+:class:`MatcherStore` (``<cache>/matchers``) keeps fitted matchers as magic, BLAKE2 digest and safetensors
+bytes of named arrays; a state that fails its digest, holds a non-finite number or does not match the
+expected names, shapes and dtypes is treated as missing (the matcher is trained again).
+A value that fails its check is treated as missing (and recomputed), never crashed on.
+Each embedding batch is committed as it finishes, so a run killed half-way keeps what it finished.
+
+When the cache itself cannot be used (the cache only holds recomputable data, so nothing is lost by these):
+
+- a damaged database (``file is not a database``, ``database disk image is malformed``), found on opening
+  or later, is moved aside — renamed ``cache.db.damaged-<timestamp>`` with its ``-wal``/``-shm``, never
+  deleted — and an empty database started. The store says so in one line: appended to its ``notices``
+  list and issued as a :class:`CacheNotice` warning.
+- a full disk, a read-only or uncreatable folder, or a locked database raise :class:`CacheError`, a
+  one-line :class:`~tll_core.errors.TLLError` naming the cache folder and what to do (the CLI exits 2).
+  Nothing is computed without caching silently.
+- :meth:`clear` (and :func:`clear_cache`, which the CLI uses) works on a full disk or a damaged database:
+  when SQLite's DELETEs fail, the files diskcache made in the store's own subfolder (the database with
+  its ``-wal``/``-shm`` and the value-file folders) are removed and an empty database made. Damaged
+  copies moved aside are kept (:func:`damaged_copies` lists them).
+
+The size limit is stored in the database: it is passed to diskcache only when given (``size_limit`` or
+``$TLL_CACHE_SIZE_LIMIT``), or for a new database (4 GiB); otherwise the stored one is kept.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
+import sqlite3
 import struct
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import closing, suppress
 from pathlib import Path
+from typing import Any, TypeVar
 
 import diskcache
 import numpy as np
 
+from .errors import TLLError
+
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
 MAGIC = b"TLLE1"
+STATE_MAGIC = b"TLLM1"
 DIGEST_BYTES = 16
 DEFAULT_SIZE_LIMIT = 4 * 2**30
 SIZE_LIMIT_ENV = "TLL_CACHE_SIZE_LIMIT"  # bytes; the least recently stored embeddings are evicted past it
+DBNAME = diskcache.core.DBNAME  # "cache.db"
+DAMAGED = ".damaged-"
+
+T = TypeVar("T")
+StateSpec = Mapping[str, tuple[tuple[int, ...], str]]
+
+
+class CacheError(TLLError):
+    """The cache folder cannot be used. ``kind``: full, readonly, busy, damaged or unusable."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CacheNotice(UserWarning):
+    """A one-line notice about the cache (a damaged database was moved aside)."""
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
 
 
-def default_size_limit() -> int:
-    text = os.environ.get(SIZE_LIMIT_ENV, "")
-    return int(text) if text.isdigit() else DEFAULT_SIZE_LIMIT
+def check_size_limit(size_limit: int) -> int:
+    """The limit, if it is a positive number of bytes (0 would evict every embedding as it is stored)."""
+    if isinstance(size_limit, bool) or not isinstance(size_limit, int) or size_limit <= 0:
+        raise TLLError(f"cache size limit {size_limit!r}: must be a positive number of bytes "
+                       f"(to empty the cache, use `python -m tll_core cache --clear`)")
+    return size_limit
+
+
+def env_size_limit() -> int | None:
+    """``$TLL_CACHE_SIZE_LIMIT`` in bytes, or None when unset; anything but a positive integer is an error."""
+    text = os.environ.get(SIZE_LIMIT_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise TLLError(f"{SIZE_LIMIT_ENV}={text!r}: must be a positive whole number of bytes")
+    return int(text)
+
+
+# ------------------------------------------------------------------ failures of the cache itself
+
+_KINDS_BY_ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "readonly", errno.EACCES: "readonly",
+                   errno.EPERM: "readonly"}
+_KINDS_BY_SQLITE = (  # (substring of the message or error name, kind); first match wins
+    ("database or disk is full", "full"), ("SQLITE_FULL", "full"),
+    ("readonly database", "readonly"), ("SQLITE_READONLY", "readonly"),
+    ("unable to open database file", "readonly"), ("SQLITE_CANTOPEN", "readonly"),
+    ("malformed", "damaged"), ("file is not a database", "damaged"),
+    ("SQLITE_CORRUPT", "damaged"), ("SQLITE_NOTADB", "damaged"),
+    ("database is locked", "busy"), ("SQLITE_BUSY", "busy"),
+)
+
+
+def failure_kind(exc: BaseException) -> tuple[str, str] | None:
+    """(kind, one-line detail) when ``exc`` (or what caused it) comes from SQLite or the OS; None for a bug.
+
+    diskcache hides some SQLite errors behind ``Timeout ... from None``: the cause is still ``__context__``.
+    """
+    seen: list[BaseException] = []
+    while exc is not None and len(seen) < 5:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    for e in seen:
+        if isinstance(e, sqlite3.Error):
+            text = f"{e} {getattr(e, 'sqlite_errorname', '')}"
+            kind = next((k for needle, k in _KINDS_BY_SQLITE if needle in text), "unusable")
+            return kind, str(e).replace("\n", " ")
+        if isinstance(e, OSError):
+            return _KINDS_BY_ERRNO.get(e.errno or 0, "unusable"), (e.strerror or str(e)).replace("\n", " ")
+    if any(isinstance(e, diskcache.Timeout) for e in seen):
+        return "busy", "timed out waiting for another process"
+    return None
+
+
+def cache_error(kind: str, detail: str, folder: Path) -> CacheError:
+    """The one line a user sees for a cache folder that cannot be used."""
+    advice = {
+        "full": f"free some space, run `python -m tll_core cache --clear --cache-dir {folder}`, or use --no-cache",
+        "readonly": "use --no-cache, or set TLL_CACHE_DIR to a writable folder",
+        "busy": "another process holds the cache; try again, or use --no-cache",
+        "damaged": f"run `python -m tll_core cache --clear --cache-dir {folder}` or delete the folder",
+    }.get(kind, "use --no-cache, or set TLL_CACHE_DIR to another folder")
+    what = {"full": "no space left for the cache", "readonly": "cache folder is not writable",
+            "busy": "cache is locked", "damaged": "damaged cache database"}.get(kind, "cache is unusable")
+    return CacheError(f"{folder}: {what} ({detail}); {advice}", kind)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def damaged_copies(directory: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The damaged databases moved aside in the cache's subfolders (kept for the user to inspect or delete)."""
+    root = Path(directory) if directory is not None else default_cache_dir()
+    return sorted(p for sub in (EmbeddingCache.SUBFOLDER, MatcherStore.SUBFOLDER)
+                  for p in (root / sub).glob(f"{DBNAME}{DAMAGED}*") if not p.name.endswith(("-wal", "-shm")))
+
+
+def damaged_note(directory: str | os.PathLike[str] | None = None) -> str:
+    """``; N damaged database(s) kept aside: …`` for the CLI's lines, or "" when there are none."""
+    kept = damaged_copies(directory)
+    return f"; {len(kept)} damaged database(s) kept aside: {', '.join(map(str, kept))}" if kept else ""
+
+
+def remove_cache_files(folder: Path) -> None:
+    """Delete what diskcache made in ``folder`` without asking SQLite (whose DELETEs need space on disk).
+
+    That is the database with its ``-wal``/``-shm``/``-journal`` and the two-hex-digit folders of value
+    files; damaged copies moved aside and anything else in the folder are left alone.
+    """
+    try:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with suppress(FileNotFoundError):
+                (folder / f"{DBNAME}{suffix}").unlink()
+        for sub in (folder.iterdir() if folder.is_dir() else ()):
+            if sub.is_dir() and not sub.is_symlink() and len(sub.name) == 2 and _is_hex(sub.name):
+                shutil.rmtree(sub)
+    except OSError as exc:
+        kind, detail = failure_kind(exc) or ("unusable", str(exc))
+        raise cache_error(kind, detail, folder.parent) from exc
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _stored_count(database: Path) -> int:
+    """How many entries a database holds, read without writing anything (0 when it cannot be read)."""
+    if not database.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as conn:
+            row = conn.execute("SELECT value FROM Settings WHERE key = 'count'").fetchone()
+        return int(row[0]) if row else 0
+    except (sqlite3.Error, ValueError, TypeError):
+        return 0
 
 
 class NoPickleDisk(diskcache.Disk):
@@ -57,6 +221,114 @@ class NoPickleDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
 
+class _Store:
+    """One diskcache database in ``<directory>/<SUBFOLDER>``, whose SQLite and OS failures are handled
+    as the module docstring says."""
+
+    SUBFOLDER = ""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.notices: list[str] = []  # one line each: what was done about a damaged database
+        self._cache: diskcache.Cache | None = None
+        self._inode: int | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            kind, detail = failure_kind(exc) or ("readonly", str(exc))
+            raise cache_error("full" if kind == "full" else "readonly", f"cannot create {self.folder.name}/: {detail}",
+                              self.directory) from exc
+        self._guard(self._db)
+
+    @property
+    def folder(self) -> Path:
+        return self.directory / self.SUBFOLDER
+
+    @property
+    def database(self) -> Path:
+        return self.folder / DBNAME
+
+    def _settings(self) -> dict[str, Any]:
+        return {}
+
+    def _db(self) -> diskcache.Cache:
+        """The open diskcache (opened again after a damaged database was moved aside)."""
+        if self._cache is None:
+            self._inode = _inode(self.database)
+            cache = diskcache.Cache.__new__(diskcache.Cache)
+            try:
+                cache.__init__(str(self.folder), disk=NoPickleDisk, **self._settings())
+            except BaseException:  # close its connection now: the traceback would keep it (and the file) open
+                with suppress(Exception):
+                    cache.close()
+                raise
+            self._cache, self._inode = cache, _inode(self.database)
+        return self._cache
+
+    def _guard(self, action: Callable[[], T], *, recover: bool = True) -> T:
+        """``action()``, with SQLite/OS failures made one-line CacheErrors; a damaged database is moved
+        aside and ``action`` run once more on a fresh one."""
+        try:
+            return action()
+        except Exception as exc:
+            found = failure_kind(exc)
+            if found is None:
+                raise
+            kind, detail = found
+            if kind == "damaged" and recover:
+                self._move_aside(detail)
+                return self._guard(action, recover=False)
+            raise cache_error(kind, detail, self.directory) from exc
+
+    def _move_aside(self, detail: str) -> None:
+        self._close_quietly()
+        db = self.database
+        if self._inode is None or _inode(db) != self._inode:  # gone, or another process did it already
+            return
+        target = db.with_name(f"{DBNAME}{DAMAGED}{time.strftime('%Y%m%d-%H%M%S')}")
+        for n in range(1, 1000):
+            if not target.exists():
+                break
+            target = target.with_name(f"{DBNAME}{DAMAGED}{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        try:
+            db.rename(target)
+            for suffix in ("-wal", "-shm"):
+                with suppress(FileNotFoundError):
+                    Path(f"{db}{suffix}").rename(f"{target}{suffix}")
+        except OSError as exc:
+            kind, why = failure_kind(exc) or ("unusable", str(exc))
+            raise cache_error("damaged", f"{detail}; cannot move it aside: {why}", self.directory) from exc
+        notice = f"{db}: damaged cache database ({detail}) moved aside to {target.name}; started an empty one"
+        self.notices.append(notice)
+        warnings.warn(notice, CacheNotice, stacklevel=4)
+
+    def _close_quietly(self) -> None:
+        if self._cache is not None:
+            with suppress(sqlite3.Error, OSError):
+                self._cache.close()
+        self._cache = None
+
+    def __len__(self) -> int:
+        return self._guard(lambda: len(self._db()))
+
+    def clear(self) -> int:
+        """Remove every entry; how many there were. Works on a full disk (see the module docstring)."""
+        count = self._guard(lambda: len(self._db()))
+        try:
+            return self._guard(lambda: self._db().clear(), recover=False)
+        except CacheError as exc:
+            if exc.kind not in ("full", "damaged"):
+                raise
+        self._close_quietly()
+        remove_cache_files(self.folder)
+        with suppress(CacheError):  # an empty one; else made on the next use
+            self._guard(self._db)
+        return count
+
+    def close(self) -> None:
+        self._close_quietly()
+
+
 def encode_vector(vector: np.ndarray) -> bytes:
     data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
     body = MAGIC + struct.pack("<I", vector.size) + data
@@ -77,79 +349,137 @@ def decode_vector(blob: bytes) -> np.ndarray | None:
     return np.frombuffer(data, dtype=np.float32).copy()
 
 
-class EmbeddingCache:
+class EmbeddingCache(_Store):
     """Embeddings by (backbone identity, image SHA-1)."""
 
+    SUBFOLDER = "embeddings"
+
     def __init__(self, directory: str | os.PathLike[str] | None = None, size_limit: int | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.size_limit = default_size_limit() if size_limit is None else size_limit
+        limit = size_limit if size_limit is not None else env_size_limit()
+        self._given_limit = None if limit is None else check_size_limit(limit)
+        super().__init__(directory)
+
+    def _settings(self) -> dict[str, Any]:
         # small vectors live inside SQLite (one atomic commit per batch), never as loose files
-        self._cache = diskcache.Cache(
-            str(self.directory / "embeddings"), disk=NoPickleDisk, size_limit=self.size_limit,
-            eviction_policy="least-recently-stored", disk_min_file_size=2**20, cull_limit=10,
-        )
+        settings: dict[str, Any] = dict(eviction_policy="least-recently-stored", disk_min_file_size=2**20,
+                                        cull_limit=10)
+        limit = self._given_limit
+        if limit is None and (not self.database.exists() or self.database.stat().st_size == 0):
+            limit = DEFAULT_SIZE_LIMIT  # a new database; an existing one keeps its stored limit
+        if limit is not None:
+            settings["size_limit"] = limit
+        return settings
+
+    @property
+    def size_limit(self) -> int:
+        return int(self._guard(lambda: self._db().size_limit))
 
     @staticmethod
     def key(identity: str, sha1: str) -> str:
         return f"{identity}|{sha1}"
 
     def get(self, identity: str, sha1: str) -> np.ndarray | None:
-        try:
-            blob = self._cache.get(self.key(identity, sha1), default=None)
-        except (ValueError, OSError):  # refused (not raw bytes) or an unreadable value file
-            return None
+        blob = self._guard(lambda: _read(self._db(), self.key(identity, sha1)))
         return None if blob is None else decode_vector(blob)
 
     def put_many(self, identity: str, vectors: dict[str, np.ndarray]) -> None:
         """Store a batch in one transaction: it lands whole or not at all."""
-        with self._cache.transact():
-            for sha1, vector in vectors.items():
-                self._cache.set(self.key(identity, sha1), encode_vector(vector))
+        self._guard(lambda: self._put_many(identity, vectors))
 
-    def __len__(self) -> int:
-        return len(self._cache)
+    def _put_many(self, identity: str, vectors: dict[str, np.ndarray]) -> None:
+        cache = self._db()
+        with cache.transact():
+            for sha1, vector in vectors.items():
+                cache.set(self.key(identity, sha1), encode_vector(vector))
 
     def volume(self) -> int:
-        return self._cache.volume()
-
-    def clear(self) -> int:
-        return self._cache.clear()
+        return self._guard(lambda: self._db().volume())
 
     def set_size_limit(self, size_limit: int) -> None:
         """Persist a new limit and evict down to it now."""
-        self.size_limit = size_limit
-        self._cache.reset("size_limit", size_limit)
-        self._cache.cull()
-
-    def close(self) -> None:
-        self._cache.close()
+        check_size_limit(size_limit)
+        self._given_limit = size_limit
+        self._guard(lambda: (self._db().reset("size_limit", size_limit), self._db().cull()))
 
 
-class MatcherStore:
-    """Fitted matchers by key: named float arrays as safetensors bytes (no pickle), on the same NoPickleDisk."""
+def _read(cache: diskcache.Cache, key: str) -> Any:
+    """The stored value, or None when it is refused (not raw bytes) or its value file is unreadable."""
+    try:
+        return cache.get(key, default=None)
+    except (ValueError, OSError):
+        return None
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self._cache = diskcache.Cache(str(self.directory / "matchers"), disk=NoPickleDisk)
 
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
+def encode_state(state: Mapping[str, np.ndarray]) -> bytes:
+    from safetensors.numpy import save
 
-        try:
-            blob = self._cache.get(key, default=None)
-            return None if blob is None else load(blob)
-        except (ValueError, OSError, SafetensorError):  # refused, unreadable or damaged: train again
-            return None
+    data = save({k: np.ascontiguousarray(v) for k, v in state.items()})
+    return STATE_MAGIC + hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() + data
 
-    def put(self, key: str, state: dict[str, np.ndarray]) -> None:
-        from safetensors.numpy import save
 
-        self._cache.set(key, save({k: np.ascontiguousarray(v) for k, v in state.items()}))
+def decode_state(blob: Any, expected: StateSpec | None = None) -> dict[str, np.ndarray] | None:
+    """The named arrays, or None if the bytes are damaged, an old format, hold a non-finite number, or do
+    not match ``expected`` (name → (shape, dtype))."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
 
-    def __len__(self) -> int:
-        return len(self._cache)
+    head = len(STATE_MAGIC) + DIGEST_BYTES
+    if not isinstance(blob, bytes) or len(blob) < head or not blob.startswith(STATE_MAGIC):
+        return None
+    digest, data = blob[len(STATE_MAGIC) : head], blob[head:]
+    if hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() != digest:
+        return None
+    try:
+        state = load(data)
+    except (SafetensorError, ValueError):
+        return None
+    if not all(np.isfinite(a).all() for a in state.values() if a.dtype.kind in "fc"):
+        return None
+    return state if expected is None or _matches(state, expected) else None
 
-    def clear(self) -> int:
-        return self._cache.clear()
+
+def _matches(state: Mapping[str, np.ndarray], expected: StateSpec) -> bool:
+    if set(state) != set(expected):
+        return False
+    return all(tuple(state[name].shape) == tuple(shape) and state[name].dtype == np.dtype(dtype)
+               for name, (shape, dtype) in expected.items())
+
+
+class MatcherStore(_Store):
+    """Fitted matchers by key: named arrays as digest-checked safetensors bytes (no pickle), on the same
+    NoPickleDisk."""
+
+    SUBFOLDER = "matchers"
+
+    def get(self, key: str, expected: StateSpec | None = None) -> dict[str, np.ndarray] | None:
+        """The stored state, or None (train again) when it is missing, damaged or not as ``expected``."""
+        return decode_state(self._guard(lambda: _read(self._db(), key)), expected)
+
+    def put(self, key: str, state: Mapping[str, np.ndarray]) -> None:
+        blob = encode_state(state)
+        self._guard(lambda: self._db().set(key, blob))
+
+
+def clear_cache(directory: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """Empty the embedding cache and the matcher store: (embeddings, matchers) removed.
+
+    Works even where a store cannot be opened because the disk is full: its files are removed.
+    """
+    root = Path(directory) if directory is not None else default_cache_dir()
+    return _clear(EmbeddingCache, root), _clear(MatcherStore, root)
+
+
+def _clear(kind: type[_Store], root: Path) -> int:
+    try:
+        store = kind(root)
+    except CacheError as exc:
+        if exc.kind != "full":
+            raise
+        folder = root / kind.SUBFOLDER
+        count = _stored_count(folder / DBNAME)
+        remove_cache_files(folder)
+        return count
+    try:
+        return store.clear()
+    finally:
+        store.close()

@@ -354,21 +354,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import EmbeddingCache
+    import warnings
 
-    from .cache import MatcherStore
+    from .cache import (CacheNotice, EmbeddingCache, MatcherStore, check_size_limit, clear_cache, damaged_note,
+                        default_cache_dir)
 
-    cache = EmbeddingCache(args.cache_dir, size_limit=args.size_limit)
-    store = MatcherStore(cache.directory)
+    directory = args.cache_dir or default_cache_dir()
     if args.size_limit is not None:
-        cache.set_size_limit(args.size_limit)
-    if args.clear:
-        removed, trained = cache.clear(), store.clear()
-        print(f"cleared {removed} embeddings and {trained} trained matchers from {cache.directory}")
-    else:
-        print(f"{cache.directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB "
-              f"(limit {cache.size_limit / 2**20:.0f} MiB), {len(store)} trained matchers")
+        check_size_limit(args.size_limit)  # before --clear empties anything
+    with warnings.catch_warnings():  # the stores' notices are printed after, one line each
+        warnings.simplefilter("ignore", CacheNotice)
+        if args.clear:  # without opening the cache again after: it works on a full disk
+            removed, trained = clear_cache(directory)
+            print(f"cleared {removed} embeddings and {trained} trained matchers from {directory}{damaged_note(directory)}")
+            if args.size_limit is None:
+                return 0
+        cache = EmbeddingCache(directory, size_limit=args.size_limit)
+        store = MatcherStore(directory)
+        if args.size_limit is not None:
+            cache.set_size_limit(args.size_limit)
+        if not args.clear:
+            print(f"{directory}: {len(cache)} embeddings, {cache.volume() / 2**20:.1f} MiB "
+                  f"(limit {cache.size_limit / 2**20:.0f} MiB), {len(store)} trained matchers{damaged_note(directory)}")
+    args.notices.extend(cache.notices + store.notices)
     cache.close()
+    store.close()
     return 0
 
 
