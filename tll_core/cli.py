@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.notices = []  # one-line notices (a fallen-back default), shown after a run that succeeds
     try:
-        code = int(args.run(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:  # a library's warning is one line too, never two
+            warnings.simplefilter("default")
+            code = int(args.run(args) or 0)
+        args.notices += [_notice(str(w.message)) for w in caught]
         for notice in dict.fromkeys(args.notices):
             print(notice, file=sys.stderr)
         return code
@@ -49,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def _notice(text: str) -> str:
+    text = " ".join(text.split())
+    return text if text.startswith("notice: ") else f"notice: {text}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +232,10 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
             name, file = deep[0], spec
         weights[name] = file
     dataset = load_dataset(args.data)
+    args.notices += [_notice(w) for w in dataset.warnings]
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    if cache is not None:
+        args.notices += [_notice(n) for n in cache.notices]
     return Engine(dataset, cache, batch_size=args.batch_size, workers=args.workers, weights=weights,
                   pretrained=not args.random_weights, device=args.device)
 

@@ -192,7 +192,7 @@ class Engine:
             left = np.concatenate([left, self.embed(lefts, backbone, progress, flip)])
             right = np.concatenate([right, self.embed(rights, backbone, progress, flip)])
         key = self._matcher_key(method.name, cfg, backbone, left, right)
-        state = self.store.get(key)
+        state = self.store.get(key) if self.cache is not None else None  # no cache: train afresh, store nothing
         if state is not None:
             try:
                 matcher.load_state(state, dim=left.shape[1])
@@ -201,7 +201,8 @@ class Engine:
                 pass
         matcher.fit(left, right, callback)
         self.trained += 1
-        self.store.put(key, matcher.state())
+        if self.cache is not None:
+            self.store.put(key, matcher.state())
         return matcher
 
     def _matcher_key(self, name: str, cfg: Any, backbone: str, left: np.ndarray, right: np.ndarray) -> str:
