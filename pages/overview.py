@@ -20,6 +20,8 @@ cols = st.columns(4)
 for column, key in zip(cols, ("layout", "train_pairs", "test_lefts", "images")):
     column.metric(key.replace("_", " "), summary[key])
 st.caption(f"Data: {md(summary['root'])}. No problems found (every CSV row and image header checked on load).")
+for note in [*eng.dataset.warnings, *(eng.cache.notices if eng.cache is not None else [])]:
+    st.warning(md(note))
 
 sel = replace(selection(), split="validation")
 baseline = [replace(sel, backbone=name, method="zero-shot", metric="cosine", rerank="none", options=())

@@ -178,3 +178,25 @@ def test_file_names_never_fetch_or_link_in_the_browser(page, beacon, tmp_path_fa
     finally:
         server[1].terminate()
         server[1].wait(timeout=20)
+
+
+def _upgrade_status(url: str, host: str) -> str:
+    """The status line the studio answers to a WebSocket upgrade sent with ``Host: host``."""
+    import base64
+
+    port = int(url.rsplit(":", 1)[1])
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n"
+               "Sec-WebSocket-Protocol: streamlit\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request.encode())
+        return conn.recv(1024).decode(errors="replace").split("\r\n", 1)[0]
+
+
+def test_a_rebound_host_name_cannot_open_the_session(studio: str) -> None:
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches the studio with
+    ``Host: evil.example``; the WebSocket (every figure and image travels over it) is refused."""
+    assert " 101 " in _upgrade_status(studio, studio.split("//", 1)[1]) + " "  # the real host: accepted
+    refused = _upgrade_status(studio, "evil.example:8501")
+    assert " 101 " not in refused + " ", refused

@@ -112,3 +112,13 @@ def test_a_symlink_swapped_in_after_load_is_refused_not_shown(tmp_path: Path) ->
     at = _app(data, "pages/ranked.py")
     errors = " ".join(e.value for e in at.error)
     assert "l000" in errors and "outside" in errors, errors
+
+
+def test_dataset_notices_show_on_the_overview(tmp_path: Path) -> None:
+    data = make_kaggle(tmp_path / "data")
+    rows = (data / "train.csv").read_text().splitlines()
+    rows[2] = rows[2].split(",")[0] + "," + rows[1].split(",")[1]  # l001 → r000: a right shared by two lefts
+    (data / "train.csv").write_text("\n".join(rows) + "\n")
+    at = _app(data, "pages/overview.py")
+    notes = " ".join(w.value.replace("\\", "") for w in at.warning)
+    assert "r000" in notes, notes

@@ -29,7 +29,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.notices = []  # one-line notices (a fallen-back default), shown after a run that succeeds
     try:
         with warnings.catch_warnings(record=True) as caught:  # a library's warning is one line too, never two
-            warnings.simplefilter("default")
             code = int(args.run(args) or 0)
         args.notices += [_notice(str(w.message)) for w in caught]
         for notice in dict.fromkeys(args.notices):
