@@ -1,8 +1,10 @@
 """Shared fixtures. Nothing here needs the network or ../shared: data is made in tmp folders."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +62,28 @@ def make_kaggle(root: Path, n_pairs: int = 24, n_test: int = 3, n_test_rights: i
 @pytest.fixture
 def kaggle_dir(tmp_path: Path) -> Path:
     return make_kaggle(tmp_path / "data")
+
+
+_RECORDING: list[list[str]] = []  # the lists currently recording opened paths
+_HOOKED: list[bool] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _RECORDING and isinstance(args[0], (str, bytes, os.PathLike)):
+        for opened in _RECORDING:
+            opened.append(os.fsdecode(args[0]))
+
+
+@contextlib.contextmanager
+def files_opened():
+    """Every path opened (audit event ``open``) inside the block; one process-wide hook, installed once
+    (audit hooks cannot be removed)."""
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    opened: list[str] = []
+    _RECORDING.append(opened)
+    try:
+        yield opened
+    finally:
+        _RECORDING.remove(opened)

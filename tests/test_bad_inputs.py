@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import image, make_kaggle, write_csv
+from conftest import files_opened, image, make_kaggle, write_csv
 from tll_core.cli import main
 from tll_core.dataset import read_csv_rows
 from tll_core.submission import HEADER, submission_problems
@@ -154,18 +154,8 @@ def test_nothing_outside_the_data_root_is_opened(tmp_path: Path, capsys: pytest.
                                    ["../secret", "r000"], ["l000x", "../../secret.jpg"]])
     (data / "train/left/l003.jpg").unlink()
     (data / "train/left/l003.jpg").symlink_to(secret)
-    opened: list[str] = []
-    watching = True
-
-    def hook(event: str, args: tuple) -> None:
-        if watching and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-            opened.append(os.fsdecode(args[0]))
-
-    sys.addaudithook(hook)
-    try:
+    with files_opened() as opened:
         assert main(["evaluate", "--data", str(data), "--backbone", "tiny-image", "--quiet", "--cache-dir", str(tmp_path / "c")]) == 2
-    finally:
-        watching = False
     err = capsys.readouterr().err
     assert "secret" in err
     touched = [p for p in opened if "secret" in p]
@@ -324,21 +314,11 @@ def test_symlink_swapped_in_after_loading_is_not_followed(tmp_path: Path) -> Non
     ids = [p.left_id for p in engine.dataset.train_pairs[:4]]
     assert engine.dataset.read_image(ids[1]).data == (data / ids[1]).read_bytes()
     _relink(data / ids[1], secret)
-    opened: list[str] = []
-    watching = True
-
-    def hook(event: str, args: tuple) -> None:
-        if watching and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-            opened.append(os.fsdecode(args[0]))
-
-    sys.addaudithook(hook)
-    try:
+    with files_opened() as opened:
         with pytest.raises(DataError, match=f"{ids[1]}: resolves outside the data folder"):
             engine.dataset.read_image(ids[1])
         with pytest.raises(DataError, match="resolves outside the data folder"):
             engine.embed(ids, "colour-hist")
-    finally:
-        watching = False
     assert [p for p in opened if "secret" in p] == []
 
 

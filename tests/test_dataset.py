@@ -145,21 +145,10 @@ def test_read_image_returns_the_file_bytes(kaggle_dir: Path) -> None:
 
 
 def _opened_during(call) -> list[str]:
-    import os
-    import sys
+    from conftest import files_opened
 
-    opened: list[str] = []
-    watching = [True]
-
-    def hook(event: str, args: tuple) -> None:
-        if watching[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-            opened.append(os.fsdecode(args[0]))
-
-    sys.addaudithook(hook)
-    try:
+    with files_opened() as opened:
         call()
-    finally:
-        watching[0] = False
     return opened
 
 
