@@ -15,7 +15,7 @@ from conftest import image, make_kaggle, write_csv
 ROOT = Path(__file__).resolve().parent.parent
 INJECTIONS = ("![p{i}](&#47;&#47;127.0.0.1&#58;{port}&#47;beacon{i}.png)",
               "[x{i}](http&#58;&#47;&#47;127.0.0.1&#58;{port}&#47;link{i})",
-              "**E{i}**", "<img src=x onerror=alert({i})>", ":red[R{i}]", "$x{i}$")
+              "**E{i}**", "<img src=x onerror=alert({i})>", "$x{i}$", "`c{i}` _u{i}_ ~s{i}~")
 
 
 def injection_folder(root: Path, port: int = 9, n_pairs: int = 24) -> Path:
@@ -49,6 +49,7 @@ def test_names_are_shown_as_text_never_markdown(page: str, tmp_path: Path) -> No
     from pages.common import md
 
     at = _app(injection_folder(tmp_path / "data"), page)
+    assert not at.error, [e.value for e in at.error]  # the folder is valid: the names are shown, not refused
     texts = "\n".join(_texts(at))
     names = [INJECTIONS[i % len(INJECTIONS)].format(i=i, port=9) for i in range(24)]
     names += ["r" + n for n in names]
