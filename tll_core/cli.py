@@ -16,7 +16,7 @@ from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
-from .errors import TLLError, os_problem
+from .errors import TLLError, one_line, os_problem
 from .metrics import METRICS
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
@@ -32,12 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = int(args.run(args) or 0)
         args.notices += [_notice(str(w.message)) for w in caught]
         for notice in dict.fromkeys(args.notices):
-            print(notice, file=sys.stderr)
+            print(one_line(notice), file=sys.stderr)
         return code
     except TLLError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted (finished batches are cached)", file=sys.stderr)
@@ -45,12 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the machine, not the input: a full disk, a read-only or vanished folder
         if args.debug:
             raise
-        print(f"error: {os_problem(exc)}", file=sys.stderr)
+        print(f"error: {one_line(os_problem(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a bug, but still one line for the user
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(one_line(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"),
+              file=sys.stderr)
         return 1
 
 
@@ -59,10 +60,17 @@ def _notice(text: str) -> str:
     return text if text.startswith("notice: ") else f"notice: {text}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line too (``error: …``, exit 2), not the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"error: {one_line(f'{self.prog}: {message}')} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tll_core", description="Totally-Looks-Like matching engine")
+    parser = _Parser(prog="python -m tll_core", description="Totally-Looks-Like matching engine")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("backbones", help="list the registered backbones")
     p.add_argument("--json", action="store_true")
@@ -209,7 +217,7 @@ def _parse_option(text: str) -> tuple[str, object]:
         raise TLLError(f"--option {text}: expected KEY=VALUE")
     try:
         return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nesting past the recursion limit
         return key.strip(), value
 
 
@@ -356,9 +364,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     problems = submission_problems(args.file, args.data)
     if problems:
-        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
+        print(one_line(f"{args.file}: {len(problems)} problem(s)"), file=sys.stderr)
         for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {one_line(problem)}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid")
     return 0

@@ -28,6 +28,10 @@ SAMPLE_CSV = "sample-submission.csv"
 CANDIDATE_COLUMNS = tuple(f"c{i}" for i in range(N_CANDIDATES))
 MAX_CSV_BYTES = 32 * 2**20
 """Larger CSVs are refused unread (the TLL ones are ~100 KB)."""
+MAX_CSV_ROWS = 100_000
+"""More rows are refused (the TLL CSVs have a few thousand): 32 MiB of ``a,b`` lines would otherwise hold GBs."""
+MAX_PROBLEMS = 1_000
+"""A folder's problems are collected up to this many, then the rest of its CSV is not checked."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,8 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
             line = reader.line_num
             if not cells or all(not c.strip() for c in cells):
                 continue
+            if len(rows) + len(problems) >= MAX_CSV_ROWS:
+                return [], [f"{path.name}: more than {MAX_CSV_ROWS:,} rows (a TLL CSV has a few thousand)"]
             if len(cells) != len(expected):
                 problems.append(f"{path.name} line {line}: expected {len(expected)} columns, found {len(cells)}")
                 continue
@@ -336,6 +342,9 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
     seen: dict[str, int] = {}
     for line, cells in rows:
         where = f"{csv_name} line {line}"
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(f"{csv_name}: not checked past line {line} (over {MAX_PROBLEMS:,} problems)")
+            return
         if cells[0] in seen:
             problems.append(f"{where}: duplicate left {cells[0]!r} (first on line {seen[cells[0]]})")
             continue

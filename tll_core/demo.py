@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from .dataset import CANDIDATE_COLUMNS, N_CANDIDATES, SAMPLE_CSV, TEST_CSV, TRAIN_CSV
 from .errors import TLLError
+from .files import read_regular
 
 PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat",
@@ -31,6 +33,7 @@ SIZE = (200, 245)  # (w, h) as in the competition data
 SEED = 2023
 VERSION = "2"  # the generated files; bump when they change (the marker format may change without it)
 MARKER = ".tll-demo"  # JSON: {"version", "files": {relative path: [size, sha256]}}, written last
+MAX_MARKER_BYTES = 2**20  # the demo's is ~40 KB
 
 
 def _photo(name: str) -> Image.Image:
@@ -95,7 +98,7 @@ def write_demo(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         return out
     if _missing_or_empty(out):
         return _write_fresh(out)
-    if not overwrite or not (out / MARKER).is_file():
+    if not overwrite or _marker_text(out) is None:
         raise TLLError(f"{out}: folder is not empty and holds no complete demo (version {VERSION}); "
                        f"choose an empty or new folder for the demo")
     return _overwrite(out)
@@ -115,14 +118,22 @@ def is_complete_demo(out: str | os.PathLike[str]) -> bool:
     and every file the demo's CSVs name is present: the old writer wrote its marker last.
     """
     out = Path(out)
-    try:
-        text = (out / MARKER).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    text = _marker_text(out)
+    if text is None:
         return False
     if text.strip() == VERSION:
         return _legacy_complete(out)
     files = _manifest_files(text)
     return files is not None and all(_matches(out / rel, entry) for rel, entry in files.items())
+
+
+def _marker_text(out: Path) -> str | None:
+    """The marker's text; None when it is missing, unreadable, not a regular file (a FIFO would block)
+    or larger than any marker the demo writes (a link to /dev/zero)."""
+    try:
+        return read_regular(out / MARKER, MARKER, MAX_MARKER_BYTES).decode("utf-8")
+    except (TLLError, UnicodeDecodeError):
+        return None
 
 
 def _manifest_files(text: str) -> dict[str, list] | None:
@@ -167,9 +178,12 @@ def _legacy_complete(out: Path) -> bool:
 
 
 def _rows(path: Path) -> list[list[str]]:
-    """A CSV's rows after its header."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))[1:]
+    """A CSV's rows after its header (a regular file of at most a demo CSV's size: a FIFO never blocks)."""
+    try:
+        text = read_regular(path, path.name, MAX_MARKER_BYTES).decode("utf-8")
+    except TLLError as exc:
+        raise OSError(str(exc)) from None
+    return list(csv.reader(io.StringIO(text, newline="")))[1:]
 
 
 def _write_fresh(out: Path) -> Path:
@@ -196,7 +210,10 @@ def _write_fresh(out: Path) -> Path:
 
 def _overwrite(out: Path) -> Path:
     """Rewrite a demo folder's own files in place; files the demo does not write are left alone."""
-    old = _manifest_files((out / MARKER).read_text(encoding="utf-8", errors="replace"))
+    text = _marker_text(out) or ""
+    old = _manifest_files(text)
+    if old is None and not text.strip().isdecimal():  # garbage: none of the files there is known to be the demo's
+        old = {}
     tmp = _temp_sibling(out)
     try:
         new = _generate(tmp)

@@ -295,8 +295,9 @@ class Engine:
                method: Method | None = None, progress: Progress | None = None,
                callback: TrainingCallback | None = None) -> Path:
         """Score the test tasks (a learned matcher is fitted on *all* train pairs) and write the Kaggle CSV."""
-        from .submission import write_submission
+        from .submission import check_output_path, write_submission
 
+        check_output_path(out, self.dataset)  # before the scoring: never over the data's own files
         method = method or Method("zero-shot", metric, centre=centre)
         tasks = self.test()
         scores = self.score(tasks, backbone, method, self.dataset.train_pairs, callback=callback, progress=progress)

@@ -1,6 +1,7 @@
 """Errors a user sees. Each renders as one line that names the file or row at fault."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 SHOWN_PROBLEMS = 5
@@ -39,6 +40,17 @@ def summarise(problems: Sequence[str], *, what: str) -> str:
     rest = len(problems) - SHOWN_PROBLEMS
     tail = f"; … and {rest} more" if rest > 0 else ""
     return f"{len(problems)} {what}s: {head}{tail}"
+
+
+_BREAKS = re.compile(r"\r\n|[\n\r\t\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and tabs become spaces, other control and invisible
+    characters (ESC, NUL, bidi overrides) are escaped, so a name from a file can neither split the line
+    nor drive the terminal."""
+    text = _BREAKS.sub(" ", text)
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
 
 
 def os_problem(exc: OSError) -> str:

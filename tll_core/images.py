@@ -180,7 +180,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return im
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
+        finite = np.isfinite(arr)  # a float TIFF may hold NaN or infinity: they take the nearest finite end
+        lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+        arr = np.nan_to_num(arr, copy=False, nan=lo, posinf=hi, neginf=lo)
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

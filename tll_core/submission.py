@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import CANDIDATE_COLUMNS, TEST_CSV, read_csv_rows
+from .dataset import CANDIDATE_COLUMNS, TEST_CSV, allowed_data_folder, read_csv_rows
 from .errors import DataError, SubmissionError, TLLError
 from .tasks import TaskSet
 
@@ -24,11 +24,24 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> Path:
-    """Refuse, in one line, an output path that cannot take the CSV: call it before the expensive work."""
+def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # dataset: Dataset
+    """Refuse, in one line, an output path that cannot take the CSV: call it before the expensive work.
+    An existing target must be a regular file that is writable (a FIFO or a device is never replaced, a
+    read-only file is kept) and, given the ``dataset``, none of the files it reads."""
     path = Path(path)
     if path.is_dir():
         raise TLLError(f"{path}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISLNK(st.st_mode):  # a symlink is replaced by the file, never followed
+        if not stat.S_ISREG(st.st_mode):
+            raise TLLError(f"{path}: not a regular file; give a new or a regular file name for the submission")
+        if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
+            raise TLLError(f"{path}: is read-only; make it writable or choose another file name")
+    if dataset is not None and _reads(dataset, path):
+        raise TLLError(f"{path}: is a file of the data folder {dataset.root}; choose another file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # missing folders are created when writing
         parent = parent.parent
@@ -37,6 +50,15 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise TLLError(f"{path}: cannot write there, the folder {parent} is not writable")
     return path
+
+
+def _reads(dataset, path: Path) -> bool:
+    """Whether ``path`` (resolved) is one of the CSVs or images the dataset reads."""
+    from .dataset import SAMPLE_CSV, TRAIN_CSV
+
+    target = os.path.realpath(path)
+    csvs = (os.path.realpath(dataset.root / name) for name in (TRAIN_CSV, TEST_CSV, SAMPLE_CSV))
+    return target in csvs or any(target == os.path.realpath(dataset.root / i) for i in dataset.image_ids())
 
 
 def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray) -> Path:
@@ -86,6 +108,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 def submission_problems(submission: str | os.PathLike[str], data: str | os.PathLike[str]) -> list[str]:
     """Every way a submission CSV fails to match ``data/test_candidates.csv`` (empty: valid)."""
     submission, data = Path(submission), Path(data)
+    allowed_data_folder(data)  # $TLL_DATA_ROOTS confines the validator's data folder too
     expected_rows, problems = read_csv_rows(data / TEST_CSV, HEADER)
     if problems or not (data / TEST_CSV).exists():
         raise DataError(problems or [f"{data / TEST_CSV}: not found"])
@@ -127,7 +150,7 @@ def _file_problem(path: Path) -> str | None:
 
 
 def _score_problem(value: str) -> str | None:
-    value = value.strip()  # " 0.5" is read as 0.5 by Kaggle's CSV parser
+    value = value.strip(" \t")  # " 0.5" is read as 0.5 by Kaggle's CSV parser; a no-break space is not
     if _NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
     if not _NUMBER.fullmatch(value):

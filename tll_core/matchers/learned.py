@@ -57,7 +57,7 @@ def _type_problem(value: Any, kind: type) -> str | None:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "expected a number"
-        return None if math.isfinite(value) else "expected a finite number"
+        return None if isinstance(value, int) or math.isfinite(value) else "expected a finite number"  # int: 10**400 has no float
     if kind is str:
         return None if isinstance(value, str) else "expected text"
     return None
