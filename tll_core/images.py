@@ -68,11 +68,51 @@ def check_header(path: Path, shown: str | None = None, *, root: Path | None = No
         return str(exc)
 
 
+MAX_TIFF_TAG_VALUES = 65_536
+"""A TIFF tag holding more values is refused before Pillow reads it (it would make a Python int of each:
+~10x the file in memory). A 40-Mpixel image stored one row per strip needs < 10,000."""
+_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def tiff_problem(fh: BinaryIO, shown: str) -> str | None:
+    """For a TIFF, why its first IFD must not be parsed (a tag with more than MAX_TIFF_TAG_VALUES values,
+    or more entries than that), else None; any other file: None. Leaves ``fh`` at the start."""
+    try:
+        head = fh.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 8:
+            return None
+        magic = int.from_bytes(head[2:4], "little" if order == "<" else "big")
+        big = magic == 43  # BigTIFF: 8-byte counts and offsets
+        if magic not in (42, 43):
+            return None
+        endian = "little" if order == "<" else "big"
+        offset = int.from_bytes(head[8:16] if big else head[4:8], endian)
+        fh.seek(offset)
+        raw = fh.read(8 if big else 2)
+        entries = int.from_bytes(raw, endian) if raw else 0
+        if entries > MAX_TIFF_TAG_VALUES:
+            return f"{shown}: a TIFF directory of {entries:,} entries (limit {MAX_TIFF_TAG_VALUES:,})"
+        size = 20 if big else 12
+        table = fh.read(entries * size)
+        for k in range(0, len(table) - size + 1, size):
+            count = int.from_bytes(table[k + 4 : k + (12 if big else 8)], endian)
+            if count > MAX_TIFF_TAG_VALUES and _TIFF_TYPE_SIZE.get(int.from_bytes(table[k + 2 : k + 4], endian)):
+                tag = int.from_bytes(table[k : k + 2], endian)
+                return f"{shown}: TIFF tag {tag} lists {count:,} values (limit {MAX_TIFF_TAG_VALUES:,})"
+        return None
+    finally:
+        fh.seek(0)
+
+
 def _header_problem(fh: BinaryIO, shown: str) -> str | None:
     try:
         if fh.seek(0, io.SEEK_END) == 0:
             return f"{shown}: empty file"
         fh.seek(0)
+        problem = tiff_problem(fh, shown)
+        if problem:
+            return problem
         with _quiet(), Image.open(fh) as im:
             return _size_problem(shown, im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -155,8 +195,12 @@ def decode_cost(mode: str, size: tuple[int, int]) -> int:
 def decode_rgb(image: ImageBytes) -> Image.Image:
     """Decode to an RGB PIL image, EXIF-rotated. Raises DataError naming the file on any failure."""
     try:
+        data = io.BytesIO(image.data)
+        problem = tiff_problem(data, str(image.path))
+        if problem:
+            raise DataError(problem)
         with _quiet():
-            im = Image.open(io.BytesIO(image.data))
+            im = Image.open(data)
             problem = _size_problem(image.path, im)
         if problem:
             raise DataError(problem)
