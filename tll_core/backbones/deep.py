@@ -24,7 +24,7 @@ from ..device import resolve_device
 from ..errors import TLLError, WeightsUnavailable
 from .compat import ensure_torchvision_ops
 from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
-from .registry import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
+from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
 
 PREPROCESS_VERSION = 1
 HUB_HOSTS = ("huggingface.co", "github.com")

@@ -7,72 +7,15 @@ fail fast with a message naming both other ways to supply weights (see ``deep.py
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-from PIL import Image
 
 from ..errors import TLLError
+from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess  # re-exported: the registry is the front door
+from .deep import build_deep_backbone, in_hub_cache
 from .packaged import PackagedWeights, packaged_weights_ok
+from .weight_free import WeightFreeBackbone
 
-Family = Literal["weight-free", "timm", "open_clip"]
 DEFAULT_BACKBONE = "combined"
-WEIGHTS_DIR_ENV = "TLL_WEIGHTS_DIR"
-
-
-@dataclass(frozen=True)
-class BackboneCfg:
-    name: str
-    family: Family
-    model_id: str  # descriptor name, timm model name, or open_clip architecture
-    weights_tag: str | None  # timm pretrained tag / open_clip pretrained name; None: weight-free
-    dim: int
-    input_size: tuple[int, int] | None = None  # (h, w); deep models: from the model's pretrained config
-    description: str = ""
-    packaged: PackagedWeights | None = None  # weights shipped in an installed pip package (first source)
-    hub_model: str | None = None  # the hub's own "model.tag" where it differs from model_id.weights_tag
-    preprocess: Preprocess | None = None  # None: the model's own pretrained config (timm / open_clip)
-    stages: tuple[int, ...] = ()  # also pool these intermediate stages (timm EfficientNet block groups)
-    gem_p: float = 1.0  # pooling exponent: 1 = average pooling, 3 = GeM
-
-    @property
-    def needs_weights(self) -> bool:
-        return self.family != "weight-free"
-
-    @property
-    def pretrained(self) -> bool:
-        """Computes with trained weights (deep backbones never fall back to random ones silently)."""
-        return self.needs_weights
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Input preparation, where it is fixed by measurement rather than taken from the hub's config."""
-
-    size: int  # square input side, pixels
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize: Literal["crop", "squash"] = "crop"  # crop: shorter side to size/crop_pct, centre crop; squash: whole image
-    crop_pct: float = 0.875
-
-    @property
-    def identity(self) -> str:
-        return f"{self.resize}{self.size}-c{self.crop_pct}-m{self.mean}-s{self.std}"
-
-
-class Backbone:
-    """A built feature extractor. ``prepare`` runs per image in worker threads; ``embed`` per batch."""
-
-    cfg: BackboneCfg
-    identity: str  # backbone + weights + preprocessing version: part of every cache key
-
-    def prepare(self, image: Image.Image) -> Any:
-        raise NotImplementedError
-
-    def embed(self, prepared: list[Any]) -> np.ndarray:
-        raise NotImplementedError
 
 
 def _wf(name: str, dim: int, description: str) -> BackboneCfg:
@@ -170,11 +113,7 @@ def create_backbone(
     """
     cfg = get_cfg(name)
     if cfg.family == "weight-free":
-        from .weight_free import WeightFreeBackbone
-
         return WeightFreeBackbone(cfg)
-    from .deep import build_deep_backbone
-
     return build_deep_backbone(cfg, local_weights_file(name, weights) if pretrained else None, pretrained, device=device)
 
 
@@ -187,6 +126,4 @@ def weights_available(name: str) -> bool:
         return True
     if cfg.packaged is not None and packaged_weights_ok(cfg.packaged):
         return True
-    from .deep import in_hub_cache
-
     return in_hub_cache(cfg)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from skimage.feature import hog
 
-from .registry import Backbone, BackboneCfg
+from .base import Backbone, BackboneCfg
 
 HOG_SCALES = ((96, 120), (48, 60))  # (width, height): TLL images are 200x245
 HOG_CELL = 12
