@@ -43,7 +43,7 @@ if submitted:
     history: list[dict] = []
 
     def on_epoch(report) -> None:
-        history.append({"epoch": report.epoch, "train loss": report.train_loss, "held-back top-2": report.val_top2})
+        history.append({"epoch": report.epoch, "train loss": report.train_loss, "held-back top-2": report.holdout_top2})
         progress.progress(report.epoch / report.epochs, text=f"epoch {report.epoch}/{report.epochs}")
         chart.line_chart(pd.DataFrame(history).set_index("epoch"))
 
@@ -63,7 +63,7 @@ if st.session_state.get("train_result") == target:
     st.success(f"{md(target.label)}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, {result.top2_ci[1]:.3f}], "
                f"top-1 {result.top1:.3f}, MRR {result.mrr:.3f}. It is now the selection on every page.")
     matcher = eng.fit(target.to_method(), target.backbone, eng.validation(target.val_fraction, target.seed).fit)
-    curve = pd.DataFrame({"train loss": matcher.curve.train_loss, "held-back top-2": matcher.curve.val_top2},
+    curve = pd.DataFrame({"train loss": matcher.curve.train_loss, "held-back top-2": matcher.curve.holdout_top2},
                          index=pd.RangeIndex(1, len(matcher.curve.train_loss) + 1, name="epoch"))
     st.line_chart(curve)
     st.caption(f"Best held-back epoch: {matcher.curve.best_epoch} (early stopping, patience {dict(target.options).get('patience', 10)}).")

@@ -82,7 +82,7 @@ def test_wrong_weights_file_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["resnet50", "clip-rn50x4"])
 def test_offline_weights_error_is_fast_and_names_the_model(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deep, "HUB_HOSTS", ("localhost.invalid",))  # a hub that cannot be reached, on any machine
+    monkeypatch.setattr(deep, "HUB_HOST", "localhost.invalid")  # a hub that cannot be reached, on any machine
     start = time.monotonic()
     with pytest.raises(WeightsUnavailable) as info:
         create_backbone(name)

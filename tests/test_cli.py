@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_no_traceback(tmp_path: Path) -> None:
 def test_missing_weights_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from tll_core.backbones import deep
 
-    monkeypatch.setattr(deep, "HUB_HOSTS", ("localhost.invalid",))
+    monkeypatch.setattr(deep, "HUB_HOST", "localhost.invalid")
     data = tmp_path / "demo"
     main(["demo", "--out", str(data)])
     code, _, err = run(capsys, "evaluate", "--data", str(data), "--backbone", "resnet50", "--quiet")

@@ -102,7 +102,7 @@ def test_learned_matcher_on_cpu_explicitly_equals_the_default(make) -> None:
     for m in (default, on_cpu):
         m.fit(fl, fr)
     np.testing.assert_array_equal(on_cpu.score(vl, vr, cand), default.score(vl, vr, cand))
-    assert default.curve.val_top2 == on_cpu.curve.val_top2
+    assert default.curve.holdout_top2 == on_cpu.curve.holdout_top2
 
 
 def test_engine_moves_learned_matchers_to_its_device(demo_dir: Path) -> None:

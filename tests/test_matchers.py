@@ -79,8 +79,8 @@ def test_curves_are_reported_per_epoch() -> None:
     matcher = Adaptation(AdaptationCfg(pca_dim=16, epochs=4, patience=10))
     matcher.fit(fl, fr, reports.append)
     assert [r.epoch for r in reports] == [1, 2, 3, 4]
-    assert all(np.isfinite(r.train_loss) and 0 <= r.val_top2 <= 1 for r in reports)
-    assert matcher.curve.val_top2 == [r.val_top2 for r in reports]
+    assert all(np.isfinite(r.train_loss) and 0 <= r.holdout_top2 <= 1 for r in reports)
+    assert matcher.curve.holdout_top2 == [r.holdout_top2 for r in reports]
 
 
 def test_state_round_trip_gives_the_same_scores() -> None:

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("evaluate", help="zero-shot backbone x metric on validation tasks from the train pairs")
+    p = sub.add_parser("evaluate", help="backbones x methods on validation tasks built from the train pairs")
     _data_options(p)
     p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
     p.add_argument("--metric", action="append", choices=METRICS,

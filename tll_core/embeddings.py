@@ -59,7 +59,7 @@ def embed_paths(
 ) -> np.ndarray:
     """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError.
 
-    ``view``: ``""`` (the image), ``"flip"`` (mirrored) or ``"gray"`` (grayscale) — cached separately.
+    ``view``: a key of :data:`VIEWS` (``""`` is the image itself); each view is cached separately.
     ``read``: how an item of ``paths`` becomes bytes; the default takes it as a file path (a regular file,
     size-capped); :meth:`Dataset.read_image` with image ids also confines each read to the data folder.
     """

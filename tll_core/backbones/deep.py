@@ -27,7 +27,7 @@ from .packaged import load_packaged_state, map_efficientnet_pytorch, package_fil
 from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
 
 PREPROCESS_VERSION = 1
-HUB_HOSTS = ("huggingface.co", "github.com")
+HUB_HOST = "huggingface.co"  # probed before any hub download (timm and open_clip weights live there)
 PROBE_TIMEOUT_ENV = "TLL_HUB_PROBE_TIMEOUT"
 RANDOM_SEED = 0
 
@@ -128,7 +128,7 @@ def _weights_message(cfg: BackboneCfg, why: str) -> str:
 
 def _unreachable_host() -> str | None:
     timeout = float(os.environ.get(PROBE_TIMEOUT_ENV, "3"))
-    host = HUB_HOSTS[0]
+    host = HUB_HOST
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return None

@@ -20,7 +20,7 @@ class EpochReport:
     epoch: int
     epochs: int
     train_loss: float
-    val_top2: float
+    holdout_top2: float  # top-2 on 20-candidate tasks from the slice of the *fit* part held back for early stopping
 
 
 TrainingCallback = Callable[[EpochReport], None]
@@ -29,7 +29,7 @@ TrainingCallback = Callable[[EpochReport], None]
 @dataclass
 class TrainingCurve:
     train_loss: list[float] = field(default_factory=list)
-    val_top2: list[float] = field(default_factory=list)
+    holdout_top2: list[float] = field(default_factory=list)
     best_epoch: int = 0
 
 

@@ -240,7 +240,7 @@ class LearnedMatcher:
                                        f"lower lr (now {cfg.lr:g}){self._diverged_hint()}")
             top2 = evaluate_scores(scores, hold_truth, n_boot=1).top2
             self.curve.train_loss.append(float(np.mean(losses)))
-            self.curve.val_top2.append(top2)
+            self.curve.holdout_top2.append(top2)
             if callback:
                 callback(EpochReport(epoch, cfg.epochs, self.curve.train_loss[-1], top2))
             if top2 > best:
@@ -269,7 +269,7 @@ class LearnedMatcher:
         out = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
         out["projection.mean"], out["projection.basis"] = self.projection.mean, self.projection.basis
         out["curve.train_loss"] = np.asarray(self.curve.train_loss, dtype=np.float32)
-        out["curve.val_top2"] = np.asarray(self.curve.val_top2, dtype=np.float32)
+        out["curve.holdout_top2"] = np.asarray(self.curve.holdout_top2, dtype=np.float32)
         out["curve.best_epoch"] = np.asarray([self.curve.best_epoch], dtype=np.float32)
         return out
 
@@ -285,7 +285,7 @@ class LearnedMatcher:
         model = self.build(basis.shape[1])
         expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
         expected.update({"projection.mean": mean.shape, "projection.basis": basis.shape})
-        curve = {"curve.train_loss", "curve.val_top2", "curve.best_epoch"}
+        curve = {"curve.train_loss", "curve.holdout_top2", "curve.best_epoch"}
         if set(state) != set(expected) | curve:
             raise StateMismatch(f"names differ: {sorted(set(state) ^ (set(expected) | curve))[:3]}")
         for name, array in state.items():
@@ -296,7 +296,7 @@ class LearnedMatcher:
         self.projection = Projection(mean, basis)
         model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("model.")})
         self.model = model.to(self.device).eval()
-        self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.val_top2"].tolist(),
+        self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.holdout_top2"].tolist(),
                                    int(state["curve.best_epoch"][0]) if state["curve.best_epoch"].size else 0)
 
 
