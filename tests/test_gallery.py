@@ -67,8 +67,12 @@ def test_metrics_from_ranks() -> None:
 def test_non_finite_embeddings_are_an_error() -> None:
     left, right, truth = _random(5, 8, 4)
     left[2, 1] = np.nan
-    with pytest.raises(NonFiniteScores):
-        cosine_ranks(left, right, truth, centre=False)
+    for backend in ("exact", *(["faiss"] if gallery.faiss_importable() else [])):
+        with pytest.raises(NonFiniteScores):
+            cosine_ranks(left, right, truth, centre=False, backend=backend)
+    if gallery.faiss_importable():  # straight to the index, past cosine_ranks' own input check
+        with pytest.raises(NonFiniteScores):
+            gallery.faiss_ranks(left, right, truth)
 
 
 # ---------------------------------------------------------------- backends and blocks

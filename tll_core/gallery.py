@@ -181,8 +181,8 @@ def faiss_ranks(left_unit: np.ndarray, gallery_unit: np.ndarray, truth: np.ndarr
     """Truth ranks from a ``faiss.IndexFlatIP`` over the gallery: each block of lefts is searched for all ``m``
     items (sorted scores); the rank counts the items scoring >= the truth, as the exact backend does."""
     faiss = import_faiss()
-    gallery_unit = np.ascontiguousarray(gallery_unit, dtype=np.float32)
-    left_unit = np.ascontiguousarray(left_unit, dtype=np.float32)
+    gallery_unit = check_finite(np.ascontiguousarray(gallery_unit, dtype=np.float32), f"{what} (gallery)")
+    left_unit = check_finite(np.ascontiguousarray(left_unit, dtype=np.float32), f"{what} (lefts)")
     m = len(gallery_unit)
     index = faiss.IndexFlatIP(gallery_unit.shape[1])
     index.add(gallery_unit)
