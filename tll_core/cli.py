@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
     _method_options(p, repeat=True)
     p.add_argument("--fuse", action="store_true", help="add a row fusing all the rows' scores (z-scored mean)")
+    p.add_argument("--protocol", choices=("tasks", "gallery"), default="tasks",
+                   help="tasks: 20 candidates per left (the competition's); gallery: every validation left "
+                        "ranked against all validation rights (recall@k, median rank)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -312,6 +315,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.protocol == "gallery" and (args.foils == "hard" or args.fuse):
+        raise TLLError(f"{'--foils hard' if args.foils == 'hard' else '--fuse'} applies to the 20-candidate tasks, "
+                       "not to --protocol gallery (every left is ranked against all validation rights)")
     backbones = _backbones(args)
     metrics = args.metric or ["cosine"]
     _check_backbones([*backbones, args.foil_backbone])
@@ -323,11 +329,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fit, _ = split_pairs(engine.dataset.train_pairs, args.val_fraction, args.seed) if engine.dataset.train_pairs else ((), ())
         args.n_fit = len(fit)
         methods = [_small_fit(args, m) for m in methods]
+    if args.protocol == "gallery":
+        with _progress(args, "embedding") as progress:
+            rows = engine.evaluate_gallery(backbones, methods, val_fraction=args.val_fraction, seed=args.seed,
+                                           progress=progress)
+        _print_gallery_rows(rows, args.json)
+        return 0
     with _progress(args, "embedding") as progress:
         rows = engine.evaluate(backbones, methods=methods, val_fraction=args.val_fraction, seed=args.seed,
                                foils=args.foils, foil_backbone=args.foil_backbone, fuse=args.fuse, progress=progress)
     _print_rows(rows, args.json)
     return 0
+
+
+def _print_gallery_rows(rows: list, as_json: bool) -> None:  # rows: list[GalleryRow]
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        return
+    width = max([len(r.method) for r in rows] + [10])
+    print(f"{'backbone':22} {'metric':10} {'method':{width}} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'medR':>6} {'MRR':>6} "
+          f"{'n':>5} {'gallery':>7}")
+    for r in rows:
+        print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {r.recall_at_1:6.3f} {r.recall_at_5:6.3f} "
+              f"{r.recall_at_10:6.3f} {r.median_rank:6.1f} {r.mrr:6.3f} {r.n:5d} {r.gallery:7d}")
 
 
 def _print_rows(rows: list, as_json: bool) -> None:

@@ -21,6 +21,7 @@ from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .device import resolve_device
 from .errors import TLLError
+from .gallery import GalleryRow, gallery_metrics, matcher_ranks
 from .matchers.learned import TRAINING_VERSION
 from .matchers import LearnedMatcher, Matcher, StateMismatch, TrainingCallback, ZeroShot, create_matcher
 from .metrics import check_finite, evaluate_scores
@@ -268,6 +269,26 @@ class Engine:
         if fuse and len(all_scores) > 1:
             rows.append(self._row("+".join(dict.fromkeys(backbones)), "mixed", "fusion(" + ",".join(r.method for r in rows) + ")",
                                   fuse_scores(all_scores), tasks, seed))
+        return rows
+
+    def evaluate_gallery(self, backbones: list[str], methods: list[Method], *,
+                         val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED, backend: str = "auto",
+                         progress: Progress | None = None, callback: TrainingCallback | None = None) -> list[GalleryRow]:
+        """Every backbone x method under the full-gallery protocol: each validation left ranked against all
+        validation rights (``tll_core/gallery.py``); learned matchers fitted on the split's fit part."""
+        split = validation_split(self.dataset, val_fraction, seed)
+        truth = np.arange(len(split.validation))  # left i's match is validation right i
+        rows = []
+        for backbone in backbones:
+            for method in methods:
+                matcher = self.fit(method, backbone, split.fit, callback=callback, progress=progress)
+                gray = isinstance(matcher, LearnedMatcher) and matcher.cfg.grayscale
+                views = ["gray" if gray else ""] + (["gray-flip" if gray else "flip"] if method.flip_tta else [])
+                embedded = [self.task_embeddings(split.tasks, backbone, progress, v) for v in views]
+                ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank, backend=backend,
+                                      what=f"{backbone}, {method.label}")
+                rows.append(GalleryRow.of(backbone, method.shown_metric, method.label,
+                                          gallery_metrics(ranks, len(truth), seed=seed)))
         return rows
 
     @staticmethod

@@ -1,0 +1,261 @@
+"""The full-gallery retrieval protocol: each left ranked against *every* gallery right (the TLL paper's protocol).
+
+The competition's ``tasks`` protocol ranks a left's truth among 20 candidates; here the truth is ranked
+among all ``m`` gallery items (on validation: all validation rights), so the figures are recall@k,
+the median rank and the MRR over ranks in 1..m. Ranks count ties against the truth, as
+:func:`metrics.truth_ranks` does: a constant scorer ranks every truth m-th.
+
+Scores are made in blocks of lefts (a ``[block, m]`` matrix at a time), so memory stays bounded
+whatever the gallery size. Zero-shot cosine has two search backends, which agree on ranks:
+
+- ``exact``: a torch matmul of L2-normalised (optionally centred) vectors, block by block;
+- ``faiss``: a ``faiss.IndexFlatIP`` (exact inner product, multi-threaded), used by ``auto`` when the
+  ``faiss`` module is importable and the gallery holds more than ``FAISS_THRESHOLD`` items.
+
+Learned matchers (and zero-shot euclidean/manhattan) score every gallery item through their own
+``score`` with a candidates matrix of all gallery indices. Re-ranking needs the whole ``[n, m]`` score
+matrix (csls and sinkhorn normalise over columns): it is supported while ``n * m <= MAX_DENSE``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import TLLError
+from .matchers import LearnedMatcher, Matcher, ZeroShot
+from .metrics import _tensor, _unit, bootstrap_ci, check_finite, truth_ranks
+from .rerank import rerank
+
+BACKENDS = ("auto", "exact", "faiss")
+FAISS_THRESHOLD = 50_000  # auto: faiss above this many gallery items (when importable), else exact
+BLOCK_ELEMENTS = 1 << 23  # a block's working set, in floats: [block, m] scores, or [block, m, d] gathered rights
+MAX_DENSE = 1 << 24  # re-ranking: at most this many scores (n * m) held at once
+RECALL_AT = (1, 5, 10)
+
+Scorer = Callable[[int, int], np.ndarray]  # (start, stop) -> [stop - start, m] scores of those lefts
+
+
+@dataclass(frozen=True)
+class GalleryMetrics:
+    """Figures of truth ranks among ``gallery`` items (1 best, ``gallery`` worst)."""
+
+    n: int
+    gallery: int
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_10: float
+    median_rank: float
+    mrr: float
+    recall_at_1_ci: tuple[float, float]  # seeded bootstrap 95 % interval
+    ranks: np.ndarray
+
+
+@dataclass(frozen=True)
+class GalleryRow:
+    """One method's full-gallery figures (the CLI's ``evaluate --protocol gallery --json`` rows)."""
+
+    backbone: str
+    metric: str
+    method: str
+    recall_at_1: float
+    recall_at_5: float
+    recall_at_10: float
+    median_rank: float
+    mrr: float
+    n: int
+    gallery: int
+
+    @classmethod
+    def of(cls, backbone: str, metric: str, method: str, figures: GalleryMetrics) -> GalleryRow:
+        return cls(backbone, metric, method, figures.recall_at_1, figures.recall_at_5, figures.recall_at_10,
+                   figures.median_rank, figures.mrr, figures.n, figures.gallery)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "metric": self.metric, "method": self.method,
+                "recall@1": self.recall_at_1, "recall@5": self.recall_at_5, "recall@10": self.recall_at_10,
+                "median_rank": self.median_rank, "mrr": self.mrr, "n": self.n, "gallery": self.gallery}
+
+
+def gallery_metrics(ranks: np.ndarray, gallery: int, *, n_boot: int = 1000, seed: int = 0) -> GalleryMetrics:
+    ranks = np.asarray(ranks, dtype=np.int64)
+    if len(ranks) == 0:
+        raise TLLError("no lefts to rank against the gallery")
+    if ranks.min() < 1 or ranks.max() > gallery:
+        raise ValueError(f"ranks must lie in 1..{gallery}")
+    r1, r5, r10 = (float((ranks <= k).mean()) for k in RECALL_AT)
+    return GalleryMetrics(len(ranks), gallery, r1, r5, r10, float(np.median(ranks)), float((1.0 / ranks).mean()),
+                          bootstrap_ci(ranks <= 1, n_boot=n_boot, seed=seed), ranks)
+
+
+# ---------------------------------------------------------------- scorers
+
+
+def unit_vectors(left: np.ndarray, gallery: np.ndarray, centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """What ``ZeroShot("cosine", centre=...)`` compares: minus the mean of all lefts and gallery items, L2-normalised."""
+    left, gallery = _centred(left, gallery) if centre else (left, gallery)
+    return _unit(_tensor(left)).numpy(), _unit(_tensor(gallery)).numpy()
+
+
+def _centred(left: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.concatenate([left, gallery]).mean(axis=0, dtype=np.float64).astype(np.float32)
+    return left - mean, gallery - mean
+
+
+def cosine_scorer(left_unit: np.ndarray, gallery_unit: np.ndarray) -> Scorer:
+    """Inner products of unit vectors (``unit_vectors``), one matmul per block."""
+    left_t, gallery_t = _tensor(left_unit), _tensor(gallery_unit)
+
+    def scores(start: int, stop: int) -> np.ndarray:
+        with torch.inference_mode():
+            return (left_t[start:stop] @ gallery_t.T).numpy()
+
+    return scores
+
+
+def matcher_scorer(matcher: Matcher, left: np.ndarray, gallery: np.ndarray) -> Scorer:
+    """A fitted matcher's scores of every gallery item: its candidates are all gallery indices.
+
+    A learned matcher's projection of the gallery is made once, not once per block (the same scores as
+    ``matcher.score(left, gallery, all indices)``)."""
+    every = np.arange(len(gallery), dtype=np.int64)
+    if not isinstance(matcher, LearnedMatcher):
+        return lambda start, stop: matcher.score(left[start:stop], gallery, np.tile(every, (stop - start, 1)))
+    if matcher.model is None or matcher.projection is None:
+        raise TLLError(f"{matcher.name}: score called before fit")
+    projected = matcher._project(gallery)
+
+    def scores(start: int, stop: int) -> np.ndarray:
+        with torch.no_grad():
+            candidates = torch.from_numpy(np.tile(every, (stop - start, 1))).to(matcher.device)
+            out = matcher.pair_scores(matcher.model, matcher._project(left[start:stop]), projected, candidates)
+            return out.cpu().numpy().astype(np.float32)
+
+    return scores
+
+
+def matcher_width(matcher: Matcher, dim: int) -> int:
+    """Floats per (left, gallery item) a matcher's scoring holds at once: gathered rights and the pair
+    classifier's ``[a, b, |a-b|, a*b]`` features (4x its projected size); zero-shot: the embedding."""
+    if isinstance(matcher, LearnedMatcher) and matcher.projection is not None:
+        return 4 * matcher.projection.basis.shape[1]
+    return dim
+
+
+def mean_scorer(scorers: Sequence[Scorer]) -> Scorer:
+    """The mean of several scorers (flip test-time augmentation: the images and their mirrors)."""
+    if len(scorers) == 1:
+        return scorers[0]
+    return lambda start, stop: np.mean([s(start, stop) for s in scorers], axis=0)
+
+
+def block_rows(m: int, width: int = 1) -> int:
+    """Lefts per block so that ``block * m * width`` floats stay within ``BLOCK_ELEMENTS``."""
+    return max(1, BLOCK_ELEMENTS // max(1, m * width))
+
+
+# ---------------------------------------------------------------- ranks
+
+
+def scorer_ranks(scorer: Scorer, truth: np.ndarray, m: int, *, block: int, rerank_name: str = "none",
+                 what: str = "gallery scores") -> np.ndarray:
+    """Each left's truth rank among all ``m`` gallery items; blockwise, or on the dense matrix to re-rank."""
+    n = len(truth)
+    if rerank_name == "none":
+        ranks = [truth_ranks(check_finite(scorer(s, min(s + block, n)), what), truth[s : s + block])
+                 for s in range(0, n, block)]
+        return np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64)
+    if n * m > MAX_DENSE:
+        raise TLLError(f"rerank {rerank_name} needs the whole {n} x {m} gallery score matrix (over {MAX_DENSE:,} "
+                       "scores); use --rerank none")
+    scores = check_finite(np.concatenate([scorer(s, min(s + block, n)) for s in range(0, n, block)]), what)
+    candidates = np.tile(np.arange(m, dtype=np.int64), (n, 1))
+    return truth_ranks(check_finite(rerank(scores, candidates, m, rerank_name), f"{what} after {rerank_name}"), truth)
+
+
+def faiss_ranks(left_unit: np.ndarray, gallery_unit: np.ndarray, truth: np.ndarray, *, block: int | None = None,
+                what: str = "gallery scores") -> np.ndarray:
+    """Truth ranks from a ``faiss.IndexFlatIP`` over the gallery: each block of lefts is searched for all ``m``
+    items (sorted scores); the rank counts the items scoring >= the truth, as the exact backend does."""
+    faiss = import_faiss()
+    gallery_unit = check_finite(np.ascontiguousarray(gallery_unit, dtype=np.float32), f"{what} (gallery)")
+    left_unit = check_finite(np.ascontiguousarray(left_unit, dtype=np.float32), f"{what} (lefts)")
+    m = len(gallery_unit)
+    index = faiss.IndexFlatIP(gallery_unit.shape[1])
+    index.add(gallery_unit)
+    block = block or block_rows(m, 3)  # float32 scores + int64 labels
+    out = []
+    for s in range(0, len(left_unit), block):
+        scores, labels = index.search(left_unit[s : s + block], m)
+        check_finite(scores, what)
+        at = np.argmax(labels == truth[s : s + block, None], axis=1)
+        truth_score = scores[np.arange(len(at)), at]
+        out.append((scores >= truth_score[:, None]).sum(axis=1).astype(np.int64))
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def import_faiss():  # -> the faiss module
+    try:
+        import faiss
+    except ImportError:
+        raise TLLError("the faiss gallery backend needs the faiss module: pip install faiss-cpu") from None
+    return faiss
+
+
+def faiss_importable() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, m: int) -> str:
+    """``auto``: faiss when importable and the gallery is larger than ``FAISS_THRESHOLD``, else exact."""
+    if backend not in BACKENDS:
+        raise TLLError(f"unknown gallery backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "faiss" if m > FAISS_THRESHOLD and faiss_importable() else "exact"
+    return backend
+
+
+def cosine_ranks(left: np.ndarray, gallery: np.ndarray, truth: np.ndarray, *, centre: bool = True,
+                 backend: str = "auto", block: int | None = None) -> np.ndarray:
+    """Truth ranks under (centred) cosine: ``truth[i]`` is the gallery index of left ``i``'s match."""
+    check_finite(left, "left embeddings")
+    check_finite(gallery, "gallery embeddings")
+    left_unit, gallery_unit = unit_vectors(left, gallery, centre)
+    if resolve_backend(backend, len(gallery)) == "faiss":
+        return faiss_ranks(left_unit, gallery_unit, truth, block=block)
+    return scorer_ranks(cosine_scorer(left_unit, gallery_unit), truth, len(gallery), block=block or block_rows(len(gallery)))
+
+
+def matcher_ranks(matcher: Matcher, views: Sequence[tuple[np.ndarray, np.ndarray]], truth: np.ndarray, *,
+                  rerank_name: str = "none", backend: str = "auto", what: str = "gallery scores") -> np.ndarray:
+    """Truth ranks under a (fitted) matcher; ``views``: (left, gallery) embeddings per view, scores averaged.
+
+    Zero-shot cosine takes the exact/faiss search path; any other matcher scores all gallery items itself
+    (faiss does not apply: asked for explicitly, it is an error)."""
+    m = len(views[0][1])
+    chosen = resolve_backend(backend, m)
+    cosine = isinstance(matcher, ZeroShot) and matcher.metric == "cosine"
+    if chosen == "faiss" and (not cosine or len(views) > 1 or rerank_name != "none"):
+        if backend == "faiss":
+            raise TLLError("the faiss gallery backend searches zero-shot cosine only, without --flip-tta or "
+                           "re-ranking; use --rerank none or the exact backend")
+        chosen = "exact"
+    if chosen == "faiss":
+        return faiss_ranks(*unit_vectors(*views[0], matcher.centre), truth, what=what)
+    if cosine:
+        scorers = [cosine_scorer(*unit_vectors(left, gallery, matcher.centre)) for left, gallery in views]
+        width = 1
+    else:
+        if isinstance(matcher, ZeroShot) and matcher.centre:  # centre once on all lefts + gallery, not per block
+            views = [_centred(left, gallery) for left, gallery in views]
+            matcher = ZeroShot(matcher.metric, centre=False)
+        scorers = [matcher_scorer(matcher, left, gallery) for left, gallery in views]
+        width = matcher_width(matcher, views[0][1].shape[1])
+    return scorer_ranks(mean_scorer(scorers), truth, m, block=block_rows(m, width), rerank_name=rerank_name, what=what)
