@@ -8,6 +8,8 @@ truths). The score matrix over lefts x rights is sparse: only a left's 20 candid
   the ``k`` highest scores it receives from the lefts whose lists contain it.
 - ``sinkhorn``: turn scores into a soft assignment whose rows and columns each sum to 1
   (log-domain Sinkhorn, temperature ``tau``), so a right already claimed by another left counts less.
+- ``dual-softmax``: a left's softmax over its candidates times each right's softmax over the lefts that list
+  it (temperature ``tau``), in log space: one step of the assignment Sinkhorn iterates, no iteration.
 - ``hungarian``: the best one-to-one assignment of lefts to rights; the assigned candidate is moved to
   the top of each list, the others keep their order.
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from .errors import TLLError
 
-RERANKS = ("none", "csls", "sinkhorn", "hungarian")
+RERANKS = ("none", "csls", "sinkhorn", "dual-softmax", "hungarian")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class RerankCfg:
     csls_k: int = 10
     sinkhorn_tau: float = 0.05
     sinkhorn_iters: int = 50
+    dual_softmax_tau: float = 0.05
 
 
 def rerank(scores: np.ndarray, candidates: np.ndarray, n_rights: int, cfg: RerankCfg | str = "none") -> np.ndarray:
@@ -38,6 +41,8 @@ def rerank(scores: np.ndarray, candidates: np.ndarray, n_rights: int, cfg: Reran
         return csls(scores, candidates, n_rights, cfg.csls_k)
     if cfg.name == "sinkhorn":
         return sinkhorn(scores, candidates, n_rights, cfg.sinkhorn_tau, cfg.sinkhorn_iters)
+    if cfg.name == "dual-softmax":
+        return dual_softmax(scores, candidates, n_rights, cfg.dual_softmax_tau)
     if cfg.name == "hungarian":
         return hungarian(scores, candidates, n_rights)
     raise TLLError(f"unknown rerank {cfg.name!r}; choose from: {', '.join(RERANKS)}")
@@ -65,6 +70,14 @@ def sinkhorn(scores: np.ndarray, candidates: np.ndarray, n_rights: int, tau: flo
         log_p -= _logsumexp_rows(log_p)
         log_p -= _logsumexp_columns(log_p, cols, n_rights)[candidates]
     return log_p.astype(np.float32)
+
+
+def dual_softmax(scores: np.ndarray, candidates: np.ndarray, n_rights: int, tau: float = 0.05) -> np.ndarray:
+    """log softmax over each left's candidates + log softmax over each right's lefts (sparse, O(n * 20))."""
+    logits = scores.astype(np.float64) / tau
+    rows = logits - _logsumexp_rows(logits)
+    columns = logits - _logsumexp_columns(logits, candidates.ravel(), n_rights)[candidates]
+    return (rows + columns).astype(np.float32)
 
 
 def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
