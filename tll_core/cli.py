@@ -151,7 +151,7 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
     p.add_argument("--method", action="append" if repeat else "store", choices=tuple(MATCHERS),
                    help=f"zero-shot (default), adaptation, siamese or pair-classifier{many}")
     p.add_argument("--rerank", action="append" if repeat else "store", choices=RERANKS,
-                   help=f"test-time re-ranking: none (default), csls, sinkhorn, hungarian{many}")
+                   help=f"test-time re-ranking: {', '.join(RERANKS)} (default: the recipe's){many}")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a learned matcher's option, e.g. temperature=0.1, pca_dim=128, sampling=1:19, "
                         "flip_augment=true (see the README)")
