@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+# every test here starts the studio on the demo, whose overview computes the default recipe (deep backbones,
+# a learned matcher): the first of them pays ~60 s of embedding on a 2-core machine
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/embedding_map.py",
          "pages/train.py", "pages/submission.py"]
@@ -63,8 +67,30 @@ def test_failures_count_and_filters(app: AppTest) -> None:
     _ok(app)
     text = " ".join(m.value for m in app.markdown)
     assert "miss the top 2" in text
-    app.slider(key="fail_ranks").set_value((19, 20)).run()
-    _ok(app)
+    before, shown = _failures_shown(app)
+    assert before >= 1 and shown and all(3 <= rank <= 20 for rank in shown)
+    rank = shown[0]
+    total = 0
+    for low, high in [(rank, rank), (3, rank - 1), (rank + 1, 20)]:  # three filters that split the misses
+        if low > high:
+            continue
+        app.slider(key="fail_ranks").set_value((low, high)).run()
+        _ok(app)
+        count, listed = _failures_shown(app)
+        assert all(low <= r <= high for r in listed) and len(listed) == min(count, 8), (low, high, listed)
+        total += count
+        if (low, high) == (rank, rank):
+            assert count >= 1 and listed
+    assert total == before
+
+
+def _failures_shown(at: AppTest) -> tuple[int, list[int]]:
+    """(how many failures match the filters, the truth ranks of those listed on this page)."""
+    import re
+
+    text = " ".join(m.value for m in at.markdown)
+    count = int(re.search(r"\*\*(\d+)\*\* match the filters", text).group(1))
+    return count, [int(r) for r in re.findall(r"truth rank \*\*(\d+)\*\*", text)]
 
 
 def test_compare_two_methods(app: AppTest) -> None:
