@@ -46,7 +46,7 @@ def test_torchvision_compat_registers_a_working_nms() -> None:
     assert keep.tolist() == [0, 2]
 
 
-@pytest.mark.parametrize("name", ["mobilenetv3_large_100", "clip-rn50"])
+@pytest.mark.parametrize("name", ["mobilenetv3_large_100", pytest.param("clip-rn50", marks=pytest.mark.slow)])
 def test_deep_backbones_with_random_weights_same_code_path(name: str) -> None:
     backbone = create_backbone(name, pretrained=False)
     assert "random-seed0" in backbone.identity

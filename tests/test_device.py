@@ -136,6 +136,7 @@ def test_cuda_learned_matcher_scores_like_the_cpu_one() -> None:
     assert all(v.dtype == np.float32 for v in gpu.state().values())
 
 
+@pytest.mark.slow
 def test_studio_sidebar_lists_only_devices_that_are_here() -> None:
     from streamlit.testing.v1 import AppTest
 
