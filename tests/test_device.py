@@ -80,6 +80,7 @@ def test_cli_device_cuda_without_cuda_exits_2_with_one_line(demo_dir: Path, monk
     assert code == 0
 
 
+@pytest.mark.slow
 def test_deep_backbone_on_cpu_explicitly_equals_the_default() -> None:
     default = create_backbone("mobilenetv3_large_100", pretrained=False)
     on_cpu = create_backbone("mobilenetv3_large_100", pretrained=False, device="cpu")

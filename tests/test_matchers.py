@@ -47,7 +47,8 @@ def top2(matcher, data) -> float:
 def test_adaptation_beats_zero_shot_by_a_wide_margin() -> None:
     data = synthetic()
     zero = top2(ZeroShot("cosine"), data)
-    adapted = top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, **FAST)), data)
+    # 15 epochs: top-2 ~0.8 against ~0.1 zero-shot (seeds 0-2: +0.6 or more); 40 epochs took 4 times as long
+    adapted = top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, epochs=15, patience=15)), data)
     assert zero < 0.3 and adapted > zero + 0.4
 
 
