@@ -146,6 +146,7 @@ def test_studio_sidebar_lists_only_devices_that_are_here() -> None:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=180)
+    at.query_params["backbone"] = "combined"  # weight-free: the default recipe's deep backbones are not the subject
     at.run()
     box = at.sidebar.selectbox(key="w_device")
     assert box.options == ["auto", *available_devices()] and box.value == "auto"
