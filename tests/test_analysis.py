@@ -53,6 +53,7 @@ def test_compare_slices() -> None:
     assert c.a_only == (2, 3) and c.b_only == () and c.both_right == (0, 1) and c.both_wrong == ()
 
 
+@pytest.mark.slow
 def test_projections_are_2d_and_deterministic() -> None:
     x = np.random.default_rng(0).normal(size=(60, 12)).astype(np.float32)
     assert project_2d(x, "pca").shape == (60, 2)

@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+# every test here starts the studio on the demo and trains a learned matcher (the default method) for its overview
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/embedding_map.py",
          "pages/train.py", "pages/submission.py"]
@@ -11,7 +14,10 @@ PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/com
 
 @pytest.fixture
 def app() -> AppTest:
+    """The studio opened on the weight-free backbone (a link with ?backbone=combined): the default recipe's
+    deep backbones cost ~60 s of embedding and are the subject of test_the_studio_opens_on_the_default_recipe only."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params["backbone"] = "combined"
     at.run()
     assert not at.exception, at.exception
     return at
@@ -27,6 +33,20 @@ def test_every_page_renders(app: AppTest, page: str) -> None:
     app.switch_page(page).run()
     _ok(app)
     assert app.title
+
+
+def test_the_studio_opens_on_the_default_recipe() -> None:
+    from tll_core.recipes import default_recipe
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    _ok(at)
+    recipe, sel = default_recipe(), at.session_state["selection"]
+    assert sel.backbone == recipe.backbone and sel.to_method() == recipe.method
+    assert at.sidebar.selectbox(key="w_backbone").value == recipe.backbone
+    leaderboard = at.dataframe[0].value
+    row = leaderboard[leaderboard["method"] == sel.label]
+    assert len(row) == 1 and row["top2"].iloc[0] > 0.3  # computed on the demo, clearly above chance (0.1)
 
 
 def test_overview_leaderboard_follows_the_sidebar_metric(app: AppTest) -> None:
@@ -58,13 +78,38 @@ def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
     assert "(c0)" in captions[0] and "(c1)" in captions[1]
 
 
-def test_failures_count_and_filters(app: AppTest) -> None:
+def test_failures_count_and_filters() -> None:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to filter
+    app.run()
     app.switch_page("pages/failures.py").run()
     _ok(app)
     text = " ".join(m.value for m in app.markdown)
     assert "miss the top 2" in text
-    app.slider(key="fail_ranks").set_value((19, 20)).run()
-    _ok(app)
+    before, shown = _failures_shown(app)
+    assert before >= 1 and shown and all(3 <= rank <= 20 for rank in shown)
+    rank = shown[0]
+    total = 0
+    for low, high in [(rank, rank), (3, rank - 1), (rank + 1, 20)]:  # three filters that split the misses
+        if low > high:
+            continue
+        app.slider(key="fail_ranks").set_value((low, high)).run()
+        _ok(app)
+        count, listed = _failures_shown(app)
+        assert all(low <= r <= high for r in listed) and len(listed) == min(count, 8), (low, high, listed)
+        total += count
+        if (low, high) == (rank, rank):
+            assert count >= 1 and listed
+    assert total == before
+
+
+def _failures_shown(at: AppTest) -> tuple[int, list[int]]:
+    """(how many failures match the filters, the truth ranks of those listed on this page)."""
+    import re
+
+    text = " ".join(m.value for m in at.markdown)
+    count = int(re.search(r"\*\*(\d+)\*\* match the filters", text).group(1))
+    return count, [int(r) for r in re.findall(r"truth rank \*\*(\d+)\*\*", text)]
 
 
 def test_compare_two_methods(app: AppTest) -> None:

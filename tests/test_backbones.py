@@ -46,7 +46,7 @@ def test_torchvision_compat_registers_a_working_nms() -> None:
     assert keep.tolist() == [0, 2]
 
 
-@pytest.mark.parametrize("name", ["mobilenetv3_large_100", "clip-rn50"])
+@pytest.mark.parametrize("name", ["mobilenetv3_large_100", pytest.param("clip-rn50", marks=pytest.mark.slow)])
 def test_deep_backbones_with_random_weights_same_code_path(name: str) -> None:
     backbone = create_backbone(name, pretrained=False)
     assert "random-seed0" in backbone.identity
@@ -56,6 +56,7 @@ def test_deep_backbones_with_random_weights_same_code_path(name: str) -> None:
     np.testing.assert_allclose(again.embed([again.prepare(_photo(0))])[0], out[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -172,6 +172,7 @@ def test_csv_reader_never_crashes_on_bytes(tmp_path_factory, blob: bytes) -> Non
     assert all(isinstance(p, str) and "\n" not in p for p in problems)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=8), min_size=0, max_size=4), max_size=6))
 def test_csv_reader_reports_every_bad_row(tmp_path_factory, rows: list[list[str]]) -> None:

@@ -1,6 +1,6 @@
-import sqlite3
 from pathlib import Path
 
+import diskcache
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,15 +65,15 @@ def test_damaged_entry_is_recomputed_not_crashed_on(folder: list[Path], tmp_path
     cache, backbone = EmbeddingCache(tmp_path / "c"), Counting()
     before = embed_paths(folder, backbone, cache)
     cache.close()
-    db = sqlite3.connect(tmp_path / "c" / "embeddings" / "cache.db")
-    rows = db.execute("SELECT rowid, value FROM Cache WHERE value IS NOT NULL").fetchall()
-    assert rows, "vectors are stored inside the database"
-    for rowid, value in rows[:2]:
-        damaged = bytearray(value)
-        damaged[40] ^= 0xFF
-        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(damaged), rowid))
-    db.commit()
-    db.close()
+    store = tmp_path / "c" / "embeddings"
+    assert sorted(p.name for p in store.iterdir() if not p.name.startswith("cache.db")) == []  # no loose value files
+    with diskcache.Cache(str(store)) as raw:  # diskcache's own API, as another writer would use it
+        keys = sorted(raw)
+        assert len(keys) == 10
+        for key in keys[:2]:
+            damaged = bytearray(raw[key])
+            damaged[40] ^= 0xFF
+            raw[key] = bytes(damaged)
     cache = EmbeddingCache(tmp_path / "c")
     after = embed_paths(folder, backbone, cache)
     assert backbone.calls == 12
@@ -81,16 +81,11 @@ def test_damaged_entry_is_recomputed_not_crashed_on(folder: list[Path], tmp_path
 
 
 def test_pickled_values_are_never_loaded(tmp_path: Path) -> None:
-    import pickle
-
-    cache = EmbeddingCache(tmp_path / "c")
-    cache.close()
-    db = sqlite3.connect(tmp_path / "c" / "embeddings" / "cache.db")
-    # a crafted row claiming pickle mode (mode 4): diskcache would unpickle it, ours refuses
-    db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
-               " VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 4, NULL, ?)", ("b|x", pickle.dumps(["boom"])))
-    db.commit()
-    db.close()
+    EmbeddingCache(tmp_path / "c").close()
+    with diskcache.Cache(str(tmp_path / "c" / "embeddings")) as raw:
+        # a value diskcache pickles (a list): diskcache itself would unpickle it, ours refuses
+        raw[EmbeddingCache.key("b", "x")] = ["boom"]
+        assert raw[EmbeddingCache.key("b", "x")] == ["boom"]
     assert EmbeddingCache(tmp_path / "c").get("b", "x") is None
 
 

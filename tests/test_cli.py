@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import subprocess
@@ -6,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_kaggle
 from tll_core.cli import main
+from tll_core.dataset import N_CANDIDATES
+from tll_core.matchers.learned import MIN_FIT_PAIRS
 from tll_core.recipes import default_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +30,7 @@ def test_backbones_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert by_name["combined"]["available"] is True and by_name["resnet50"]["available"] is False
 
 
+@pytest.mark.slow
 def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "demo"
     assert run(capsys, "demo", "--out", str(data))[0] == 0
@@ -36,10 +41,6 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(rows[0]) == {"backbone", "metric", "method", "top1", "top2", "top5", "mrr", "mean_rank", "n", "top2_ci"}
     best = max(rows, key=lambda r: r["top2"])
     assert best["top2"] > 0.4 and rows[0]["n"] == 160  # clearly above chance (0.1)
-    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--json", "--quiet")
-    (row,) = json.loads(out)
-    recipe = default_recipe()  # no flags: the default recipe (pretrained when its package is installed)
-    assert code == 0 and row["backbone"] == recipe.backbone and row["method"] == recipe.method.label
 
     sub = tmp_path / "out" / "sub.csv"
     code, out, _ = run(capsys, "submit", "--data", str(data), "--backbone", "combined", "--metric", "cosine", "--out", str(sub), "--quiet")
@@ -55,6 +56,19 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and "cleared" in out
 
 
+@pytest.mark.slow
+def test_evaluate_without_flags_runs_the_default_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a folder just big enough for the default recipe's learned matcher (MIN_FIT_PAIRS fit pairs after 20
+    # validation pairs): the demo would embed over 3 times as many images with the recipe's deep backbones
+    data = make_kaggle(tmp_path / "data", n_pairs=MIN_FIT_PAIRS + N_CANDIDATES)
+    code, out, err = run(capsys, "evaluate", "--data", str(data), "--json", "--quiet")
+    (row,) = json.loads(out)
+    recipe = default_recipe()  # no flags: the default recipe (pretrained when its package is installed)
+    assert code == 0 and row["backbone"] == recipe.backbone and row["method"] == recipe.method.label, err
+    assert row["n"] == N_CANDIDATES
+
+
+@pytest.mark.slow
 def test_bad_input_is_one_line_no_traceback(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-m", "tll_core", "evaluate", "--data", str(tmp_path / "missing")],
@@ -74,14 +88,16 @@ def test_missing_weights_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "resnet50" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_random_weights_flag_runs_a_deep_backbone(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "mobilenetv3_large_100",
                        "--random-weights", "--json", "--quiet")
     assert code == 0 and json.loads(out)[0]["backbone"] == "mobilenetv3_large_100"
 
 
+@pytest.mark.slow
 def test_evaluate_methods_and_reranks(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--method", "zero-shot", "--method", "adaptation",
+    code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "combined", "--method", "zero-shot", "--method", "adaptation",
                        "--rerank", "none", "--rerank", "sinkhorn", "--option", "epochs=3", "--option", "pca_dim=16",
                        "--fuse", "--json", "--quiet")
     rows = json.loads(out)
@@ -96,20 +112,34 @@ def test_bad_option_is_one_line(demo_dir: Path, capsys: pytest.CaptureFixture[st
     assert code == 2 and "temprature" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sub = tmp_path / "sub.csv"
-    code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--method", "pair-classifier", "--option", "epochs=2",
+    code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--backbone", "combined", "--method", "pair-classifier", "--option", "epochs=2",
                        "--rerank", "sinkhorn", "--out", str(sub), "--quiet")
     assert code == 0 and "pair-classifier+epochs=2+sinkhorn" in out
     assert run(capsys, "validate-submission", "--data", str(demo_dir), str(sub))[0] == 0
 
 
+@pytest.mark.slow
 def test_reproduce_lists_weight_free_rows_and_skips_with_reasons(demo_dir: Path, capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import tll_core.reproduce as reproduce
+    from tll_core.backbones.registry import REGISTRY
+    from tll_core.engine import ENSEMBLE_SEP
 
-    # the full plan trains ~20 matchers; the same code on a shorter plan of adaptation ablations
-    monkeypatch.setattr(reproduce, "ADAPTATION_ABLATIONS", reproduce.ADAPTATION_ABLATIONS[:2])
+    def quick(experiment: str, backbone: str, method) -> bool:
+        """The plan without the rows that would run a pretrained deep backbone (the packaged lite weights are
+        installed here) or train more than one matcher: every weight-needing row is kept (listed as skipped,
+        at no cost), and the weight-free rows keep zero-shot (with its re-rankings) and one pair classifier."""
+        parts = backbone.split(ENSEMBLE_SEP)
+        if any(p in reproduce.LITE for p in parts):
+            return False
+        if any(REGISTRY[p].needs_weights for p in parts):
+            return True
+        return method.name == "zero-shot" or experiment == "pair classifier, balanced sampling"
+
+    monkeypatch.setattr(reproduce, "reproduce", functools.partial(reproduce.reproduce, plan_filter=quick))
     code, out, _ = run(capsys, "reproduce", "--data", str(demo_dir), "--json", "--quiet")
     rows = json.loads(out)
     assert code == 0

@@ -45,6 +45,7 @@ def _embed_all(data: Path, cache: Path, model: str = MODEL) -> tuple[np.ndarray,
     return engine.embed(list(tasks.left_ids) + list(tasks.right_ids), model), engine
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_keeps_finished_batches(demo_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "killed"
     proc = _cli(demo_dir, cache)
@@ -62,6 +63,7 @@ def test_sigkill_mid_run_keeps_finished_batches(demo_dir: Path, tmp_path: Path) 
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_cache(demo_dir: Path, tmp_path: Path) -> None:
     # a descriptor computed per image: bit-identical vectors whichever process computed them, so any
     # difference between the two runs' figures or from a lone run could only come from the cache.

@@ -13,6 +13,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_evaluate_accepts_an_ensemble(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "hog+colour-hist", "--json", "--quiet")
     assert code == 0, err

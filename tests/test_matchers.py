@@ -47,10 +47,12 @@ def top2(matcher, data) -> float:
 def test_adaptation_beats_zero_shot_by_a_wide_margin() -> None:
     data = synthetic()
     zero = top2(ZeroShot("cosine"), data)
-    adapted = top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, **FAST)), data)
+    # 15 epochs: top-2 ~0.8 against ~0.1 zero-shot (seeds 0-2: +0.6 or more); 40 epochs took 4 times as long
+    adapted = top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, epochs=15, patience=15)), data)
     assert zero < 0.3 and adapted > zero + 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("matcher", [
     Siamese(SiameseCfg(pca_dim=32, lr=3e-3, **FAST)),
     PairClassifier(PairClassifierCfg(pca_dim=32, **FAST)),
@@ -101,6 +103,7 @@ def test_projection_is_fitted_on_what_it_is_given_only() -> None:
     assert not np.allclose(Projection.fit(np.concatenate([fit, other]), 4, False).mean, projection.mean)
 
 
+@pytest.mark.slow
 def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(load_dataset(demo_dir))
     split = engine.validation(0.25, 0)
@@ -120,6 +123,7 @@ def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.Mo
     assert not (seen[0][:, None, :] == val_left[None]).all(-1).any()  # no validation left among the fit rows
 
 
+@pytest.mark.slow
 def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, tmp_path: Path) -> None:
     from tll_core.cache import EmbeddingCache
 
@@ -135,15 +139,35 @@ def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, tmp_pat
     assert second.trained == 1  # another config is another key
 
 
-def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path) -> None:
+@pytest.mark.slow
+def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(load_dataset(demo_dir))
+    split = engine.validation()
+    fitted: dict[str, np.ndarray] = {}  # the left rows each matcher was fitted on
+    original = Adaptation.fit
+
+    def spy(self, left, right, callback=None):
+        fitted["flip" if self.cfg.flip_augment else "gray" if self.cfg.grayscale else "base"] = left
+        return original(self, left, right, callback)
+
+    monkeypatch.setattr(Adaptation, "fit", spy)
     base = Method("adaptation", options=(("epochs", 2), ("pca_dim", 16)))
     flip = Method("adaptation", options=(("epochs", 2), ("flip_augment", True), ("pca_dim", 16)))
     gray = Method("adaptation", options=(("epochs", 2), ("grayscale", True), ("pca_dim", 16)))
     rows = engine.evaluate(["combined"], methods=[base, flip, gray])
-    assert len({r.top2 for r in rows} | {r.mrr for r in rows}) > 1
-    identities = {k[0] for k in engine._memo}
-    assert any(i.endswith("|view:flip") for i in identities) and any(i.endswith("|view:gray") for i in identities)
+    assert [r.method for r in rows] == [base.label, flip.label, gray.label]
+    lefts = [p.left_id for p in split.fit]
+    plain = engine.embed(lefts, "combined")
+    mirrored, grey = engine.embed(lefts, "combined", view="flip"), engine.embed(lefts, "combined", view="gray")
+    assert not np.allclose(mirrored, plain) and not np.allclose(grey, plain)
+    np.testing.assert_array_equal(fitted["base"], plain)
+    np.testing.assert_array_equal(fitted["flip"], np.concatenate([plain, mirrored]))  # the mirrored views are extra pairs
+    np.testing.assert_array_equal(fitted["gray"], grey)  # fitted on the grey views only
+    # and the grey matcher scores the grey views: its row is the one a grey-view score gives
+    tasks = split.tasks
+    matcher = engine.fit(gray, "combined", split.fit)
+    scores = matcher.score(*engine.task_embeddings(tasks, "combined", view="gray"), tasks.candidates)
+    assert rows[2].top2 == evaluate_scores(scores, tasks.truth).top2
 
 
 def test_options_are_checked() -> None:

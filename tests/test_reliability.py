@@ -173,6 +173,7 @@ def test_concurrent_training_stores_what_a_sequential_run_stores() -> None:
             np.testing.assert_array_equal(state[name], sequential[name], err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["renamed", "reshaped", "nan", "float64", "missing"])
 def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, demo_dir: Path, tmp_path: Path) -> None:
     method = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))

@@ -7,13 +7,14 @@ import pytest
 
 import tll_core.reproduce as reproduce_module
 from tll_core.cli import main
-from tll_core.engine import Engine, Method
+from tll_core.engine import ENSEMBLE_SEP, Engine, Method
 from tll_core.reproduce import reproduce
 
 
 def zero_shot(experiment: str, backbone: str, method: Method) -> bool:
-    """The quick part of the plan (the learned matchers take about a minute on the demo)."""
-    return method.name == "zero-shot"
+    """The quick part of the plan: zero-shot rows (the learned matchers take about a minute on the demo), and
+    none that would run the packaged pretrained lite backbones (another minute and a half, and not the subject)."""
+    return method.name == "zero-shot" and not any(part in reproduce_module.LITE for part in backbone.split(ENSEMBLE_SEP))
 
 
 def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path) -> None:
@@ -30,6 +31,7 @@ def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path) -> None:
     assert all(a <= b for (_, a), (_, b) in zip(seen, seen[1:]))
 
 
+@pytest.mark.slow
 def test_cli_prints_the_header_then_each_row_when_it_is_ready(demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     chunks: list[str] = []  # what stdout held each time a row was handed over

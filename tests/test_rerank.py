@@ -64,7 +64,16 @@ def test_hungarian_puts_one_assigned_candidate_first() -> None:
 def test_csls_k_changes_the_correction() -> None:
     scores, candidates, _, n = assignment_case()
     assert not np.allclose(csls(scores, candidates, n, 1), csls(scores, candidates, n, 10))
-    assert RerankCfg().name == "none"
+    # the same through the configured entry point: the setting reaches the correction
+    assert not np.allclose(rerank(scores, candidates, n, RerankCfg("csls", csls_k=1)), rerank(scores, candidates, n, "csls"))
+
+
+def test_the_default_config_leaves_the_scores_alone() -> None:
+    scores, candidates, _, n = assignment_case()
+    for default in (RerankCfg(), "none"):
+        np.testing.assert_array_equal(rerank(scores, candidates, n, default), scores)
+    np.testing.assert_array_equal(rerank(scores, candidates, n), scores)
+    assert not np.allclose(rerank(scores, candidates, n, RerankCfg("sinkhorn")), scores)
 
 
 def test_fusion_of_identical_scores_keeps_the_ranking() -> None:

@@ -77,6 +77,7 @@ def test_test_tasks_follow_the_csv(kaggle_dir: Path) -> None:
     assert len(tasks.right_ids) == 22  # each right embedded once, shared across rows
 
 
+@pytest.mark.slow
 def test_engine_hard_foils_are_harder_than_random(demo_dir: Path) -> None:
     from tll_core.engine import Engine
 
