@@ -123,3 +123,29 @@ def test_dataset_notices_show_on_the_overview(tmp_path: Path) -> None:
     at = _app(data, "pages/overview.py")
     notes = " ".join(w.value.replace("\\", "") for w in at.warning)
     assert "r000" in notes, notes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option,value,fragment", [("temperature", 0.0, "temperature=0.0: must be at least"),
+                                                   ("holdout", 2.0, "holdout=2.0: must be below 1")])
+def test_an_option_out_of_range_is_a_message_on_the_train_page(option: str, value: float, fragment: str,
+                                                               tmp_path: Path) -> None:
+    at = _app(make_kaggle(tmp_path / "data", n_pairs=60), "pages/train.py")
+    at.number_input(key=f"opt_adaptation_{option}").set_value(value)
+    at.button[0].click().run()  # the form's Train button
+    assert not at.exception, [e.value for e in at.exception]
+    errors = " ".join(e.value.replace("\\", "") for e in at.error)
+    assert fragment in errors, errors
+
+
+@pytest.mark.slow
+def test_a_cache_that_cannot_be_written_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("TLL_CACHE_DIR", str(blocker / "cache"))
+    import streamlit as st
+
+    st.cache_resource.clear()  # engines are per process: open this folder's afresh
+    at = _app(make_kaggle(tmp_path / "data"), "pages/overview.py")
+    errors = " ".join(e.value.replace("\\", "") for e in at.error)
+    assert "not-a-folder" in errors, errors
