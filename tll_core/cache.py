@@ -5,8 +5,8 @@ bytes``. The identity carries the backbone, its weights (tag, file hash or rando
 preprocessing version, so renamed or duplicated images are not recomputed and changed ones are. A value is
 raw bytes: magic, dim, float32 data and a BLAKE2 digest.
 :class:`MatcherStore` (``<cache>/matchers``) keeps fitted matchers as magic, BLAKE2 digest and safetensors
-bytes of named arrays; a state that fails its digest, holds a non-finite number or does not match the
-expected names, shapes and dtypes is treated as missing (the matcher is trained again).
+bytes of named arrays; a state that fails its digest or holds a non-finite number is treated as missing
+(the matcher is trained again; names, shapes and dtypes are checked by the matcher's ``load_state``).
 A value that fails its check is treated as missing (and recomputed), never crashed on.
 Each embedding batch is committed as it finishes, so a run killed half-way keeps what it finished.
 
@@ -58,7 +58,6 @@ DBNAME = diskcache.core.DBNAME  # "cache.db"
 DAMAGED = ".damaged-"
 
 T = TypeVar("T")
-StateSpec = Mapping[str, tuple[tuple[int, ...], str]]
 
 
 class CacheError(TLLError):
@@ -417,9 +416,9 @@ def encode_state(state: Mapping[str, np.ndarray]) -> bytes:
     return STATE_MAGIC + hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() + data
 
 
-def decode_state(blob: Any, expected: StateSpec | None = None) -> dict[str, np.ndarray] | None:
-    """The named arrays, or None if the bytes are damaged, an old format, hold a non-finite number, or do
-    not match ``expected`` (name → (shape, dtype))."""
+def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
+    """The named arrays, or None if the bytes are damaged, an old format or hold a non-finite number.
+    (Whether the arrays fit a matcher — names, shapes, dtypes — is the matcher's check: ``load_state``.)"""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -435,14 +434,7 @@ def decode_state(blob: Any, expected: StateSpec | None = None) -> dict[str, np.n
         return None
     if not all(np.isfinite(a).all() for a in state.values() if a.dtype.kind in "fc"):
         return None
-    return state if expected is None or _matches(state, expected) else None
-
-
-def _matches(state: Mapping[str, np.ndarray], expected: StateSpec) -> bool:
-    if set(state) != set(expected):
-        return False
-    return all(tuple(state[name].shape) == tuple(shape) and state[name].dtype == np.dtype(dtype)
-               for name, (shape, dtype) in expected.items())
+    return state
 
 
 class MatcherStore(_Store):
@@ -451,9 +443,9 @@ class MatcherStore(_Store):
 
     SUBFOLDER = "matchers"
 
-    def get(self, key: str, expected: StateSpec | None = None) -> dict[str, np.ndarray] | None:
-        """The stored state, or None (train again) when it is missing, damaged or not as ``expected``."""
-        return decode_state(self._guard(lambda: _read(self._db(), key)), expected)
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        """The stored state, or None (train again) when it is missing or damaged."""
+        return decode_state(self._guard(lambda: _read(self._db(), key)))
 
     def put(self, key: str, state: Mapping[str, np.ndarray]) -> None:
         blob = encode_state(state)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import CANDIDATE_COLUMNS, TEST_CSV, allowed_data_folder, read_csv_rows
+from .dataset import CANDIDATE_COLUMNS, MAX_CSV_BYTES, TEST_CSV, allowed_data_folder, read_csv_rows
 from .errors import DataError, SubmissionError, TLLError
 from .tasks import TaskSet
 
 HEADER = ("left", *CANDIDATE_COLUMNS)
-MAX_SUBMISSION_BYTES = 64 * 2**20  # the real one is ~200 KB; a cap keeps /dev/zero-like files out
+MAX_SUBMISSION_BYTES = MAX_CSV_BYTES  # the real one is ~200 KB; the CSV reader's own cap (it reads it next)
 # What Kaggle parses: plain ASCII decimals with an optional exponent. Python's float() also takes
 # "1_000", Arabic-Indic or full-width digits, which the leaderboard would reject.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
