@@ -25,10 +25,9 @@ from tll_core.demo import write_demo
 from tll_core.device import available_devices
 from tll_core.engine import Engine
 from tll_core.errors import TLLError
-from tll_core.matchers import MATCHERS
 from tll_core.metrics import METRICS
 from tll_core.recipes import fallback_notice
-from tll_core.rerank import RERANKS
+from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
 from tll_core.tasks import TaskSet
 
@@ -169,9 +168,9 @@ def sidebar() -> None:
         st.segmented_control("Split", SPLITS, key="w_split", required=True, on_change=_widgets_changed)
         st.selectbox("Backbone", list(REGISTRY) + _extra_backbones(), key="w_backbone", format_func=_backbone_label,
                      on_change=_widgets_changed)
-        st.selectbox("Method", list(MATCHERS), key="w_method", on_change=_widgets_changed)
+        st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed)
         st.selectbox("Metric", METRICS, key="w_metric", disabled=sel.method != "zero-shot", on_change=_widgets_changed)
-        st.selectbox("Re-ranking", RERANKS, key="w_rerank", on_change=_widgets_changed)
+        st.selectbox("Re-ranking", REGISTER.names("rerank"), key="w_rerank", on_change=_widgets_changed)
         st.selectbox("Device", device_choices(), key="w_device", on_change=_device_changed,
                       help="Where deep backbones and learned matchers run; auto: the accelerator when there is one.")
         with st.expander("Validation split"):

@@ -6,7 +6,8 @@ import streamlit as st
 
 from pages.common import apply, data_folder, device, engine, md, scored, selection, show_error, sidebar
 from tll_core.errors import TLLError
-from tll_core.matchers import MATCHERS, matcher_options
+from tll_core.matchers import matcher_part
+from tll_core.register import REGISTER
 from tll_core.metrics import evaluate_scores
 
 sidebar()
@@ -15,9 +16,9 @@ eng = engine()
 if eng is None:
     st.stop()
 sel = selection()
-learned = [m for m in MATCHERS if m != "zero-shot"]
+learned = [m for m in REGISTER.names("matcher") if matcher_part(m).metric is not None]
 method = st.selectbox("Matcher", learned, index=learned.index(sel.method) if sel.method in learned else 0, key="train_method")
-defaults = matcher_options(method)
+defaults = {spec.name: spec.default for spec in matcher_part(method).options}
 current = dict(sel.options) if sel.method == method else {}
 options = {}
 with st.form("train_options"):

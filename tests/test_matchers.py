@@ -8,7 +8,7 @@ from tll_core.dataset import load_dataset
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import (Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg,
-                               ZeroShot, create_matcher, matcher_options)
+                               ZeroShot, create_matcher, matcher_part)
 from tll_core.matchers.learned import Projection
 from tll_core.metrics import evaluate_scores
 
@@ -171,7 +171,8 @@ def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path, monkeyp
 
 
 def test_options_are_checked() -> None:
-    assert "temperature" in matcher_options("adaptation") and "sampling" in matcher_options("pair-classifier")
+    assert matcher_part("adaptation").option("temperature").default == pytest.approx(1 / 15)
+    assert matcher_part("pair-classifier").option("sampling").choices == ("balanced", "1:19")
     with pytest.raises(TLLError, match="unknown option"):
         create_matcher("adaptation", temprature=0.1)
     with pytest.raises(TLLError, match="choose from balanced, 1:19"):

@@ -4,7 +4,7 @@ import pytest
 from tll_core.engine import fuse_scores
 from tll_core.errors import TLLError
 from tll_core.metrics import evaluate_scores
-from tll_core.rerank import RerankCfg, csls, dual_softmax, hungarian, rerank, sinkhorn
+from tll_core.rerank import csls, dual_softmax, hungarian, rerank, sinkhorn
 
 
 def assignment_case(n: int = 60, seed: int = 0):
@@ -65,15 +65,25 @@ def test_csls_k_changes_the_correction() -> None:
     scores, candidates, _, n = assignment_case()
     assert not np.allclose(csls(scores, candidates, n, 1), csls(scores, candidates, n, 10))
     # the same through the configured entry point: the setting reaches the correction
-    assert not np.allclose(rerank(scores, candidates, n, RerankCfg("csls", csls_k=1)), rerank(scores, candidates, n, "csls"))
+    assert not np.allclose(rerank(scores, candidates, n, "csls", {"k": 1}), rerank(scores, candidates, n, "csls"))
+    np.testing.assert_array_equal(rerank(scores, candidates, n, "csls", {"k": 1}), csls(scores, candidates, n, 1))
 
 
 def test_the_default_config_leaves_the_scores_alone() -> None:
     scores, candidates, _, n = assignment_case()
-    for default in (RerankCfg(), "none"):
-        np.testing.assert_array_equal(rerank(scores, candidates, n, default), scores)
+    np.testing.assert_array_equal(rerank(scores, candidates, n, "none"), scores)
     np.testing.assert_array_equal(rerank(scores, candidates, n), scores)
-    assert not np.allclose(rerank(scores, candidates, n, RerankCfg("sinkhorn")), scores)
+    assert not np.allclose(rerank(scores, candidates, n, "sinkhorn"), scores)
+
+
+def test_rerank_options_are_checked_and_reach_the_reranker() -> None:
+    scores, candidates, _, n = assignment_case()
+    np.testing.assert_array_equal(rerank(scores, candidates, n, "sinkhorn", {"tau": 0.2, "iters": 3}),
+                                  sinkhorn(scores, candidates, n, 0.2, 3))
+    with pytest.raises(TLLError, match="option tau=0: must be at least"):
+        rerank(scores, candidates, n, "dual-softmax", {"tau": 0})
+    with pytest.raises(TLLError, match="hungarian: unknown option k; settable: none"):
+        rerank(scores, candidates, n, "hungarian", {"k": 3})
 
 
 def test_fusion_of_identical_scores_keeps_the_ranking() -> None:

@@ -18,6 +18,8 @@ from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
 from .errors import TLLError, one_line, os_problem
 from .metrics import METRICS
+from .register import REGISTER, Part
+from .results import PROTOCOLS
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 EXIT_ERROR = 2
@@ -76,12 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_backbones)
 
+    p = sub.add_parser("parts", help="list the register: backbone families, matchers and re-rankers with their options")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_parts)
+
     p = sub.add_parser("demo", help="write the demo dataset (Kaggle layout)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("evaluate", help="backbones x methods on validation tasks built from the train pairs")
+    p = sub.add_parser("evaluate", help="backbones x methods on validation tasks built from the train pairs",
+                       epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
     p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
     p.add_argument("--metric", action="append", choices=METRICS,
@@ -93,13 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
     _method_options(p, repeat=True)
     p.add_argument("--fuse", action="store_true", help="add a row fusing all the rows' scores (z-scored mean)")
-    p.add_argument("--protocol", choices=("tasks", "gallery"), default="tasks",
+    p.add_argument("--protocol", choices=PROTOCOLS, default="tasks",
                    help="tasks: 20 candidates per left (the competition's); gallery: every validation left "
                         "ranked against all validation rights (recall@k, median rank)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("submit", help="score the test tasks and write the Kaggle CSV")
+    p = sub.add_parser("submit", help="score the test tasks and write the Kaggle CSV", epilog=_options_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
     p.add_argument("--backbone", help="default: the default recipe's (see README)")
     p.add_argument("--metric", choices=METRICS, help="a zero-shot metric (given alone, the method is zero-shot)")
@@ -144,44 +152,66 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
-    from .matchers import MATCHERS
-    from .rerank import RERANKS
-
+    """--method, --rerank and --option: choices and help from the register (a new part appears here by itself)."""
     many = " (repeatable)" if repeat else ""
-    p.add_argument("--method", action="append" if repeat else "store", choices=tuple(MATCHERS),
-                   help=f"zero-shot (default), adaptation, siamese or pair-classifier{many}")
-    p.add_argument("--rerank", action="append" if repeat else "store", choices=RERANKS,
-                   help=f"test-time re-ranking: {', '.join(RERANKS)} (default: the recipe's){many}")
+    matchers = "; ".join(f"{part.name}: {part.help}" for part in REGISTER.parts("matcher"))
+    rerankers = "; ".join(f"{part.name}: {part.help}" for part in REGISTER.parts("rerank"))
+    p.add_argument("--method", action="append" if repeat else "store", choices=REGISTER.names("matcher"),
+                   help=f"the matcher{many} (default: the recipe's) — {matchers}")
+    p.add_argument("--rerank", action="append" if repeat else "store", choices=REGISTER.names("rerank"),
+                   help=f"test-time re-ranking{many} (default: the recipe's) — {rerankers}")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a learned matcher's option, e.g. temperature=0.1, pca_dim=128, sampling=1:19, "
-                        "flip_augment=true (see the README)")
+                   help="an option of the chosen matcher(s) or re-ranker(s), checked against its type and range; "
+                        "the options are listed below and by `python -m tll_core parts`")
     p.add_argument("--flip-tta", action="store_true", help="average scores over the images and their mirrors")
+
+
+def _options_epilog() -> str:
+    """Every matcher's and re-ranker's options, one per line (type, range, default, help)."""
+    lines = ["options (--option KEY=VALUE):"]
+    for kind in ("matcher", "rerank"):
+        for part in REGISTER.parts(kind):
+            own = [spec for spec in part.options if spec.name not in _METHOD_FIELDS]
+            if own:
+                lines.append(f"  {part.name}:")
+                lines += [f"    {spec.describe()}" for spec in own]
+    return "\n".join(lines)
+
+
+_METHOD_FIELDS = ("metric", "centre")  # zero-shot's options with flags of their own (--metric, --no-centre)
 
 
 def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[Method]
     from .engine import Method
-    from .matchers import checked_options, matcher_options
-
     from .recipes import default_recipe
 
     recipe = default_recipe()
     names = _listed(args.method) or (["zero-shot"] if args.metric else [recipe.method.name])
     reranks = _listed(args.rerank) or [recipe.method.rerank]
-    options = dict(_parse_option(o) for o in args.option)
-    if not _listed(args.method) and recipe.method.name in names:  # the default method: the recipe's options
-        options = {**dict(recipe.method.options), **options}
-    learned = [n for n in names if n != "zero-shot"]
-    for key in options:
-        if not any(key in matcher_options(n) for n in learned):
-            raise TLLError(f"--option {key}: not an option of {', '.join(learned) or 'zero-shot (it has none)'}")
+    default_options = {} if _listed(args.method) or recipe.method.name not in names else dict(recipe.method.options)
+    texts = dict(_split_option(o) for o in args.option)
+    parts = [REGISTER.get("matcher", n) for n in dict.fromkeys(names)]
+    rerankers = [REGISTER.get("rerank", r) for r in dict.fromkeys(reranks)]
+    for key in texts:
+        owners = [q for q in parts + rerankers if key in _settable(q)]
+        if not owners:
+            names_ = ", ".join(q.name for q in parts + rerankers)
+            raise TLLError(f"--option {key}: not an option of {names_}; see `python -m tll_core parts`")
     out = []
-    for name in dict.fromkeys(names):
-        own = {k: v for k, v in options.items() if k in matcher_options(name)} if name != "zero-shot" else {}
-        own = tuple(sorted(checked_options(name, own).items()))  # wrong types and ranges fail now, before any work
-        for metric in (metrics if name == "zero-shot" else ["cosine"]):
-            for rr in dict.fromkeys(reranks):
-                out.append(Method(name, metric, own, rr, args.flip_tta, args.centre))
+    for part in parts:  # each value parsed by the option's own spec: wrong types and ranges fail now, before any work
+        own = {k: v for k, v in default_options.items() if part.name == recipe.method.name}
+        own.update({k: part.option(k).parse(t) for k, t in texts.items() if k in _settable(part)})
+        own_options = tuple(sorted(part.checked_options(own).items()))
+        for metric in (metrics if part.metric is None else ["cosine"]):
+            for reranker in rerankers:
+                rr_options = tuple(sorted(reranker.checked_options(
+                    {k: reranker.option(k).parse(t) for k, t in texts.items() if k in _settable(reranker)}).items()))
+                out.append(Method(part.name, metric, own_options, reranker.name, args.flip_tta, args.centre, rr_options))
     return out
+
+
+def _settable(part: Part) -> set[str]:
+    return {spec.name for spec in part.options} - set(_METHOD_FIELDS)
 
 
 def _listed(value: list[str] | str | None) -> list[str]:
@@ -214,14 +244,11 @@ def _small_fit(args: argparse.Namespace, method):  # -> Method
     return method
 
 
-def _parse_option(text: str) -> tuple[str, object]:
+def _split_option(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise TLLError(f"--option {text}: expected KEY=VALUE")
-    try:
-        return key.strip(), json.loads(value)
-    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nesting past the recursion limit
-        return key.strip(), value
+    return key.strip(), value
 
 
 def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
@@ -299,6 +326,28 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parts(args: argparse.Namespace) -> int:
+    rows = [_part_row(part) for kind in ("family", "matcher", "rerank") for part in REGISTER.parts(kind)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        metric = f" [scores with {row['metric']}]" if row.get("metric") else ""
+        print(f"{row['kind']:8} {row['name']:16} {row['help']}{metric}")
+        for spec in REGISTER.get(row["kind"], row["name"]).options:
+            print(f"{'':26}{spec.describe()}")
+    return 0
+
+
+def _part_row(part: Part) -> dict:
+    row = {"kind": part.kind, "name": part.name, "help": part.help,
+           "options": [{"name": s.name, "type": s.kind.__name__, "default": s.default, "min": s.minimum,
+                        "max": s.maximum, "choices": list(s.choices), "help": s.help} for s in part.options]}
+    if part.kind == "matcher":
+        row["metric"] = part.metric or "the metric option"
+    return row
+
+
 def _weights_source(cfg) -> str:  # cfg: BackboneCfg
     if not cfg.needs_weights:
         return "weight-free"
@@ -342,7 +391,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_gallery_rows(rows: list, as_json: bool) -> None:  # rows: list[GalleryRow]
+def _print_gallery_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], gallery protocol
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
         return
@@ -439,7 +488,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_repro_row(r) -> None:  # r: ReproRow
+def _print_repro_row(r) -> None:  # r: ResultRow with its experiment
     from tqdm import tqdm
 
     head = f"{r.experiment:34} {r.backbone:22} {r.method:34} {r.metric:10}"

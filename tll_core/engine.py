@@ -9,9 +9,9 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -21,68 +21,72 @@ from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .device import resolve_device
 from .errors import TLLError
-from .gallery import GalleryRow, gallery_metrics, matcher_ranks
-from .matchers.learned import TRAINING_VERSION
-from .matchers import LearnedMatcher, Matcher, StateMismatch, TrainingCallback, ZeroShot, create_matcher
+from .gallery import gallery_metrics, matcher_ranks
+from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
 from .metrics import check_finite, evaluate_scores
+from .register import REGISTER, Part
 from .rerank import rerank
+from .results import ResultRow
 from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
                     validation_split)
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
 ENSEMBLE_SEP = "+"  # "hog+colour-hist": the concatenation of each backbone's L2-normalised embedding
-INTRINSIC_METRIC = {"adaptation": "cosine", "siamese": "euclidean", "pair-classifier": "classifier"}
 
 
 @dataclass(frozen=True)
 class Method:
-    """How candidates are scored: a matcher (with its metric or options) and test-time refinements."""
+    """How candidates are scored: a registered matcher with its options, a registered re-ranker with its
+    options, and test-time flip averaging.
+
+    ``metric`` and ``centre`` fill the matcher's options of those names when it has them (zero-shot); a
+    matcher without them (a learned one) scores with its own metric (its register entry says which).
+    """
 
     name: str = "zero-shot"
-    metric: str = "cosine"  # zero-shot only; learned matchers have their own
-    options: tuple[tuple[str, Any], ...] = ()  # learned matcher options, e.g. (("temperature", 0.1),)
+    metric: str = "cosine"
+    options: tuple[tuple[str, Any], ...] = ()  # matcher options, e.g. (("temperature", 0.1),)
     rerank: str = "none"
     flip_tta: bool = False  # average the scores of the images and of their mirrored views
-    centre: bool = True  # zero-shot only
+    centre: bool = True
+    rerank_options: tuple[tuple[str, Any], ...] = ()  # e.g. (("tau", 0.1),)
+
+    @property
+    def part(self) -> Part:
+        return matcher_part(self.name)
+
+    @property
+    def reranker(self) -> Part:
+        return REGISTER.get("rerank", self.rerank)
 
     @property
     def label(self) -> str:
         parts = [self.name, *(f"{k}={v}" for k, v in self.options)]
         if self.rerank != "none":
-            parts.append(self.rerank)
+            own = ",".join(f"{k}={v}" for k, v in self.rerank_options)
+            parts.append(f"{self.rerank}({own})" if own else self.rerank)
         if self.flip_tta:
             parts.append("flip-tta")
         return "+".join(parts)
 
     @property
     def shown_metric(self) -> str:
-        return self.metric if self.name == "zero-shot" else INTRINSIC_METRIC.get(self.name, "learned")
+        return self.part.metric_label({"metric": self.metric})
+
+    def matcher_options(self) -> dict[str, Any]:
+        """The options the matcher is built with: ``metric``/``centre`` where it has them, then ``options``."""
+        names = {spec.name for spec in self.part.options}
+        own = {k: v for k, v in (("metric", self.metric), ("centre", self.centre)) if k in names}
+        return {**own, **dict(self.options)}
 
     def matcher(self) -> Matcher:
-        if self.name == "zero-shot":
-            return ZeroShot(self.metric, centre=self.centre)
-        return create_matcher(self.name, **dict(self.options))
+        return self.part.create(**self.matcher_options())
 
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One method's validation figures (the CLI's ``evaluate --json`` rows)."""
-
-    backbone: str
-    metric: str
-    method: str
-    top1: float
-    top2: float
-    top5: float
-    mrr: float
-    mean_rank: float
-    n: int
-    top2_ci: tuple[float, float]
-
-    def as_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["top2_ci"] = list(self.top2_ci)
-        return row
+    def checked(self) -> Method:
+        """This method, its options checked against the register (one line on a bad name, option or value)."""
+        self.matcher()
+        self.reranker.create(**dict(self.rerank_options))
+        return self
 
 
 @dataclass
@@ -169,6 +173,17 @@ class Engine:
     def test(self) -> TaskSet:
         return candidate_tasks(self.dataset)
 
+    def tasks_for(self, split: str = "validation", val_fraction: float = DEFAULT_VAL_FRACTION,
+                  seed: int = DEFAULT_SEED) -> tuple[TaskSet, tuple[Pair, ...]]:
+        """The task set of a split and the pairs a learned matcher is fitted on for it: validation tasks and
+        the rest of the train pairs, or the test tasks and all train pairs."""
+        if split == "test":
+            return self.test(), self.dataset.train_pairs
+        if split != "validation":
+            raise TLLError(f"unknown split {split!r}; choose validation or test")
+        chosen = self.validation(val_fraction, seed)
+        return chosen.tasks, chosen.fit
+
     # ------------------------------------------------------------ matchers
 
     @property
@@ -180,19 +195,16 @@ class Engine:
     def fit(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...], *,
             callback: TrainingCallback | None = None, progress: Progress | None = None) -> Matcher:
         """The matcher of ``method`` fitted on ``fit_pairs`` (from the store when trained before)."""
-        matcher = method.matcher()
-        if not isinstance(matcher, LearnedMatcher):
-            return matcher
+        plain = method.matcher()
+        if not plain.learns:
+            return plain
+        matcher = cast(LearnedProtocol, plain)
         matcher.to(self.device)
-        cfg = matcher.cfg
-        view = "gray" if cfg.grayscale else ""
         lefts, rights = [p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]
-        left, right = self.embed(lefts, backbone, progress, view), self.embed(rights, backbone, progress, view)
-        if cfg.flip_augment:
-            flip = "gray-flip" if cfg.grayscale else "flip"
-            left = np.concatenate([left, self.embed(lefts, backbone, progress, flip)])
-            right = np.concatenate([right, self.embed(rights, backbone, progress, flip)])
-        key = self._matcher_key(method.name, cfg, backbone, left, right)
+        views = matcher.fit_views()
+        left = np.concatenate([self.embed(lefts, backbone, progress, v) for v in views])
+        right = np.concatenate([self.embed(rights, backbone, progress, v) for v in views])
+        key = self._matcher_key(matcher.key_material(), backbone, left, right)
         state = self.store.get(key) if self.cache is not None else None  # no cache: train afresh, store nothing
         if state is not None:
             try:
@@ -206,14 +218,14 @@ class Engine:
             self.store.put(key, matcher.state())
         return matcher
 
-    def _matcher_key(self, name: str, cfg: Any, backbone: str, left: np.ndarray, right: np.ndarray) -> str:
-        """Config + fit-data fingerprint + backbone identity: the same key means the same trained state."""
+    def _matcher_key(self, material: dict[str, Any], backbone: str, left: np.ndarray, right: np.ndarray) -> str:
+        """The matcher's own key material (name, register version, config) + fit-data fingerprint + backbone
+        identity: the same key means the same trained state."""
         digest = hashlib.sha1()
         digest.update(np.ascontiguousarray(left).tobytes())
         digest.update(np.ascontiguousarray(right).tobytes())
         identity = [view_identity(self.backbone(b), "") for b in backbone.split(ENSEMBLE_SEP)]
-        spec = json.dumps({"matcher": name, "version": TRAINING_VERSION, "cfg": asdict(cfg), "backbone": identity,
-                           "fit": digest.hexdigest()}, sort_keys=True)
+        spec = json.dumps({**material, "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
         return hashlib.sha1(spec.encode()).hexdigest()
 
     def score(self, tasks: TaskSet, backbone: str, method: Method | Matcher, fit_pairs: tuple[Pair, ...] = (), *,
@@ -223,13 +235,11 @@ class Engine:
             left, right = self.task_embeddings(tasks, backbone, progress)
             return check_finite(method.score(left, right, tasks.candidates), f"{backbone}, {method.name}")
         matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
-        gray = isinstance(matcher, LearnedMatcher) and matcher.cfg.grayscale
-        views = ["gray" if gray else ""] + (["gray-flip" if gray else "flip"] if method.flip_tta else [])
         scores = np.mean([matcher.score(*self.task_embeddings(tasks, backbone, progress, v), tasks.candidates)
-                          for v in views], axis=0)
+                          for v in matcher.score_views(method.flip_tta)], axis=0)
         check_finite(scores, f"{backbone}, {method.label}")
-        return check_finite(rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank),
-                            f"{backbone}, {method.label} after {method.rerank}")
+        return check_finite(rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank,
+                                   dict(method.rerank_options)), f"{backbone}, {method.label} after {method.rerank}")
 
     # ------------------------------------------------------------ evaluation and export
 
@@ -273,7 +283,7 @@ class Engine:
 
     def evaluate_gallery(self, backbones: list[str], methods: list[Method], *,
                          val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED, backend: str = "auto",
-                         progress: Progress | None = None, callback: TrainingCallback | None = None) -> list[GalleryRow]:
+                         progress: Progress | None = None, callback: TrainingCallback | None = None) -> list[ResultRow]:
         """Every backbone x method under the full-gallery protocol: each validation left ranked against all
         validation rights (``tll_core/gallery.py``); learned matchers fitted on the split's fit part."""
         split = validation_split(self.dataset, val_fraction, seed)
@@ -282,19 +292,18 @@ class Engine:
         for backbone in backbones:
             for method in methods:
                 matcher = self.fit(method, backbone, split.fit, callback=callback, progress=progress)
-                gray = isinstance(matcher, LearnedMatcher) and matcher.cfg.grayscale
-                views = ["gray" if gray else ""] + (["gray-flip" if gray else "flip"] if method.flip_tta else [])
-                embedded = [self.task_embeddings(split.tasks, backbone, progress, v) for v in views]
-                ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank, backend=backend,
+                embedded = [self.task_embeddings(split.tasks, backbone, progress, v)
+                            for v in matcher.score_views(method.flip_tta)]
+                ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank,
+                                      rerank_options=dict(method.rerank_options), backend=backend,
                                       what=f"{backbone}, {method.label}")
-                rows.append(GalleryRow.of(backbone, method.shown_metric, method.label,
-                                          gallery_metrics(ranks, len(truth), seed=seed)))
+                rows.append(ResultRow.of_gallery(backbone, method.shown_metric, method.label,
+                                                 gallery_metrics(ranks, len(truth), seed=seed)))
         return rows
 
     @staticmethod
     def _row(backbone: str, metric: str, label: str, scores: np.ndarray, tasks: TaskSet, seed: int) -> ResultRow:
-        r = evaluate_scores(scores, tasks.truth, seed=seed)
-        return ResultRow(backbone, metric, label, r.top1, r.top2, r.top5, r.mrr, r.mean_rank, r.n, r.top2_ci)
+        return ResultRow.of_tasks(backbone, metric, label, evaluate_scores(scores, tasks.truth, seed=seed))
 
     def embedding_map(self, tasks: TaskSet, backbone: str, method: str = "pca", seed: int = 0,
                       progress: Progress | None = None) -> np.ndarray:

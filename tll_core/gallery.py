@@ -54,32 +54,6 @@ class GalleryMetrics:
     ranks: np.ndarray
 
 
-@dataclass(frozen=True)
-class GalleryRow:
-    """One method's full-gallery figures (the CLI's ``evaluate --protocol gallery --json`` rows)."""
-
-    backbone: str
-    metric: str
-    method: str
-    recall_at_1: float
-    recall_at_5: float
-    recall_at_10: float
-    median_rank: float
-    mrr: float
-    n: int
-    gallery: int
-
-    @classmethod
-    def of(cls, backbone: str, metric: str, method: str, figures: GalleryMetrics) -> GalleryRow:
-        return cls(backbone, metric, method, figures.recall_at_1, figures.recall_at_5, figures.recall_at_10,
-                   figures.median_rank, figures.mrr, figures.n, figures.gallery)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "metric": self.metric, "method": self.method,
-                "recall@1": self.recall_at_1, "recall@5": self.recall_at_5, "recall@10": self.recall_at_10,
-                "median_rank": self.median_rank, "mrr": self.mrr, "n": self.n, "gallery": self.gallery}
-
-
 def gallery_metrics(ranks: np.ndarray, gallery: int, *, n_boot: int = 1000, seed: int = 0) -> GalleryMetrics:
     ranks = np.asarray(ranks, dtype=np.int64)
     if len(ranks) == 0:
@@ -161,7 +135,7 @@ def block_rows(m: int, width: int = 1) -> int:
 
 
 def scorer_ranks(scorer: Scorer, truth: np.ndarray, m: int, *, block: int, rerank_name: str = "none",
-                 what: str = "gallery scores") -> np.ndarray:
+                 rerank_options: dict[str, Any] | None = None, what: str = "gallery scores") -> np.ndarray:
     """Each left's truth rank among all ``m`` gallery items; blockwise, or on the dense matrix to re-rank."""
     n = len(truth)
     if rerank_name == "none":
@@ -173,7 +147,8 @@ def scorer_ranks(scorer: Scorer, truth: np.ndarray, m: int, *, block: int, reran
                        "scores); use --rerank none")
     scores = check_finite(np.concatenate([scorer(s, min(s + block, n)) for s in range(0, n, block)]), what)
     candidates = np.tile(np.arange(m, dtype=np.int64), (n, 1))
-    return truth_ranks(check_finite(rerank(scores, candidates, m, rerank_name), f"{what} after {rerank_name}"), truth)
+    reranked = rerank(scores, candidates, m, rerank_name, rerank_options)
+    return truth_ranks(check_finite(reranked, f"{what} after {rerank_name}"), truth)
 
 
 def faiss_ranks(left_unit: np.ndarray, gallery_unit: np.ndarray, truth: np.ndarray, *, block: int | None = None,
@@ -234,7 +209,8 @@ def cosine_ranks(left: np.ndarray, gallery: np.ndarray, truth: np.ndarray, *, ce
 
 
 def matcher_ranks(matcher: Matcher, views: Sequence[tuple[np.ndarray, np.ndarray]], truth: np.ndarray, *,
-                  rerank_name: str = "none", backend: str = "auto", what: str = "gallery scores") -> np.ndarray:
+                  rerank_name: str = "none", rerank_options: dict[str, Any] | None = None, backend: str = "auto",
+                  what: str = "gallery scores") -> np.ndarray:
     """Truth ranks under a (fitted) matcher; ``views``: (left, gallery) embeddings per view, scores averaged.
 
     Zero-shot cosine takes the exact/faiss search path; any other matcher scores all gallery items itself
@@ -258,4 +234,5 @@ def matcher_ranks(matcher: Matcher, views: Sequence[tuple[np.ndarray, np.ndarray
             matcher = ZeroShot(matcher.metric, centre=False)
         scorers = [matcher_scorer(matcher, left, gallery) for left, gallery in views]
         width = matcher_width(matcher, views[0][1].shape[1])
-    return scorer_ranks(mean_scorer(scorers), truth, m, block=block_rows(m, width), rerank_name=rerank_name, what=what)
+    return scorer_ranks(mean_scorer(scorers), truth, m, block=block_rows(m, width), rerank_name=rerank_name,
+                        rerank_options=rerank_options, what=what)

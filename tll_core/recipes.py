@@ -52,7 +52,7 @@ def fallback_notice() -> str | None:
 def for_fit_size(method: Method, n_fit: int) -> tuple[Method, str | None]:
     """The default recipe's method, or — when the fit part is too small to train its learned matcher —
     zero-shot cosine with the same re-ranking, and a one-line notice saying so."""
-    if method.name == "zero-shot" or n_fit >= MIN_FIT_PAIRS:
+    if not method.matcher().learns or n_fit >= MIN_FIT_PAIRS:
         return method, None
     fallback = Method("zero-shot", "cosine", rerank=method.rerank, flip_tta=method.flip_tta)
     return fallback, (f"notice: {n_fit} fit pairs are too few to train the default recipe's {method.name} "

@@ -6,7 +6,7 @@ backbones always run, so the table is useful on every machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from typing import Any
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
@@ -15,6 +15,8 @@ from .engine import ENSEMBLE_SEP, Engine, Method
 from .errors import TLLError
 from .metrics import METRICS
 from .recipes import BEST_OFFLINE
+from .register import REGISTER
+from .results import ResultRow
 from .tasks import Split
 
 LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # ImageNet weights from pip: run offline
@@ -33,25 +35,6 @@ ADAPTATION_ABLATIONS: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class ReproRow:
-    experiment: str
-    backbone: str
-    method: str
-    metric: str = ""
-    top1: float = float("nan")
-    top2: float = float("nan")
-    mrr: float = float("nan")
-    n: int = 0
-    top2_ci: tuple[float, float] = (float("nan"), float("nan"))
-    skipped: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["top2_ci"] = list(self.top2_ci)
-        return row
-
-
 def _available(engine: Engine, backbone: str) -> str:
     """'' when the backbone can run here, else why not."""
     for part in backbone.split(ENSEMBLE_SEP):
@@ -65,8 +48,8 @@ def _available(engine: Engine, backbone: str) -> str:
 PlanFilter = Callable[[str, str, Method], bool]  # (experiment, backbone, method) → keep it
 
 
-def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Callable[[ReproRow], None] | None = None,
-              plan_filter: PlanFilter | None = None) -> list[ReproRow]:
+def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Callable[[ResultRow], None] | None = None,
+              plan_filter: PlanFilter | None = None) -> list[ResultRow]:
     """Every planned experiment's row, in plan order; ``on_row`` gets each row as soon as it is ready.
     ``plan_filter`` keeps only the experiments it accepts (e.g. the zero-shot ones: quick)."""
     split = engine.validation()
@@ -83,8 +66,11 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
     for backbone in CLIP + ("resnet50", LITE[0], DEFAULT_BACKBONE):
         for experiment, options in ADAPTATION_ABLATIONS:
             plan.append((experiment, backbone, Method("adaptation", options=options)))
+    for backbone in (LITE[0], DEFAULT_BACKBONE):  # every registered matcher with its defaults (a new one joins)
+        for name in REGISTER.names("matcher"):
+            plan.append(("every matcher, default options", backbone, Method(name)))
     for backbone in (BEST_OFFLINE.backbone, DEFAULT_BACKBONE):
-        for rr in ("csls", "sinkhorn", "hungarian"):
+        for rr in REGISTER.names("rerank")[1:]:  # every registered re-ranker but "none"
             plan.append(("test-time re-ranking", backbone, Method("zero-shot", "cosine", rerank=rr)))
             plan.append(("test-time re-ranking", backbone, Method("adaptation", rerank=rr)))
         plan.append(("test-time flip averaging", backbone, Method("zero-shot", "cosine", flip_tta=True)))
@@ -100,12 +86,12 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
 
 
 def _run_row(engine: Engine, split: Split, experiment: str, backbone: str, method: Method,
-             progress: Progress | None) -> ReproRow:
+             progress: Progress | None) -> ResultRow:
     reason = _available(engine, backbone)
     if reason:
-        return ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=reason)
+        return ResultRow.not_run(backbone, method.shown_metric, method.label, reason, experiment)
     try:
         (r,) = engine.evaluate_tasks(split.tasks, [backbone], [method], fit_pairs=split.fit, progress=progress)
     except TLLError as exc:  # e.g. weights that fail to load: reported in the row, the table goes on
-        return ReproRow(experiment, backbone, method.label, method.shown_metric, skipped=str(exc))
-    return ReproRow(experiment, backbone, r.method, r.metric, r.top1, r.top2, r.mrr, r.n, r.top2_ci)
+        return ResultRow.not_run(backbone, method.shown_metric, method.label, str(exc), experiment)
+    return replace(r, experiment=experiment)

@@ -16,36 +16,61 @@ truths). The score matrix over lefts x rights is sparse: only a left's 20 candid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .errors import TLLError
+from .register import REGISTER, option, register
 
-RERANKS = ("none", "csls", "sinkhorn", "dual-softmax", "hungarian")
+ReRanker = Any  # a registered re-ranker: called as (scores, candidates, n_rights) -> scores
 
 
+@register("rerank", "none", help="leave the scores as they are")
 @dataclass(frozen=True)
-class RerankCfg:
-    name: str = "none"
-    csls_k: int = 10
-    sinkhorn_tau: float = 0.05
-    sinkhorn_iters: int = 50
-    dual_softmax_tau: float = 0.05
-
-
-def rerank(scores: np.ndarray, candidates: np.ndarray, n_rights: int, cfg: RerankCfg | str = "none") -> np.ndarray:
-    cfg = RerankCfg(cfg) if isinstance(cfg, str) else cfg
-    if cfg.name == "none":
+class NoRerank:
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
         return scores
-    if cfg.name == "csls":
-        return csls(scores, candidates, n_rights, cfg.csls_k)
-    if cfg.name == "sinkhorn":
-        return sinkhorn(scores, candidates, n_rights, cfg.sinkhorn_tau, cfg.sinkhorn_iters)
-    if cfg.name == "dual-softmax":
-        return dual_softmax(scores, candidates, n_rights, cfg.dual_softmax_tau)
-    if cfg.name == "hungarian":
+
+
+@register("rerank", "csls", help="hubness correction: minus the mean of the k highest scores each right receives")
+@dataclass(frozen=True)
+class Csls:
+    k: int = option(10, lo=1, hi=1_000_000, help="highest received scores averaged per right")
+
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
+        return csls(scores, candidates, n_rights, self.k)
+
+
+@register("rerank", "sinkhorn", help="soft one-to-one assignment: rows and columns each sum to 1")
+@dataclass(frozen=True)
+class Sinkhorn:
+    tau: float = option(0.05, lo=1e-4, hi=100, help="temperature of the assignment")
+    iters: int = option(50, lo=1, hi=10_000, help="Sinkhorn iterations")
+
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
+        return sinkhorn(scores, candidates, n_rights, self.tau, self.iters)
+
+
+@register("rerank", "dual-softmax", help="a left's softmax over its candidates times each right's over its lefts")
+@dataclass(frozen=True)
+class DualSoftmax:
+    tau: float = option(0.05, lo=1e-4, hi=100, help="temperature of both softmaxes")
+
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
+        return dual_softmax(scores, candidates, n_rights, self.tau)
+
+
+@register("rerank", "hungarian", help="the best one-to-one assignment's candidate moved to the top of each list")
+@dataclass(frozen=True)
+class Hungarian:
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
         return hungarian(scores, candidates, n_rights)
-    raise TLLError(f"unknown rerank {cfg.name!r}; choose from: {', '.join(RERANKS)}")
+
+
+def rerank(scores: np.ndarray, candidates: np.ndarray, n_rights: int, name: str = "none",
+           options: dict[str, Any] | None = None) -> np.ndarray:
+    """``scores`` refined by the registered re-ranker ``name`` with its ``options`` (checked; one line on a bad one)."""
+    return REGISTER.get("rerank", name).create(**(options or {}))(scores, candidates, n_rights)
 
 
 def _dense(scores: np.ndarray, candidates: np.ndarray, n_rights: int, fill: float) -> np.ndarray:

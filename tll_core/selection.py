@@ -8,10 +8,10 @@ from typing import Any
 from .backbones.registry import REGISTRY
 from .engine import ENSEMBLE_SEP, Method
 from .errors import TLLError
-from .matchers import MATCHERS, checked_options, matcher_options
+from .matchers import matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
-from .rerank import RERANKS
+from .register import REGISTER
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 SPLITS = ("validation", "test")
@@ -35,11 +35,16 @@ class Selection:
     seed: int = DEFAULT_SEED
 
     def to_method(self) -> Method:
-        return Method(self.method, self.metric, self.options if self.method != "zero-shot" else (), self.rerank)
+        return Method(self.method, self.metric, self.options, self.rerank)
+
+    @property
+    def uses_metric(self) -> bool:
+        """Whether the method scores with the selection's metric (zero-shot) rather than its own (learned)."""
+        return matcher_part(self.method).metric is None
 
     @property
     def label(self) -> str:
-        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}" if self.method == "zero-shot" else "")
+        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}" if self.uses_metric else "")
 
     def to_query(self) -> dict[str, str]:
         """Only what differs from the defaults, as strings (a short, shareable URL)."""
@@ -58,11 +63,11 @@ class Selection:
         get = lambda k: params.get(k)  # noqa: E731
         if _valid_backbone(get("backbone")):
             sel = replace(sel, backbone=get("backbone"))
-        if get("method") in MATCHERS:
+        if ("matcher", get("method")) in REGISTER:
             sel = replace(sel, method=get("method"))
         if get("metric") in METRICS:
             sel = replace(sel, metric=get("metric"))
-        if get("rerank") in RERANKS:
+        if ("rerank", get("rerank")) in REGISTER:
             sel = replace(sel, rerank=get("rerank"))
         if get("split") in SPLITS:
             sel = replace(sel, split=get("split"))
@@ -83,12 +88,13 @@ def _valid_backbone(name: str | None) -> bool:
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
-    if not text or method == "zero-shot":
+    part = matcher_part(method)
+    allowed = {spec.name for spec in part.options} - {"metric", "centre"}  # those two are the selection's own fields
+    if not text or not allowed:
         return ()
     try:
         pairs = json.loads(text)
-        allowed = matcher_options(method)
         options = {str(k): v for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))}
-        return tuple(sorted(checked_options(method, options).items()))
+        return tuple(sorted(part.checked_options(options).items()))
     except (ValueError, TypeError, TLLError):  # malformed, or a value of the wrong type or out of range
         return default_options(method)

@@ -4,19 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..register import REGISTER
+
 import numpy as np
 from PIL import Image
 
 from .packaged import PackagedWeights
 
-Family = Literal["weight-free", "timm", "open_clip"]
 WEIGHTS_DIR_ENV = "TLL_WEIGHTS_DIR"
 
 
 @dataclass(frozen=True)
 class BackboneCfg:
     name: str
-    family: Family
+    family: str  # a registered backbone family (weight-free, timm, open_clip): how it is built and where its weights are
     model_id: str  # descriptor name, timm model name, or open_clip architecture
     weights_tag: str | None  # timm pretrained tag / open_clip pretrained name; None: weight-free
     dim: int
@@ -29,7 +30,7 @@ class BackboneCfg:
 
     @property
     def needs_weights(self) -> bool:
-        return self.family != "weight-free"
+        return bool(REGISTER.get("family", self.family).build.needs_weights)
 
     @property
     def pretrained(self) -> bool:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..device import resolve_device
 from ..errors import TLLError, WeightsUnavailable
+from ..register import REGISTER, register
 from .compat import ensure_torchvision_ops
 from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
 from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
@@ -87,10 +88,59 @@ def _is_cnn(model: torch.nn.Module) -> bool:
     return not any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "Attention" for m in model.modules())
 
 
+class DeepFamily:
+    """A family of torch image models whose weights come, in this order, from a local file, an installed pip
+    package (``BackboneCfg.packaged``), the local hub cache, or the hub (probed first: offline, it fails fast
+    with one line naming the other two ways). A subclass says how to build a model and where its hub keeps it."""
+
+    needs_weights = True
+
+    def build(self, cfg: BackboneCfg, weights_file: Path | None, pretrained: bool, device: str = "cpu") -> TorchBackbone:
+        return build_deep_backbone(cfg, weights_file, pretrained, device)
+
+    def build_model(self, cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
+                    device: torch.device = torch.device("cpu")) -> TorchBackbone:
+        raise NotImplementedError
+
+    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
+        raise NotImplementedError
+
+
+@register("family", "timm", help="timm models: weights from a pip package, a local file or the Hugging Face hub")
+class TimmFamily(DeepFamily):
+    def build_model(self, cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
+                    device: torch.device = torch.device("cpu")) -> TorchBackbone:
+        return _build_timm(cfg, weights_file, weights_identity, hub, device)
+
+    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
+        return [f"timm/{_hub_name(cfg)}"]
+
+
+@register("family", "open_clip", help="open_clip image towers: weights from a local file or the Hugging Face hub")
+class OpenClipFamily(DeepFamily):
+    def build_model(self, cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
+                    device: torch.device = torch.device("cpu")) -> TorchBackbone:
+        return _build_open_clip(cfg, weights_file, weights_identity, hub, device)
+
+    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
+        ensure_torchvision_ops()
+        import open_clip
+
+        hub = (open_clip.get_pretrained_cfg(cfg.model_id, cfg.weights_tag) or {}).get("hf_hub")
+        return ["/".join(hub.rstrip("/").split("/", 2)[:2])] if hub else []
+
+
+def _family(cfg: BackboneCfg) -> DeepFamily:
+    family = REGISTER.get("family", cfg.family).create()
+    if not isinstance(family, DeepFamily):
+        raise TLLError(f"backbone {cfg.name}: family {cfg.family} is not a deep (torch) family")
+    return family
+
+
 def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained: bool,
                         device: str = "cpu") -> TorchBackbone:
     ensure_torchvision_ops()
-    build = functools.partial(_build_timm if cfg.family == "timm" else _build_open_clip, device=resolve_device(device))
+    build = functools.partial(_family(cfg).build_model, device=resolve_device(device))
     if not pretrained:
         torch.manual_seed(RANDOM_SEED)
         return build(cfg, None, f"random-seed{RANDOM_SEED}", hub=False)
@@ -170,17 +220,7 @@ def in_hub_cache(cfg: BackboneCfg) -> bool:
         repos = {r.repo_id for r in scan_cache_dir().repos}
     except Exception:  # no cache folder yet, or an unreadable one
         return False
-    return any(repo in repos for repo in _hub_repo_ids(cfg))
-
-
-def _hub_repo_ids(cfg: BackboneCfg) -> list[str]:
-    if cfg.family == "timm":
-        return [f"timm/{_hub_name(cfg)}"]
-    ensure_torchvision_ops()
-    import open_clip
-
-    pcfg = open_clip.get_pretrained_cfg(cfg.model_id, cfg.weights_tag) or {}
-    return [pcfg["hf_hub"].rstrip("/").split("/", 2)[0] + "/" + pcfg["hf_hub"].rstrip("/").split("/", 2)[1]] if pcfg.get("hf_hub") else []
+    return any(repo in repos for repo in _family(cfg).hub_repo_ids(cfg))
 
 
 def _file_sha1(path: Path) -> str:

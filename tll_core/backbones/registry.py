@@ -1,8 +1,12 @@
-"""One registry of backbones (feature extractors), one front door: :func:`create_backbone`.
+"""The table of backbones (feature extractors), one front door: :func:`create_backbone`.
 
 Each entry is a declarative :class:`BackboneCfg`, like timm's ``PretrainedCfg`` and open_clip's
-table of architectures → pretrained tags. Deep entries keep the real hub loading code; offline they
+table of architectures → pretrained tags; its ``family`` is a part in the register (``tll_core.register``)
+that builds it and knows its weight sources. Deep families keep the real hub loading code; offline they
 fail fast with a message naming both other ways to supply weights (see ``deep.py``).
+
+Adding a family: a module whose class carries ``@register("family", name)`` (``build``, ``needs_weights``,
+``in_hub_cache``), its import below, and table entries naming it.
 """
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from pathlib import Path
 
 from ..errors import TLLError
 from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess  # re-exported: the registry is the front door
-from .deep import build_deep_backbone, in_hub_cache
+from ..register import REGISTER
+from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
+from . import deep  # noqa: F401
+from .deep import in_hub_cache
 from .packaged import PackagedWeights, packaged_weights_ok
-from .weight_free import WeightFreeBackbone
 
 DEFAULT_BACKBONE = "combined"
 
@@ -112,9 +118,9 @@ def create_backbone(
     (tests, benchmarks) — never done silently.
     """
     cfg = get_cfg(name)
-    if cfg.family == "weight-free":
-        return WeightFreeBackbone(cfg)
-    return build_deep_backbone(cfg, local_weights_file(name, weights) if pretrained else None, pretrained, device=device)
+    family = REGISTER.get("family", cfg.family).create()
+    weights_file = local_weights_file(name, weights) if pretrained and family.needs_weights else None
+    return family.build(cfg, weights_file, pretrained, device=device)
 
 
 def weights_available(name: str) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from skimage.feature import hog
 
+from ..register import register
 from .base import Backbone, BackboneCfg
 
 HOG_SCALES = ((96, 120), (48, 60))  # (width, height): TLL images are 200x245
@@ -82,3 +83,15 @@ class WeightFreeBackbone(Backbone):
 
     def embed(self, prepared: list[np.ndarray]) -> np.ndarray:
         return np.stack(prepared).astype(np.float32, copy=False)
+
+
+@register("family", "weight-free", help="classical descriptors (scikit-image): no weights, they run anywhere")
+class WeightFreeFamily:
+    needs_weights = False
+
+    def build(self, cfg: BackboneCfg, weights_file: object = None, pretrained: bool = True,
+              device: str = "cpu") -> WeightFreeBackbone:
+        return WeightFreeBackbone(cfg)
+
+    def in_hub_cache(self, cfg: BackboneCfg) -> bool:
+        return False

@@ -1,60 +1,31 @@
-"""One registry of matchers, one front door: :func:`create_matcher`."""
+"""The matchers, entered in the register (``tll_core.register``) by their modules; one front door: :func:`create_matcher`.
+
+Adding a matcher: a module here whose class carries ``@register("matcher", name, cfg=…, metric=…)``, and its
+import below (the register entry). The CLI, the studio and option checks follow from the register.
+"""
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, get_type_hints
+from typing import Any
 
-from ..errors import TLLError
-from .base import EpochReport, Matcher, TrainingCallback, TrainingCurve
+from ..register import REGISTER, Part
+from . import zero_shot  # noqa: F401, I001  (each module enters its matchers in the register, in listing order)
+from . import learned  # noqa: F401
+from .base import EpochReport, LearnedProtocol, Matcher, TrainingCallback, TrainingCurve
 from .learned import (Adaptation, AdaptationCfg, LearnedMatcher, PairClassifier, PairClassifierCfg, Siamese,
-                      SiameseCfg, StateMismatch, TrainingDiverged, coerced)
+                      SiameseCfg, StateMismatch, TrainingDiverged)
 from .zero_shot import ZeroShot
 
-# name → (matcher class, config dataclass or None when the matcher is its own config)
-MATCHERS: dict[str, tuple[type, type | None]] = {
-    "zero-shot": (ZeroShot, None),
-    "adaptation": (Adaptation, AdaptationCfg),
-    "siamese": (Siamese, SiameseCfg),
-    "pair-classifier": (PairClassifier, PairClassifierCfg),
-}
 
-
-def matcher_options(name: str) -> dict[str, Any]:
-    """The settable options of a matcher and their defaults."""
-    cls, cfg = _lookup(name)
-    fields = dataclasses.fields(cfg or cls)
-    return {f.name: f.default for f in fields if f.name != "name"}
-
-
-def checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` for matcher ``name``, whole floats made ints, each checked against its config field's type
-    and range (``epochs=2.5``, ``temperature=0``, ``holdout=2`` are errors, one line naming the option)."""
-    cls, cfg = _lookup(name)
-    allowed = matcher_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TLLError(f"{name}: unknown option(s) {', '.join(unknown)}; settable: {', '.join(allowed)}")
-    if cfg is None:
-        return dict(options)
-    hints = get_type_hints(cfg)
-    out = {k: coerced(hints[k], v) for k, v in options.items()}
-    cfg(**out)  # raises on a wrong type or range
-    return out
+def matcher_part(name: str) -> Part:
+    """The register entry of matcher ``name`` (one line naming the choices when there is none)."""
+    return REGISTER.get("matcher", name)
 
 
 def create_matcher(name: str, **options: Any) -> Matcher:
-    cls, cfg = _lookup(name)
-    options = checked_options(name, options)
-    return cls(**options) if cfg is None else cls(cfg(**options))
+    """The matcher ``name`` with its options checked against its config (one line on a bad one)."""
+    return matcher_part(name).create(**options)
 
 
-def _lookup(name: str) -> tuple[type, type | None]:
-    try:
-        return MATCHERS[name]
-    except KeyError:
-        raise TLLError(f"unknown method {name!r}; choose from: {', '.join(MATCHERS)}") from None
-
-
-__all__ = ["MATCHERS", "Adaptation", "AdaptationCfg", "EpochReport", "LearnedMatcher", "Matcher", "PairClassifier",
-           "PairClassifierCfg", "Siamese", "SiameseCfg", "StateMismatch", "TrainingCallback", "TrainingDiverged", "TrainingCurve", "ZeroShot",
-           "checked_options", "create_matcher", "matcher_options"]
+__all__ = ["Adaptation", "AdaptationCfg", "EpochReport", "LearnedMatcher", "LearnedProtocol", "Matcher",
+           "PairClassifier", "PairClassifierCfg", "Siamese", "SiameseCfg", "StateMismatch", "TrainingCallback",
+           "TrainingCurve", "TrainingDiverged", "ZeroShot", "create_matcher", "matcher_part"]

@@ -1,14 +1,16 @@
 """The matcher protocol: a config dataclass, ``fit`` on the fit part's pair embeddings, ``score`` a task set.
 
-Like a FiftyOne Brain method, a matcher is a config + a method + its results: learned matchers expose
-their fitted state as named arrays (``state``/``load_state``) so the engine can store them under a key
-(config + fit-data fingerprint + backbone) as safetensors — never pickle.
+Like a FiftyOne Brain method, a matcher is a config + a method + its results. The engine knows nothing of a
+matcher's internals: it asks the matcher which image views it fits and scores on (``fit_views``,
+``score_views``) and, for one that learns, what identifies its fitted state (``key_material``: name,
+register version, config) so that it can store ``state()`` as named arrays under a key (config + fit-data
+fingerprint + backbone) as safetensors — never pickle — and hand it back through ``load_state``.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,11 +35,45 @@ class TrainingCurve:
     best_epoch: int = 0
 
 
+VIEWS = ("", "flip", "gray", "gray-flip")  # the image views an embedding can be taken of ("": as stored)
+
+
+def views_of(grayscale: bool, flip: bool) -> tuple[str, ...]:
+    """The plain view (grayscale or not), then its mirror when ``flip``."""
+    base = "gray" if grayscale else ""
+    return (base, "gray-flip" if grayscale else "flip") if flip else (base,)
+
+
 class Matcher(Protocol):
     name: str
+    learns: bool  # False: nothing to fit, store or load (fit is a no-op)
+
+    def fit_views(self) -> tuple[str, ...]:
+        """The image views whose pair embeddings are fitted on (several: concatenated as extra pairs)."""
+
+    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
+        """The image views scored (several: their scores are averaged)."""
 
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         """Learn from true pairs: row i of ``left`` goes with row i of ``right`` (fit part only)."""
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``[n, 20]`` similarities for lefts ``[n, d]`` and their candidates (indices into ``right``)."""
+
+
+class LearnedProtocol(Matcher, Protocol):
+    """What the engine asks of a matcher that learns (``learns`` is True)."""
+
+    curve: TrainingCurve
+
+    def to(self, device: Any) -> LearnedProtocol:
+        """Train and score on ``device``; returns self."""
+
+    def key_material(self) -> dict[str, Any]:
+        """What makes a fitted state differ (name, register version, config): part of its store key."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted state as named float32 arrays."""
+
+    def load_state(self, state: dict[str, np.ndarray], dim: int | None = None) -> None:
+        """Restore a state, strictly; a state that does not fit raises ``StateMismatch``."""

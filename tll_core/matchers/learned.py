@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any, get_type_hints
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,78 +22,24 @@ from ..device import resolve_device
 from ..errors import TLLError
 from ..metrics import evaluate_scores
 from ..tasks import random_candidates
-from .base import EpochReport, TrainingCallback, TrainingCurve
+from ..register import REGISTER, checked, option, register
+from .base import EpochReport, TrainingCallback, TrainingCurve, views_of
 
 
 MIN_FIT_PAIRS = 2 * N_CANDIDATES  # fewer cannot hold back 20-candidate early-stopping tasks and still train
-TRAINING_VERSION = 2  # bump when training changes what a config produces: it is part of the stored matcher's key
-
-
-def option(default: Any, *, lo: float | None = None, hi: float | None = None, above: float | None = None,
-           below: float | None = None, choices: tuple[str, ...] = ()) -> Any:
-    """A config field with its valid range: ``lo <= v <= hi``, ``above < v < below``, or one of ``choices``."""
-    return field(default=default, metadata={"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices})
-
-
-def checked(cfg: Any) -> None:
-    """Refuse a config whose fields have the wrong type or lie out of range: one line naming the option.
-
-    Without this ``epochs=2.5`` trains a float range, ``temperature=0`` divides by zero into NaN scores and
-    ``holdout=2`` silently holds back every pair; each is now an error before any work starts.
-    """
-    hints = get_type_hints(type(cfg))
-    for f in fields(cfg):
-        value, kind = getattr(cfg, f.name), hints[f.name]
-        problem = _type_problem(value, kind) or _range_problem(value, f.metadata)
-        if problem:
-            raise TLLError(f"option {f.name}={value!r}: {problem}")
-
-
-def _type_problem(value: Any, kind: type) -> str | None:
-    if kind is bool:
-        return None if isinstance(value, bool) else "expected true or false"
-    if kind is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "expected a number"
-        return None if isinstance(value, int) or math.isfinite(value) else "expected a finite number"  # int: 10**400 has no float
-    if kind is str:
-        return None if isinstance(value, str) else "expected text"
-    return None
-
-
-def _range_problem(value: Any, meta: Any) -> str | None:
-    if meta.get("choices") and value not in meta["choices"]:
-        return f"choose from {', '.join(meta['choices'])}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    lo, hi, above, below = (meta.get(k) for k in ("lo", "hi", "above", "below"))
-    if (lo is not None and value < lo) or (above is not None and value <= above):
-        return f"must be {'at least ' + format(lo, 'g') if lo is not None else 'above ' + format(above, 'g')}"
-    if (hi is not None and value > hi) or (below is not None and value >= below):
-        return f"must be {'at most ' + format(hi, 'g') if hi is not None else 'below ' + format(below, 'g')}"
-    return None
-
-
-def coerced(kind: type, value: Any) -> Any:
-    """A whole float (``3.0``, as JSON or a number widget may give it) for an int option; anything else as given."""
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 @dataclass(frozen=True)
 class TrainCfg:
-    epochs: int = option(60, lo=1, hi=100_000)
-    batch_size: int = option(128, lo=2, hi=1_000_000)  # InfoNCE needs at least one in-batch negative
-    lr: float = option(1e-3, above=0, hi=10)
-    weight_decay: float = option(1e-2, lo=0, hi=100)
-    patience: int = option(10, lo=1)  # epochs without a better held-back top-2 before stopping
-    holdout: float = option(0.15, above=0, below=1)  # share of the fit pairs held back for early stopping
-    seed: int = option(0, lo=0, hi=2**63 - 1)
-    flip_augment: bool = False  # add the horizontally flipped images' embeddings as extra fit pairs
-    grayscale: bool = False  # embed grayscale images everywhere (an ablation of colour)
+    epochs: int = option(60, lo=1, hi=100_000, help="most epochs (early stopping usually ends sooner)")
+    batch_size: int = option(128, lo=2, hi=1_000_000, help="pairs per batch (the other pairs of a batch are its negatives)")
+    lr: float = option(1e-3, above=0, hi=10, help="AdamW learning rate")
+    weight_decay: float = option(1e-2, lo=0, hi=100, help="AdamW weight decay")
+    patience: int = option(10, lo=1, hi=100_000, help="epochs without a better held-back top-2 before stopping")
+    holdout: float = option(0.15, above=0, below=1, help="share of the fit pairs held back for early stopping")
+    seed: int = option(0, lo=0, hi=2**63 - 1, help="the run's seed (same seed: identical scores)")
+    flip_augment: bool = option(False, help="add the mirrored images' embeddings as extra fit pairs")
+    grayscale: bool = option(False, help="embed grayscale images everywhere (an ablation of colour)")
 
     def __post_init__(self) -> None:
         checked(self)
@@ -103,32 +49,32 @@ class TrainCfg:
 class AdaptationCfg(TrainCfg):
     """The report's adaptation function: PCA → linear map (or small MLP) → cosine, InfoNCE loss."""
 
-    pca_dim: int = option(256, lo=0, hi=65_536)  # 0: no PCA (the map acts on the raw embedding)
-    whiten: bool = False
-    hidden: int = option(0, lo=0, hi=65_536)  # 0: one linear layer (identity-initialised); >0: a 2-layer MLP with a residual
-    temperature: float = option(1 / 15, lo=1e-4, hi=100)
-    bidirectional: bool = True  # left→right and right→left; False: the report's left→right only
-    shared: bool = True  # one map for lefts and rights
+    pca_dim: int = option(256, lo=0, hi=65_536, help="PCA components kept (0: no PCA, the raw embedding)")
+    whiten: bool = option(False, help="whiten the PCA components")
+    hidden: int = option(0, lo=0, hi=65_536, help="0: one linear map (starts as the identity); >0: a residual MLP")
+    temperature: float = option(1 / 15, lo=1e-4, hi=100, help="InfoNCE temperature")
+    bidirectional: bool = option(True, help="left→right and right→left loss (false: the report's left→right)")
+    shared: bool = option(True, help="one map for lefts and rights")
 
 
 @dataclass(frozen=True)
 class SiameseCfg(TrainCfg):
     """A shared MLP trained with contrastive loss (positives pulled together, negatives pushed past a margin)."""
 
-    pca_dim: int = option(256, lo=0, hi=65_536)
-    hidden: int = option(256, lo=1, hi=65_536)
-    out_dim: int = option(128, lo=1, hi=65_536)
-    margin: float = option(1.0, above=0, hi=1e6)
-    negatives: int = option(4, lo=1, hi=1024)  # sampled negatives per positive
+    pca_dim: int = option(256, lo=0, hi=65_536, help="PCA components kept (0: no PCA)")
+    hidden: int = option(256, lo=1, hi=65_536, help="hidden units")
+    out_dim: int = option(128, lo=1, hi=65_536, help="output embedding size")
+    margin: float = option(1.0, above=0, hi=1e6, help="contrastive margin")
+    negatives: int = option(4, lo=1, hi=1024, help="sampled negatives per positive")
 
 
 @dataclass(frozen=True)
 class PairClassifierCfg(TrainCfg):
     """An MLP over [a, b, |a-b|, a*b] → P(same pair), trained with balanced or 1:19 sampling."""
 
-    pca_dim: int = option(128, lo=0, hi=65_536)
-    hidden: int = option(256, lo=1, hi=65_536)
-    sampling: str = option("balanced", choices=("balanced", "1:19"))  # "1:19": the task's own ratio
+    pca_dim: int = option(128, lo=0, hi=65_536, help="PCA components kept (0: no PCA)")
+    hidden: int = option(256, lo=1, hi=65_536, help="hidden units")
+    sampling: str = option("balanced", choices=("balanced", "1:19"), help="negatives per positive: 1, or the task's 19")
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -161,6 +107,7 @@ class LearnedMatcher:
     """Shared fit loop: subclasses define the model, a batch loss, and how a model scores pairs."""
 
     name = "learned"
+    learns = True
     cfg: TrainCfg
 
     def __init__(self, cfg: TrainCfg) -> None:
@@ -190,6 +137,15 @@ class LearnedMatcher:
 
     def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def fit_views(self) -> tuple[str, ...]:
+        return views_of(self.cfg.grayscale, self.cfg.flip_augment)
+
+    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
+        return views_of(self.cfg.grayscale, flip_tta)
+
+    def key_material(self) -> dict[str, Any]:
+        return {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": asdict(self.cfg)}
 
     def pca_settings(self) -> tuple[int, bool]:
         return getattr(self.cfg, "pca_dim", 0), getattr(self.cfg, "whiten", False)
@@ -372,6 +328,8 @@ class _Maps(nn.Module):
                 nn.init.zeros_(linear.bias)
 
 
+@register("matcher", "adaptation", cfg=AdaptationCfg, metric="cosine", version=2,
+          help="the report's adaptation function: PCA → linear map → cosine, trained with InfoNCE")
 class Adaptation(LearnedMatcher):
     name = "adaptation"
     cfg: AdaptationCfg
@@ -402,6 +360,8 @@ class Adaptation(LearnedMatcher):
 # ---------------------------------------------------------------- Siamese network
 
 
+@register("matcher", "siamese", cfg=SiameseCfg, metric="euclidean", version=2,
+          help="a shared MLP trained with a contrastive loss; scores are negated distances")
 class Siamese(LearnedMatcher):
     name = "siamese"
     cfg: SiameseCfg
@@ -428,6 +388,8 @@ class Siamese(LearnedMatcher):
 # ---------------------------------------------------------------- pair classifier
 
 
+@register("matcher", "pair-classifier", cfg=PairClassifierCfg, metric="classifier", version=2,
+          help="an MLP over [a, b, |a-b|, a*b] → P(same pair)")
 class PairClassifier(LearnedMatcher):
     name = "pair-classifier"
     cfg: PairClassifierCfg

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from ..metrics import check_metric, score_candidates
+from ..metrics import METRICS, score_candidates
+from ..register import checked, option, register
+from .base import views_of
 
 
+@register("matcher", "zero-shot", help="a metric on the backbone's embeddings, nothing learned (the MobileNet + cosine baseline)")
 @dataclass(frozen=True)
 class ZeroShot:
     """A metric on the backbone's embeddings, nothing learned.
@@ -17,12 +21,19 @@ class ZeroShot:
     swamps cosine similarity; removing it lifts HOG's top-2 from 0.35 to 0.47 on tll-dev.
     """
 
-    metric: str = "cosine"
-    centre: bool = True
-    name: str = "zero-shot"
+    metric: str = option("cosine", choices=METRICS, help="the similarity (euclidean, manhattan: negated distances)")
+    centre: bool = option(True, help="subtract the mean embedding of the scored images first")
+    name: ClassVar[str] = "zero-shot"
+    learns: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        check_metric(self.metric)
+        checked(self)
+
+    def fit_views(self) -> tuple[str, ...]:
+        return ("",)
+
+    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
+        return views_of(False, flip_tta)
 
     def fit(self, left: np.ndarray, right: np.ndarray, callback: object = None) -> None:
         return None
@@ -32,5 +43,3 @@ class ZeroShot:
             mean = np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)
             left, right = left - mean, right - mean
         return score_candidates(left, right, candidates, self.metric)
-
-
