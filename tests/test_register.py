@@ -1,0 +1,293 @@
+"""The register: a part is one class plus its register entry, and every front end follows with no other edit.
+
+Each test here adds a part the way the README's "Extending" section shows (a matcher, a learned matcher, a
+re-ranker, a backbone family), then drives it through the CLI, the engine, the cache and the studio's
+selection without touching any other file; the parts are taken out again afterwards.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tll_core.backbones.base import Backbone, BackboneCfg
+from tll_core.backbones.registry import REGISTRY, create_backbone
+from tll_core.cli import build_parser, main
+from tll_core.engine import Engine, Method
+from tll_core.errors import TLLError
+from tll_core.matchers import LearnedMatcher, create_matcher, matcher_part
+from tll_core.matchers.base import views_of
+from tll_core.matchers.learned import TrainCfg
+from tll_core.metrics import evaluate_scores, score_candidates
+from tll_core.register import REGISTER, OptionSpec, option, options_of, register
+from tll_core.reproduce import reproduce
+from tll_core.selection import Selection
+
+CHEAP = ["--backbone", "colour-hist", "--quiet", "--json"]
+
+
+# ---------------------------------------------------------------- the parts a user would add, one class each
+
+
+@dataclass(frozen=True)
+class PowerDot:
+    """Zero-shot-like: the dot product of unit vectors raised to an odd power (a toy, but a real scorer)."""
+
+    power: int = option(3, lo=1, hi=9, help="odd power of the cosine")
+    name = "power-dot"
+    learns = False
+
+    def fit_views(self) -> tuple[str, ...]:
+        return ("",)
+
+    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
+        return views_of(False, flip_tta)
+
+    def fit(self, left: np.ndarray, right: np.ndarray, callback: object = None) -> None:
+        return None
+
+    def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return score_candidates(left, right, candidates, "cosine") ** self.power
+
+
+@dataclass(frozen=True)
+class ScaleCfg(TrainCfg):
+    pca_dim: int = option(16, lo=0, hi=4096, help="PCA components kept")
+    temperature: float = option(0.1, above=0, hi=10, help="InfoNCE temperature")
+
+
+class Scale(LearnedMatcher):
+    """A learned per-dimension scaling of the PCA space, trained with InfoNCE: the learned-matcher pattern."""
+
+    name = "scale"
+    cfg: ScaleCfg
+
+    def build(self, dim: int) -> nn.Module:
+        return nn.Linear(dim, dim, bias=False)
+
+    def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        za, zb = F.normalize(model(left), dim=1), F.normalize(model(right), dim=1)
+        return F.cross_entropy(za @ zb.T / self.cfg.temperature, torch.arange(len(left)))
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        za, zb = F.normalize(model(left), dim=1), F.normalize(model(right), dim=1)
+        return torch.einsum("nd,nkd->nk", za, zb[candidates])
+
+
+@dataclass(frozen=True)
+class TopBoost:
+    """A re-ranker: add ``bonus`` to each left's best candidate (moves nothing: a check that options arrive)."""
+
+    bonus: float = option(1.0, lo=0, hi=100, help="added to the best candidate")
+
+    def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
+        out = scores.copy()
+        out[np.arange(len(scores)), scores.argmax(1)] += self.bonus
+        return out
+
+
+class MeanColourFamily:
+    """A backbone family: the mean RGB of the image (3-d), no weights."""
+
+    needs_weights = False
+
+    def build(self, cfg: BackboneCfg, weights_file: object = None, pretrained: bool = True, device: str = "cpu") -> Backbone:
+        return MeanColour(cfg)
+
+    def in_hub_cache(self, cfg: BackboneCfg) -> bool:
+        return False
+
+
+class MeanColour(Backbone):
+    def __init__(self, cfg: BackboneCfg) -> None:
+        self.cfg, self.identity = cfg, f"{cfg.name}|mean-colour|v1"
+
+    def prepare(self, image):  # PIL image → its mean colour
+        return np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1))
+
+    def embed(self, prepared: list) -> np.ndarray:
+        return np.stack(prepared).astype(np.float32)
+
+
+@pytest.fixture
+def added() -> Iterator[None]:
+    """The register entries (one decorator call each, as in the part's own module), taken out afterwards."""
+    register("matcher", "power-dot", metric="cosine^p", help="cosine to an odd power")(PowerDot)
+    register("matcher", "scale", cfg=ScaleCfg, metric="cosine", help="a learned scaling of the PCA space")(Scale)
+    register("rerank", "top-boost", help="add a bonus to each left's best candidate")(TopBoost)
+    register("family", "mean-colour", help="mean RGB")(MeanColourFamily)
+    REGISTRY["mean-rgb"] = BackboneCfg("mean-rgb", "mean-colour", "mean-rgb", None, 3, description="mean RGB colour")
+    try:
+        yield
+    finally:
+        for kind, name in (("matcher", "power-dot"), ("matcher", "scale"), ("rerank", "top-boost"), ("family", "mean-colour")):
+            REGISTER.remove(kind, name)
+        REGISTRY.pop("mean-rgb", None)
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------- the front ends follow
+
+
+def test_the_cli_offers_the_new_parts_in_choices_and_help(added: None) -> None:
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]  # noqa: SLF001
+    method = next(a for a in evaluate._actions if a.dest == "method")  # noqa: SLF001
+    rerank = next(a for a in evaluate._actions if a.dest == "rerank")  # noqa: SLF001
+    assert "power-dot" in method.choices and "scale" in method.choices and "top-boost" in rerank.choices
+    help_text = evaluate.format_help()
+    assert "power-dot: cosine to an odd power" in method.help and "top-boost: add a bonus" in rerank.help
+    assert "power (int, 1..9, default 3): odd power of the cosine" in help_text
+    assert "bonus (float, 0..100, default 1): added to the best candidate" in help_text
+
+
+def test_parts_lists_the_register(added: None, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = {(r["kind"], r["name"]): r for r in _json(capsys, "parts", "--json")}
+    assert rows[("matcher", "power-dot")]["metric"] == "cosine^p"
+    assert rows[("matcher", "power-dot")]["options"] == [
+        {"name": "power", "type": "int", "default": 3, "min": 1, "max": 9, "choices": [], "help": "odd power of the cosine"}]
+    assert rows[("family", "mean-colour")]["help"] == "mean RGB"
+    assert ("rerank", "top-boost") in rows and ("matcher", "zero-shot") in rows
+
+
+def test_a_new_matcher_runs_through_the_cli_with_its_option(added: None, demo_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (row,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--method", "power-dot", "--option", "power=5",
+                    "--rerank", "none", *CHEAP)
+    assert row["method"] == "power-dot+power=5" and row["metric"] == "cosine^p"
+    # the same figure as the scorer computed by hand on the same validation tasks
+    engine = Engine.open(demo_dir)
+    split = engine.validation()
+    left, right = engine.task_embeddings(split.tasks, "colour-hist")
+    expected = evaluate_scores(PowerDot(5).score(left, right, split.tasks.candidates), split.tasks.truth)
+    assert row["top2"] == pytest.approx(expected.top2) and row["mrr"] == pytest.approx(expected.mrr)
+
+
+@pytest.mark.parametrize("option,fragment", [("power=0", "option power=0: must be at least 1"),
+                                             ("power=2.5", "option power=2.5: expected a whole number"),
+                                             ("pwr=3", "--option pwr: not an option of power-dot")])
+def test_a_new_matchers_options_are_checked_one_line_exit_2(added: None, demo_dir: Path, option: str, fragment: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--data", str(demo_dir), "--method", "power-dot", "--option", option, *CHEAP])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
+
+
+def test_a_new_reranker_takes_its_options_and_joins_reproduce(added: None, demo_dir: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    plain, boosted = _json(capsys, "evaluate", "--data", str(demo_dir), "--method", "zero-shot", "--rerank", "none",
+                           "--rerank", "top-boost", "--option", "bonus=5", *CHEAP)
+    assert boosted["method"] == "zero-shot+top-boost(bonus=5.0)"
+    assert boosted["top1"] == plain["top1"]  # boosting the best candidate keeps every order
+    engine = Engine.open(demo_dir)
+    rows = reproduce(engine, plan_filter=lambda experiment, backbone, method: method.rerank == "top-boost"
+                     and method.name == "zero-shot" and backbone == "combined")
+    assert [r.method for r in rows] == ["zero-shot+top-boost"] and rows[0].experiment == "test-time re-ranking"
+    assert not rows[0].skipped and 0 <= rows[0].top2 <= 1
+
+
+def test_a_new_backbone_family_builds_and_evaluates(added: None, demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    backbone = create_backbone("mean-rgb")
+    assert isinstance(backbone, MeanColour) and not REGISTRY["mean-rgb"].needs_weights
+    listed = {r["name"]: r for r in _json(capsys, "backbones", "--json")}
+    assert listed["mean-rgb"]["family"] == "mean-colour" and listed["mean-rgb"]["available"] is True
+    (row,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "mean-rgb", "--metric", "cosine",
+                   "--quiet", "--json")
+    assert row["backbone"] == "mean-rgb" and row["n"] > 0
+
+
+@pytest.mark.slow
+def test_a_new_learned_matcher_is_fitted_stored_and_reloaded_by_its_key(added: None, demo_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    method = Method("scale", options=(("epochs", 3),))
+    first = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    split = first.validation()
+    scores = first.score(split.tasks, "colour-hist", method, split.fit)
+    assert first.trained == 1
+    assert 1 <= len(first.fit(method, "colour-hist", split.fit).curve.train_loss) <= 3  # its curve, from the store
+    again = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.score(split.tasks, "colour-hist", method, split.fit), scores)
+    assert again.trained == 0  # the same name, version and config: taken from the store
+    other = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    other.score(split.tasks, "colour-hist", Method("scale", options=(("epochs", 3), ("temperature", 0.2))), split.fit)
+    assert other.trained == 1  # another config: another key
+    REGISTER.remove("matcher", "scale")
+    register("matcher", "scale", cfg=ScaleCfg, metric="cosine", version=2)(Scale)  # training changed: bump the version
+    bumped = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    bumped.score(split.tasks, "colour-hist", method, split.fit)
+    assert bumped.trained == 1
+
+
+def test_the_studio_selection_accepts_the_new_parts(added: None) -> None:
+    sel = Selection.from_query({"method": "power-dot", "rerank": "top-boost", "options": json.dumps([["power", 7]])})
+    assert (sel.method, sel.rerank, sel.options) == ("power-dot", "top-boost", (("power", 7),))
+    assert Selection.from_query(sel.to_query()) == sel
+    bad = Selection.from_query({"method": "power-dot", "options": json.dumps([["power", 4.5]])})
+    assert bad.method == "power-dot" and bad.options == ()  # a wrong value falls back to the defaults
+    assert not sel.uses_metric and sel.to_method().shown_metric == "cosine^p"
+
+
+# ---------------------------------------------------------------- options
+
+
+def test_option_specs_come_from_the_config_fields() -> None:
+    specs = {s.name: s for s in options_of(ScaleCfg)}
+    assert list(specs)[:2] == ["epochs", "batch_size"] and list(specs)[-2:] == ["pca_dim", "temperature"]
+    assert specs["temperature"] == OptionSpec("temperature", float, 0.1, "InfoNCE temperature", above=0, hi=10)
+    assert specs["temperature"].minimum == 0 and specs["temperature"].maximum == 10
+
+
+@pytest.mark.parametrize("text,value", [("3", 3), ("3.0", 3), (" 7 ", 7), ("+2", 2)])
+def test_int_options_parse_whole_numbers(text: str, value: int) -> None:
+    parsed = matcher_part("adaptation").option("epochs").parse(text)
+    assert parsed == value and type(parsed) is int
+
+
+@pytest.mark.parametrize("name,text,fragment", [
+    ("epochs", "3.5", "epochs=3.5: expected a whole number"),
+    ("epochs", "1e999", "epochs=1e999: expected a whole number"),
+    ("lr", "inf", "lr=inf: expected a finite number"),
+    ("lr", "0", "lr=0: must be above 0"),
+    ("whiten", "yes", "whiten=yes: expected true or false"),
+    ("temperature", "", "temperature=: expected a number"),
+])
+def test_bad_option_text_is_one_line_naming_it(name: str, text: str, fragment: str) -> None:
+    with pytest.raises(TLLError, match="^option ") as caught:
+        matcher_part("adaptation").option(name).parse(text)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_bool_and_choice_options_parse() -> None:
+    assert matcher_part("adaptation").option("whiten").parse("TRUE") is True
+    assert matcher_part("adaptation").option("shared").parse("false") is False
+    sampling = matcher_part("pair-classifier").option("sampling")
+    assert sampling.parse("1:19") == "1:19"
+    with pytest.raises(TLLError, match="sampling=1:1: choose from balanced, 1:19"):
+        sampling.parse("1:1")
+
+
+def test_created_parts_carry_their_checked_options() -> None:
+    assert create_matcher("adaptation", hidden=64.0).cfg.hidden == 64  # a whole float from a widget or JSON
+    with pytest.raises(TLLError, match="unknown option temprature; settable: epochs"):
+        create_matcher("adaptation", temprature=0.1)
+    with pytest.raises(TLLError, match="unknown method 'nope'; choose from: zero-shot, adaptation"):
+        matcher_part("nope")
+
+
+def test_a_name_cannot_be_registered_twice_for_different_parts() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        register("rerank", "csls")(TopBoost)
+    assert REGISTER.get("rerank", "csls").build is not TopBoost
