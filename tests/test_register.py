@@ -23,7 +23,7 @@ from tll_core.cli import build_parser, main
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import LearnedMatcher, create_matcher, matcher_part
-from tll_core.matchers.base import views_of
+from tll_core.matchers.base import Fixed
 from tll_core.matchers.learned import TrainCfg
 from tll_core.metrics import evaluate_scores, score_candidates
 from tll_core.register import REGISTER, OptionSpec, option, options_of, register
@@ -37,21 +37,11 @@ CHEAP = ["--backbone", "colour-hist", "--quiet", "--json"]
 
 
 @dataclass(frozen=True)
-class PowerDot:
+class PowerDot(Fixed):
     """Zero-shot-like: the dot product of unit vectors raised to an odd power (a toy, but a real scorer)."""
 
     power: int = option(3, lo=1, hi=9, help="odd power of the cosine")
     name = "power-dot"
-    learns = False
-
-    def fit_views(self) -> tuple[str, ...]:
-        return ("",)
-
-    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
-        return views_of(False, flip_tta)
-
-    def fit(self, left: np.ndarray, right: np.ndarray, callback: object = None) -> None:
-        return None
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         return score_candidates(left, right, candidates, "cosine") ** self.power

@@ -106,30 +106,6 @@ class DeepFamily:
         raise NotImplementedError
 
 
-@register("family", "timm", help="timm models: weights from a pip package, a local file or the Hugging Face hub")
-class TimmFamily(DeepFamily):
-    def build_model(self, cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
-                    device: torch.device = torch.device("cpu")) -> TorchBackbone:
-        return _build_timm(cfg, weights_file, weights_identity, hub, device)
-
-    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
-        return [f"timm/{_hub_name(cfg)}"]
-
-
-@register("family", "open_clip", help="open_clip image towers: weights from a local file or the Hugging Face hub")
-class OpenClipFamily(DeepFamily):
-    def build_model(self, cfg: BackboneCfg, weights_file: Path | None, weights_identity: str, hub: bool,
-                    device: torch.device = torch.device("cpu")) -> TorchBackbone:
-        return _build_open_clip(cfg, weights_file, weights_identity, hub, device)
-
-    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
-        ensure_torchvision_ops()
-        import open_clip
-
-        hub = (open_clip.get_pretrained_cfg(cfg.model_id, cfg.weights_tag) or {}).get("hf_hub")
-        return ["/".join(hub.rstrip("/").split("/", 2)[:2])] if hub else []
-
-
 def _family(cfg: BackboneCfg) -> DeepFamily:
     family = REGISTER.get("family", cfg.family).create()
     if not isinstance(family, DeepFamily):
@@ -364,3 +340,23 @@ def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identi
         if hasattr(model, attr):
             setattr(model, attr, None)
     return TorchBackbone(cfg, visual, transform, weights_identity, device=device)
+
+
+@register("family", "timm", help="timm models: weights from a pip package, a local file or the Hugging Face hub")
+class TimmFamily(DeepFamily):
+    build_model = staticmethod(_build_timm)
+
+    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
+        return [f"timm/{_hub_name(cfg)}"]
+
+
+@register("family", "open_clip", help="open_clip image towers: weights from a local file or the Hugging Face hub")
+class OpenClipFamily(DeepFamily):
+    build_model = staticmethod(_build_open_clip)
+
+    def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
+        ensure_torchvision_ops()
+        import open_clip
+
+        hub = (open_clip.get_pretrained_cfg(cfg.model_id, cfg.weights_tag) or {}).get("hf_hub")
+        return ["/".join(hub.rstrip("/").split("/", 2)[:2])] if hub else []

@@ -44,6 +44,22 @@ def views_of(grayscale: bool, flip: bool) -> tuple[str, ...]:
     return (base, "gray-flip" if grayscale else "flip") if flip else (base,)
 
 
+class Fixed:
+    """A base for matchers that learn nothing: ``fit`` does nothing, and they score the plain view (and its
+    mirror under flip test-time augmentation)."""
+
+    learns = False
+
+    def fit_views(self) -> tuple[str, ...]:
+        return ("",)
+
+    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
+        return views_of(False, flip_tta)
+
+    def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
+        return None
+
+
 class Matcher(Protocol):
     name: str
     learns: bool  # False: nothing to fit, store or load (fit is a no-op)

@@ -8,12 +8,12 @@ import numpy as np
 
 from ..metrics import METRICS, score_candidates
 from ..register import checked, option, register
-from .base import views_of
+from .base import Fixed
 
 
 @register("matcher", "zero-shot", help="a metric on the backbone's embeddings, nothing learned (the MobileNet + cosine baseline)")
 @dataclass(frozen=True)
-class ZeroShot:
+class ZeroShot(Fixed):
     """A metric on the backbone's embeddings, nothing learned.
 
     ``centre``: subtract the mean embedding of the scored images (all lefts and candidate rights of the
@@ -24,19 +24,9 @@ class ZeroShot:
     metric: str = option("cosine", choices=METRICS, help="the similarity (euclidean, manhattan: negated distances)")
     centre: bool = option(True, help="subtract the mean embedding of the scored images first")
     name: ClassVar[str] = "zero-shot"
-    learns: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         checked(self)
-
-    def fit_views(self) -> tuple[str, ...]:
-        return ("",)
-
-    def score_views(self, flip_tta: bool) -> tuple[str, ...]:
-        return views_of(False, flip_tta)
-
-    def fit(self, left: np.ndarray, right: np.ndarray, callback: object = None) -> None:
-        return None
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         if self.centre:
