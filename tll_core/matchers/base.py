@@ -35,7 +35,6 @@ class TrainingCurve:
     best_epoch: int = 0
 
 
-VIEWS = ("", "flip", "gray", "gray-flip")  # the image views an embedding can be taken of ("": as stored)
 
 
 def views_of(grayscale: bool, flip: bool) -> tuple[str, ...]:
