@@ -83,3 +83,76 @@ def test_query_options_out_of_range_fall_back_to_the_defaults() -> None:
         assert sel.options == Selection(method="adaptation").options, bad
     ok = Selection.from_query({"method": "adaptation", "options": json.dumps([["epochs", 3.0]])})
     assert ok.options == (("epochs", 3),)
+
+
+def _scores_with_truth_ranks(ranks: list[int]) -> np.ndarray:
+    """Scores for tasks whose truth (candidate 0) lands at the given ranks, ties broken against it."""
+    scores = np.tile(np.linspace(1.0, 0.05, 20), (len(ranks), 1)).astype(np.float32)  # candidate c scores 1 - c/20
+    for i, rank in enumerate(ranks):
+        scores[i, 0] = scores[i, rank - 1] if rank > 1 else 2.0  # a tie with the rank-th best: rank `rank`
+    return scores
+
+
+def test_hits_misses_and_the_next_miss() -> None:
+    from tll_core.analysis import hits, misses, next_miss
+
+    tasks = _tasks(6)
+    scores = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
+    assert hits(tasks, scores).tolist() == [True, False, True, False, True, False]
+    assert hits(tasks, scores, k=5).tolist() == [True, True, True, False, True, True]
+    assert misses(tasks, scores) == (1, 3, 5) and misses(tasks, scores, k=20) == ()
+    assert [next_miss(tasks, scores, after=i) for i in range(6)] == [1, 3, 3, 5, 5, 1]  # wraps to the first
+    assert next_miss(tasks, scores, after=0, k=20) is None
+
+
+def test_the_truth_and_what_beat_it_match_the_failure() -> None:
+    tasks = _tasks(6)
+    scores = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
+    for failure in failures(tasks, scores):
+        task = ranked_task(tasks, scores, failure.index)
+        assert task.truth.is_truth and task.truth.position == 0 and task.truth.image_id == tasks.right_ids[failure.index]
+        assert task.truth.score == pytest.approx(scores[failure.index, 0])
+        assert tuple(c.position for c in task.beating_truth) == failure.beaten_by  # a tie counts against the truth
+        assert len(task.beating_truth) == failure.truth_rank - 1
+    assert ranked_task(tasks, scores, 0).beating_truth == ()
+    unknown = TaskSet("test", tasks.left_names, tasks.left_ids, tasks.right_names, tasks.right_ids,
+                      tasks.candidates, np.full(6, -1))
+    assert ranked_task(unknown, scores, 0).truth is None and ranked_task(unknown, scores, 0).beating_truth == ()
+
+
+def test_comparison_slices_partition_the_lefts() -> None:
+    tasks = _tasks(6)
+    a = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
+    b = _scores_with_truth_ranks([4, 1, 2, 1, 9, 6])
+    slices = compare(tasks, a, b).slices
+    assert list(slices) == ["A right, B wrong", "B right, A wrong", "both wrong", "both right"]
+    assert slices == {"A right, B wrong": (0, 4), "B right, A wrong": (1, 3), "both wrong": (5,), "both right": (2,)}
+
+
+def test_map_points_pair_each_left_with_its_truth_and_back() -> None:
+    from tll_core.analysis import map_points
+
+    tasks = _tasks(4)  # left i's truth is right i (candidate 0); 32 rights
+    points = map_points(tasks)
+    assert len(points) == 4 + 32 and points.sides[:4] == ("left",) * 4 and points.sides[4] == "right"
+    assert points.names[0] == "l0" and points.names[4 + 5] == "r5" and points.image_ids[4 + 5] == "R/5"
+    assert points.partners[:4] == (4, 5, 6, 7) and points.partners[4:8] == (0, 1, 2, 3)
+    assert set(points.partners[8:]) == {None}  # foils belong to no left
+    assert points.true_pairs() == [(0, 4), (1, 5), (2, 6), (3, 7)]
+    unknown = TaskSet("test", tasks.left_names, tasks.left_ids, tasks.right_names, tasks.right_ids,
+                      tasks.candidates, np.full(4, -1))
+    assert set(map_points(unknown).partners) == {None} and map_points(unknown).true_pairs() == []
+
+
+def test_map_groups_by_side_or_top_two_hit() -> None:
+    from tll_core.analysis import map_groups
+
+    tasks = _tasks(3)
+    scores = _scores_with_truth_ranks([1, 7, 2])
+    assert map_groups(tasks, scores).tolist() == ["left"] * 3 + ["right"] * 24
+    assert map_groups(tasks, scores, "hit / miss").tolist() == ["hit", "miss", "hit"] + ["right"] * 24
+    unknown = TaskSet("test", tasks.left_names, tasks.left_ids, tasks.right_names, tasks.right_ids,
+                      tasks.candidates, np.full(3, -1))
+    assert map_groups(unknown, scores, "hit / miss").tolist()[:3] == ["left"] * 3  # no truth: by side
+    with pytest.raises(ValueError, match="colouring"):
+        map_groups(tasks, scores, "rainbow")

@@ -1,15 +1,19 @@
 """Every studio page on the demo data with streamlit's AppTest: renders, and its key widgets change what is shown."""
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tll_core.matchers import Adaptation, AdaptationCfg
+from tll_core.register import REGISTER, Part, option
+
 # every test here starts the studio on the demo and trains a learned matcher (the default method) for its overview
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/embedding_map.py",
-         "pages/train.py", "pages/submission.py"]
+PAGES = ["app_pages/overview.py", "app_pages/ranked.py", "app_pages/failures.py", "app_pages/compare.py",
+         "app_pages/embedding_map.py", "app_pages/train.py", "app_pages/submission.py"]
 
 
 @pytest.fixture
@@ -45,20 +49,35 @@ def test_the_studio_opens_on_the_default_recipe() -> None:
     assert sel.backbone == recipe.backbone and sel.to_method() == recipe.method
     assert at.sidebar.selectbox(key="w_backbone").value == recipe.backbone
     leaderboard = at.dataframe[0].value
-    row = leaderboard[leaderboard["method"] == sel.label]
+    row = leaderboard[leaderboard["selection"] == sel.label]
     assert len(row) == 1 and row["top2"].iloc[0] > 0.3  # computed on the demo, clearly above chance (0.1)
 
 
 def test_overview_leaderboard_follows_the_sidebar_metric(app: AppTest) -> None:
     table = app.dataframe[0].value
-    assert {"method", "top2", "ci_low"} <= set(table.columns) and table["top2"].max() > 0.3
+    assert {"selection", "top2", "ci_low"} <= set(table.columns) and table["top2"].max() > 0.3
     app.sidebar.selectbox(key="w_method").set_value("zero-shot").run()  # the metric is a zero-shot choice
     table = app.dataframe[0].value
     app.sidebar.selectbox(key="w_metric").set_value("manhattan").run()
     _ok(app)
-    methods = set(app.dataframe[0].value["method"])
-    assert any("manhattan" in m for m in methods) and len(methods) == len(table) + 1
+    selections = set(app.dataframe[0].value["selection"])
+    assert any("manhattan" in m for m in selections) and len(selections) == len(table) + 1
     assert app.query_params["metric"] == ["manhattan"] or app.query_params["metric"] == "manhattan"
+
+
+def test_overview_leaderboard_shows_the_full_gallery_figures(app: AppTest) -> None:
+    """Each row carries the gallery protocol's figures beside the tasks': every validation right is a
+    candidate, so recall@10 >= recall@5 >= recall@1 and the gallery is the validation split's size."""
+    from tll_core.engine import Engine
+
+    table = app.dataframe[0].value
+    assert {"recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"} <= set(table.columns)
+    assert (table["recall@10"] >= table["recall@5"]).all() and (table["recall@5"] >= table["recall@1"]).all()
+    sel = app.session_state["selection"]
+    gallery = len(Engine.open(app.session_state["data_folder"]).validation(sel.val_fraction, sel.seed).validation)
+    assert (table["gallery"] == gallery).all() and (table["n"] == gallery).all()
+    zero_shot = table[table["selection"] == "combined · zero-shot · cosine"]
+    assert zero_shot["recall@1"].iloc[0] <= zero_shot["top1"].iloc[0] + 1e-9  # 40 rights rank no better than 20
 
 
 def _left_caption(at: AppTest) -> str:
@@ -66,7 +85,7 @@ def _left_caption(at: AppTest) -> str:
 
 
 def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
-    app.switch_page("pages/ranked.py").run()
+    app.switch_page("app_pages/ranked.py").run()
     first = app.get("image")[0].proto.imgs[0].caption
     assert len(app.get("image")) == 21 and first.startswith("left ")
     app.button[1].click().run()  # next ▶
@@ -82,7 +101,7 @@ def test_failures_count_and_filters() -> None:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to filter
     app.run()
-    app.switch_page("pages/failures.py").run()
+    app.switch_page("app_pages/failures.py").run()
     _ok(app)
     text = " ".join(m.value for m in app.markdown)
     assert "miss the top 2" in text
@@ -113,7 +132,7 @@ def _failures_shown(at: AppTest) -> tuple[int, list[int]]:
 
 
 def test_compare_two_methods(app: AppTest) -> None:
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("app_pages/compare.py").run()
     _ok(app)
     table = app.dataframe[0].value
     assert len(table) == 2 and table["vs reference: McNemar p"].notna().sum() == 1
@@ -121,7 +140,7 @@ def test_compare_two_methods(app: AppTest) -> None:
 
 
 def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
-    app.switch_page("pages/embedding_map.py").run()
+    app.switch_page("app_pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
     app.toggle(key="map_lines").set_value(True).run()
     _ok(app)
@@ -130,17 +149,83 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
 
 
 def test_train_makes_the_matcher_the_selection(app: AppTest) -> None:
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(3)
     app.button[0].click().run()  # the form's Train button
     _ok(app)
     assert "It is now the selection on every page" in app.success[0].value
     assert app.sidebar.selectbox(key="w_method").value == "adaptation"
     assert dict(app.session_state["selection"].options)["epochs"] == 3
+    assert app.get("vega_lite_chart"), "the training curve is drawn"  # the curve the fitted matcher handed back
+
+
+def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One click trains once: the curve shown is the fitted matcher's own, not read by fitting again."""
+    from tll_core.engine import Engine
+
+    fits: list[object] = []  # the epochs option of each Engine.fit call (the real one runs)
+    real_fit = Engine.fit
+    monkeypatch.setattr(Engine, "fit", lambda self, method, *a, **kw: fits.append(dict(method.options).get("epochs"))
+                        or real_fit(self, method, *a, **kw))
+    app.switch_page("app_pages/train.py").run()
+    app.number_input(key="opt_adaptation_epochs").set_value(2)
+    app.button[0].click().run()
+    _ok(app)
+    assert fits.count(2) == 2  # the training, then the scoring of the figures (which takes it from the store)
+    [trained] = [c for k, c in app.session_state["train_curves"].items() if dict(k[-1].options).get("epochs") == 2]
+    assert 1 <= len(trained.train_loss) <= 2 and len(trained.holdout_top2) == len(trained.train_loss)
+    app.run()  # a rerun draws the kept curve: no fit, no scoring
+    _ok(app)
+    assert fits.count(2) == 2 and app.get("vega_lite_chart")
+
+
+@dataclass(frozen=True)
+class _NotedCfg(AdaptationCfg):
+    note: str = option("plain", help="free text, part of the fitted state's key")
+    mode: str = option("a", choices=("a", "b"), help="one of two words")
+
+
+class _Noted(Adaptation):
+    name = "noted-adaptation"
+
+
+@pytest.fixture
+def noted_matcher():
+    """A learned matcher that only this test registers, with a free-text and a choice option."""
+    part = REGISTER.add(Part("matcher", _Noted.name, _Noted, _NotedCfg, help="the adaptation, with a note", metric="cosine"))
+    yield part
+    REGISTER.remove("matcher", part.name)
+
+
+def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, app: AppTest) -> None:
+    """A matcher entered in the register shows up with a widget per option (kind, range and help from its
+    config) and trains with a text option, with no studio edit."""
+    assert noted_matcher.name in app.sidebar.selectbox(key="w_method").options
+    app.switch_page("app_pages/train.py").run()
+    assert f"{noted_matcher.name} — {noted_matcher.help}" in app.selectbox(key="train_method").options
+    app.selectbox(key="train_method").set_value(noted_matcher.name).run()
+    _ok(app)
+    key = lambda name: f"opt_{noted_matcher.name}_{name}"  # noqa: E731
+    assert app.text_input(key=key("note")).value == "plain"
+    assert app.selectbox(key=key("mode")).options == ["a", "b"]
+    assert app.checkbox(key=key("whiten")).value is False
+    epochs, temperature, seed = (app.number_input(key=key(n)) for n in ("epochs", "temperature", "seed"))
+    assert (epochs.min, epochs.max, epochs.step, epochs.value) == (1, 100_000, 1, 60)
+    assert temperature.min == pytest.approx(1e-4) and temperature.max == 100
+    assert seed.max == 2**53 - 1  # the option allows 2**63 - 1; the browser's numbers stop here
+    assert epochs.help == noted_matcher.option("epochs").help and app.text_input(key=key("note")).help.startswith("free text")
+    app.text_input(key=key("note")).set_value("no colour")
+    app.selectbox(key=key("mode")).set_value("b")
+    epochs.set_value(2)
+    app.button[0].click().run()
+    _ok(app)
+    sel = app.session_state["selection"]
+    assert sel.method == noted_matcher.name and sel.options == (("epochs", 2), ("mode", "b"), ("note", "no colour"))
+    assert "It is now the selection on every page" in app.success[0].value
 
 
 def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> None:
-    app.switch_page("pages/submission.py").run()
+    app.switch_page("app_pages/submission.py").run()
     app.button[0].click().run()
     _ok(app)
     assert app.success and "Valid: 40 rows" in app.success[0].value
@@ -161,7 +246,7 @@ def test_a_bad_folder_is_a_message_not_a_crash(app: AppTest, tmp_path: Path) -> 
     app.sidebar.text_input(key="w_data").set_value(str(tmp_path / "missing")).run()
     assert not app.exception
     assert "no such data folder" in app.error[0].value
-    app.switch_page("pages/ranked.py").run()
+    app.switch_page("app_pages/ranked.py").run()
     assert not app.exception and "no such data folder" in app.error[0].value
 
 
@@ -172,10 +257,10 @@ def test_a_corrupt_image_is_a_message_on_the_page(app: AppTest, tmp_path: Path) 
     path = data / "train/left/l003.jpg"
     path.write_bytes(path.read_bytes()[:300])  # header fine, pixels truncated: found when embedding
     app.sidebar.text_input(key="w_data").set_value(str(data)).run()
-    app.switch_page("pages/ranked.py").run()
+    app.switch_page("app_pages/ranked.py").run()
     assert not app.exception
     assert "l003.jpg" in app.error[0].value.replace("\\", "")  # shown as literal text: punctuation escaped
-    app.switch_page("pages/train.py").run()  # the rest of the studio keeps working
+    app.switch_page("app_pages/train.py").run()  # the rest of the studio keeps working
     assert not app.exception and app.title[0].value == "Train a learned matcher"
 
 

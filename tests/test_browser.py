@@ -28,6 +28,8 @@ WAIT_S = 600
 PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates", "failures": "Failures",
          "compare": "Compare methods", "embedding_map": "Embedding map", "train": "Train a learned matcher",
          "submission": "Submission"}
+NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Embedding map", "Train", "Submission"]  # app.py's
+GALLERY_COLUMNS = ["recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"]
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("TLL_REQUIRE_BROWSER"):
@@ -100,12 +102,61 @@ def _shots() -> Path:
     return folder
 
 
+def _nav(page) -> list[str]:
+    """The sidebar navigation's page titles (its icons' ligature names are lower case)."""
+    text = page.locator("[data-testid='stSidebarNav']").inner_text()
+    return [line for line in text.split("\n") if line[:1].isupper()]
+
+
 def test_every_page_in_a_browser(studio: str, page) -> None:
     for path, title in PAGES.items():
         page.goto(f"{studio}/{path}")
         page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
         _settle(page)
+        assert _nav(page) == NAV  # app.py's st.navigation, never Streamlit's automatic list of a pages/ folder
+        assert page.locator("[data-testid='stSidebar']").get_by_text("Backbone").count()  # app.py drew the sidebar
+        if not path:  # the leaderboard carries the full-gallery figures beside the tasks'
+            page.get_by_role("heading", name="Cache").wait_for(timeout=WAIT_S * 1000)  # drawn after the leaderboard
+            grid = page.locator("[data-testid='stDataFrame']").first
+            grid.locator("th", has_text="recall@1").first.wait_for(state="attached", timeout=60_000)  # grid mounted
+            page.screenshot(path=str(_shots() / "overview.png"), full_page=True)
+            headers = grid.locator("th").all_text_contents()  # the columns in view (the table fits the window)
+            assert "top2" in headers and all(c in headers for c in GALLERY_COLUMNS), headers
         page.screenshot(path=str(_shots() / f"{path or 'overview'}.png"), full_page=True)
+
+
+def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The first request a fresh server answers is a deep link: it still runs app.py (sidebar, page config,
+    query params) and shows app.py's navigation, not an automatic one."""
+    url, proc = _start_studio(tmp_path_factory)
+    try:
+        page.goto(f"{url}/ranked?backbone=combined")
+        page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
+        _settle(page)
+        assert _nav(page) == NAV
+        assert page.locator("[data-testid='stSidebar']").get_by_text("Backbone").count()  # app.py drew the sidebar
+        page.get_by_text("combined ·").first.wait_for(timeout=WAIT_S * 1000)  # the link's backbone is the selection
+        page.screenshot(path=str(_shots() / "deep-link-ranked.png"), full_page=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_train_draws_the_curve_and_changes_the_selection(studio: str, page) -> None:
+    page.goto(f"{studio}/train?backbone=combined")
+    page.get_by_role("heading", name="Train a learned matcher").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    epochs = page.get_by_label("epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Tab")
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("It is now the selection on every page").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    assert page.locator("[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']").count() >= 1
+    assert "Best held-back epoch" in page.inner_text("body")
+    assert "epochs" in page.url  # the trained matcher is the selection, in the link too
+    assert "epochs=3" in page.locator("[data-testid='stSidebar']").inner_text()
+    page.screenshot(path=str(_shots() / "train-done.png"), full_page=True)
 
 
 def test_step_through_lefts(studio: str, page) -> None:

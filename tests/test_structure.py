@@ -73,3 +73,13 @@ def test_tll_core_never_imports_streamlit() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "streamlit" for n in names), path
+
+
+def test_the_studio_has_no_pages_folder() -> None:
+    """A ``pages/`` folder beside app.py turns on Streamlit's automatic multipage app: a deep link (``/ranked``)
+    would run that file instead of app.py — no sidebar, the automatic page list — until a session runs
+    ``st.navigation``. The pages live in ``app_pages/`` and the shared code in ``studio/``."""
+    root = PACKAGE.parent
+    assert not (root / "pages").exists(), "remove pages/ (an old checkout keeps pages/__pycache__ after the move)"
+    assert (root / "app_pages" / "overview.py").is_file() and (root / "studio" / "__init__.py").is_file()
+    assert "app_pages/" in (root / "app.py").read_text()

@@ -36,6 +36,20 @@ class RankedTask:
     def in_original_order(self) -> list[Candidate]:
         return sorted(self.candidates, key=lambda c: c.position)
 
+    @property
+    def truth(self) -> Candidate | None:
+        """The true candidate, or None when the truth is unknown (test tasks)."""
+        return next((c for c in self.candidates if c.is_truth), None)
+
+    @property
+    def beating_truth(self) -> tuple[Candidate, ...]:
+        """The other candidates scoring at least the truth's score, best first: what put the truth at its rank
+        (ties count against the truth, as in its rank); () when the truth is unknown."""
+        truth = self.truth
+        if truth is None:
+            return ()
+        return tuple(c for c in self.candidates if not c.is_truth and c.score >= truth.score)
+
 
 def ranked_task(tasks: TaskSet, scores: np.ndarray, i: int) -> RankedTask:
     order = np.argsort(-scores[i], kind="stable")
@@ -46,6 +60,23 @@ def ranked_task(tasks: TaskSet, scores: np.ndarray, i: int) -> RankedTask:
         cands.append(Candidate(int(pos), rank, tasks.right_names[j], tasks.right_ids[j], float(scores[i, pos]), int(pos) == truth))
     truth_rank = int(truth_ranks(scores[i : i + 1], tasks.truth[i : i + 1])[0]) if truth >= 0 else None
     return RankedTask(i, tasks.left_names[i], tasks.left_ids[i], tuple(cands), truth_rank)
+
+
+def hits(tasks: TaskSet, scores: np.ndarray, k: int = 2) -> np.ndarray:
+    """``[n]`` bools: whether each left's truth ranks in the top ``k`` (ties count against the truth)."""
+    return truth_ranks(scores, tasks.truth) <= k
+
+
+def misses(tasks: TaskSet, scores: np.ndarray, k: int = 2) -> tuple[int, ...]:
+    """The lefts whose truth ranks outside the top ``k``, in task order."""
+    return tuple(int(i) for i in np.flatnonzero(~hits(tasks, scores, k)))
+
+
+def next_miss(tasks: TaskSet, scores: np.ndarray, after: int, k: int = 2) -> int | None:
+    """The first left after ``after`` whose truth misses the top ``k``, wrapping round to the first one;
+    None when every left is a hit."""
+    missed = misses(tasks, scores, k)
+    return next((i for i in missed if i > after), missed[0] if missed else None)
 
 
 @dataclass(frozen=True)
@@ -85,10 +116,15 @@ class Comparison:
     both_wrong: tuple[int, ...]
     p_value: float  # two-sided exact McNemar (binomial on the discordant pairs)
 
+    @property
+    def slices(self) -> dict[str, tuple[int, ...]]:
+        """The four slices of the lefts by who hits them, by the names the studio shows."""
+        return {"A right, B wrong": self.a_only, "B right, A wrong": self.b_only,
+                "both wrong": self.both_wrong, "both right": self.both_right}
+
 
 def compare(tasks: TaskSet, scores_a: np.ndarray, scores_b: np.ndarray, k: int = 2) -> Comparison:
-    hit_a = truth_ranks(scores_a, tasks.truth) <= k
-    hit_b = truth_ranks(scores_b, tasks.truth) <= k
+    hit_a, hit_b = hits(tasks, scores_a, k), hits(tasks, scores_b, k)
     idx = lambda mask: tuple(int(i) for i in np.flatnonzero(mask))  # noqa: E731
     a_only, b_only = idx(hit_a & ~hit_b), idx(~hit_a & hit_b)
     return Comparison(a_only, b_only, idx(hit_a & hit_b), idx(~hit_a & ~hit_b), mcnemar_exact(len(a_only), len(b_only)))
@@ -104,6 +140,52 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 # ---------------------------------------------------------------- embedding maps
+
+
+@dataclass(frozen=True)
+class MapPoints:
+    """The points of a task set's embedding map: its lefts, then its rights (the order of
+    ``Engine.embedding_map``), each with its true partner where the truth is known."""
+
+    names: tuple[str, ...]
+    image_ids: tuple[str, ...]
+    sides: tuple[str, ...]  # "left" or "right"
+    partners: tuple[int | None, ...]  # a left's truth right, a right's left (the first whose truth it is), or None
+    n_left: int
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def true_pairs(self) -> list[tuple[int, int]]:
+        """(left point, its truth's point) for every left with a known truth."""
+        return [(i, p) for i, p in enumerate(self.partners[: self.n_left]) if p is not None]
+
+
+def map_points(tasks: TaskSet) -> MapPoints:
+    n_left = len(tasks)
+    partners: list[int | None] = [None] * (n_left + len(tasks.right_ids))
+    if tasks.has_truth:
+        truth_right = tasks.candidates[np.arange(n_left), tasks.truth]
+        for i, j in enumerate(truth_right):
+            partners[i] = n_left + int(j)
+            if partners[n_left + int(j)] is None:
+                partners[n_left + int(j)] = i
+    return MapPoints(tasks.left_names + tasks.right_names, tasks.left_ids + tasks.right_ids,
+                     ("left",) * n_left + ("right",) * len(tasks.right_ids), tuple(partners), n_left)
+
+
+MAP_COLOURINGS = ("side", "hit / miss")
+
+
+def map_groups(tasks: TaskSet, scores: np.ndarray, colour_by: str = "side", k: int = 2) -> np.ndarray:
+    """The legend group of each map point: its side, or (``"hit / miss"``, when the truth is known) whether
+    each left's truth is in the top ``k``, and ``"right"`` for the rights."""
+    if colour_by not in MAP_COLOURINGS:
+        raise ValueError(f"unknown colouring {colour_by!r}; choose from {', '.join(MAP_COLOURINGS)}")
+    n_right = len(tasks.right_ids)
+    if colour_by == "hit / miss" and tasks.has_truth:
+        return np.concatenate([np.where(hits(tasks, scores, k), "hit", "miss"), np.full(n_right, "right")])
+    return np.array(["left"] * len(tasks) + ["right"] * n_right)
 
 
 def project_2d(vectors: np.ndarray, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:

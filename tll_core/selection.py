@@ -1,4 +1,5 @@
-"""What the studio is looking at: data-independent choices, round-tripped through URL query params."""
+"""What the studio is looking at: data-independent choices, round-tripped through URL query params, and the
+selections and figures its pages lay out (the leaderboard's, the comparison's choices)."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,13 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .backbones.registry import REGISTRY
-from .engine import ENSEMBLE_SEP, Method
+from .engine import ENSEMBLE_SEP, Engine, Method
 from .errors import TLLError
-from .matchers import matcher_part
+from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
-from .register import REGISTER
+from .register import REGISTER, OptionSpec
+from .results import ResultRow
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 SPLITS = ("validation", "test")
@@ -83,13 +85,70 @@ class Selection:
         return replace(sel, options=options)
 
 
+def settable_options(method: str) -> tuple[OptionSpec, ...]:
+    """The options of a method that a selection carries in ``options``: all but ``metric`` and ``centre``,
+    which are the selection's own fields (the sidebar's metric)."""
+    return tuple(spec for spec in matcher_part(method).options if spec.name not in _OWN_FIELDS)
+
+
+_OWN_FIELDS = ("metric", "centre")
+ZERO_SHOT = ZeroShot.name
+
+
+def zero_shot_baseline(sel: Selection, backbone: str, metric: str = "cosine") -> Selection:
+    """Zero-shot ``metric`` on ``backbone``, no re-ranking, with the rest of ``sel`` (split, fraction, seed)."""
+    return replace(sel, backbone=backbone, method=ZERO_SHOT, metric=metric, rerank="none", options=())
+
+
+def leaderboard_selections(sel: Selection) -> list[Selection]:
+    """What the overview's leaderboard scores on the validation split: the selection, then zero-shot cosine on
+    each backbone that needs no weights (every label once)."""
+    sel = replace(sel, split="validation")
+    baselines = [zero_shot_baseline(sel, name) for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+    return _unique([sel, *baselines])
+
+
+def comparison_choices(sel: Selection) -> list[Selection]:
+    """What the compare page offers, the selection first, all on the validation split: the selection with
+    each other re-ranker (none included); zero-shot with each metric on its backbone; zero-shot cosine on each
+    weight-free backbone; each other matcher with its default options. From the register: a new part shows
+    up here with no studio edit."""
+    sel = replace(sel, split="validation")
+    reranked = [replace(sel, rerank=name) for name in REGISTER.names("rerank") if name != sel.rerank]
+    metrics = [zero_shot_baseline(sel, sel.backbone, metric) for metric in METRICS]
+    backbones = [zero_shot_baseline(sel, name) for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+    matchers = [replace(sel, method=name, options=default_options(name))
+                for name in REGISTER.names("matcher") if name not in (sel.method, ZERO_SHOT)]
+    return _unique([sel, *reranked, *metrics, *backbones, *matchers])
+
+
+def _unique(selections: list[Selection]) -> list[Selection]:
+    """The selections in order, the first of each label only."""
+    first: dict[str, Selection] = {}
+    for sel in selections:
+        first.setdefault(sel.label, sel)
+    return list(first.values())
+
+
+def leaderboard_rows(eng: Engine, sel: Selection) -> tuple[ResultRow, ResultRow]:
+    """The selection's figures on its validation split under both protocols: the 20-candidate tasks row
+    (top-1/2/5, MRR, mean rank, top-2 CI) and the full-gallery row (recall@1/5/10, median rank, MRR).
+    A learned matcher is fitted once, on the split's fit part: the gallery takes it back from the engine's
+    matcher store (an engine without a cache has no store, and fits it again)."""
+    tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
+    method = sel.to_method()
+    [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed)
+    [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed)
+    return on_tasks, on_gallery
+
+
 def _valid_backbone(name: str | None) -> bool:
     return bool(name) and all(part in REGISTRY for part in name.split(ENSEMBLE_SEP))
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
     part = matcher_part(method)
-    allowed = {spec.name for spec in part.options} - {"metric", "centre"}  # those two are the selection's own fields
+    allowed = {spec.name for spec in settable_options(method)}
     if not text or not allowed:
         return ()
     try:

@@ -21,6 +21,11 @@ def matcher_part(name: str) -> Part:
     return REGISTER.get("matcher", name)
 
 
+def learned_matchers() -> tuple[str, ...]:
+    """The registered matchers that learn (have something to fit), in register order."""
+    return tuple(part.name for part in REGISTER.parts("matcher") if part.create().learns)
+
+
 def create_matcher(name: str, **options: Any) -> Matcher:
     """The matcher ``name`` with its options checked against its config (one line on a bad one)."""
     return matcher_part(name).create(**options)
@@ -28,4 +33,4 @@ def create_matcher(name: str, **options: Any) -> Matcher:
 
 __all__ = ["Adaptation", "AdaptationCfg", "EpochReport", "LearnedMatcher", "LearnedProtocol", "Matcher",
            "PairClassifier", "PairClassifierCfg", "Siamese", "SiameseCfg", "StateMismatch", "TrainingCallback",
-           "TrainingCurve", "TrainingDiverged", "ZeroShot", "create_matcher", "matcher_part"]
+           "TrainingCurve", "TrainingDiverged", "ZeroShot", "create_matcher", "learned_matchers", "matcher_part"]

@@ -1,23 +1,15 @@
 """Compare: several methods on the same validation lefts — figures with CIs, McNemar tests, disagreements."""
-from dataclasses import replace
-
 import pandas as pd
 import streamlit as st
 
-from pages.common import md, scores_or_stop, selection, show_image, sidebar
+from studio.state import scores_or_stop, selection
+from studio.widgets import md, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.metrics import evaluate_scores
+from tll_core.selection import comparison_choices
 
-sidebar()
 st.title("Compare methods")
-sel = replace(selection(), split="validation")
-choices = {s.label: s for s in [
-    sel, replace(sel, rerank="sinkhorn"), replace(sel, rerank="csls"),
-    replace(sel, method="zero-shot", metric="manhattan", rerank="none", options=()),
-    replace(sel, backbone="hog", method="zero-shot", metric="cosine", rerank="none", options=()),
-    replace(sel, backbone="colour-hist", method="zero-shot", metric="cosine", rerank="none", options=()),
-    replace(sel, method="adaptation", options=()), replace(sel, method="pair-classifier", options=(("sampling", "1:19"),)),
-]}
+choices = {s.label: s for s in comparison_choices(selection())}
 picked = st.multiselect("Methods (the first is the reference)", list(choices), default=list(choices)[:2], key="compare_methods")
 if len(picked) < 2:
     st.info("Pick at least two methods.")
@@ -29,7 +21,7 @@ for label in picked:
 rows = []
 reference = picked[0]
 for label, scores in results.items():
-    r = evaluate_scores(scores, tasks.truth)
+    r = evaluate_scores(scores, tasks.truth, seed=choices[label].seed)
     c = compare(tasks, results[reference], scores) if label != reference else None
     rows.append({"method": label, "top1": r.top1, "top2": r.top2, "top5": r.top5, "mrr": r.mrr,
                  "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
@@ -41,9 +33,8 @@ a, b = picked[0], picked[1]
 st.subheader("Disagreements (top-2 hits)")
 st.caption(f"A = {md(a)}  ·  B = {md(b)}")
 comparison = compare(tasks, results[a], results[b])
-slices = {"A right, B wrong": comparison.a_only, "B right, A wrong": comparison.b_only,
-          "both wrong": comparison.both_wrong, "both right": comparison.both_right}
-counts = st.columns(4)
+slices = comparison.slices
+counts = st.columns(len(slices))
 for col, (name, members) in zip(counts, slices.items()):
     col.metric(name, len(members))
 st.caption(f"Exact McNemar test on the discordant lefts: p = {comparison.p_value:.4f}")

@@ -2,11 +2,10 @@
 import numpy as np
 import streamlit as st
 
-from pages.common import md, scores_or_stop, selection, show_image, sidebar
-from tll_core.analysis import ranked_task
-from tll_core.metrics import truth_ranks
+from studio.state import scores_or_stop, selection
+from studio.widgets import md, show_image
+from tll_core.analysis import next_miss, ranked_task
 
-sidebar()
 eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Ranked candidates")
@@ -28,9 +27,9 @@ bar[1].button("◀ previous", on_click=_go, args=(i - 1,), width="stretch")
 bar[2].button("next ▶", on_click=_go, args=(i + 1,), width="stretch")
 bar[3].button("random", on_click=_go, args=(int(np.random.default_rng().integers(n)),), width="stretch")
 if tasks.has_truth:
-    failed = np.flatnonzero(truth_ranks(scores, tasks.truth) > 2).tolist()
-    later = [k for k in failed if k > i] or failed
-    bar[4].button("next failure", on_click=_go, args=(later[0] if later else i,), disabled=not failed, width="stretch")
+    failure = next_miss(tasks, scores, after=i)
+    bar[4].button("next failure", on_click=_go, args=(i if failure is None else failure,), disabled=failure is None,
+                  width="stretch")
 
 task = ranked_task(tasks, scores, i)
 original = st.toggle("Original c0..c19 order", key="original_order")

@@ -5,12 +5,12 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine, md, selection, show_error, sidebar
+from studio.state import engine, selection
+from studio.widgets import md, show_error
 from tll_core.cache import default_cache_dir
 from tll_core.errors import TLLError
 from tll_core.submission import submission_problems
 
-sidebar()
 SUBMISSIONS = default_cache_dir() / "submissions"
 st.title("Submission")
 eng = engine()

@@ -1,0 +1,48 @@
+"""Embedding map: the lefts and rights of the task set in 2-D (PCA instantly, UMAP cached)."""
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from studio.state import map_coordinates, scores_or_stop, selection
+from studio.widgets import md, show_image
+from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points
+
+eng, tasks, scores = scores_or_stop()
+sel = selection()
+st.title("Embedding map")
+controls = st.columns(3)
+method = controls[0].segmented_control("Projection", ["pca", "umap"], default="pca", key="map_method", required=True)
+colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, default=MAP_COLOURINGS[0], key="map_colour",
+                                       required=True)
+lines = controls[2].toggle("Lines joining true pairs", key="map_lines")
+
+with st.spinner("Computing the UMAP layout (cached afterwards)…" if method == "umap" else "Projecting…"):
+    xy = map_coordinates(sel, method)
+points = map_points(tasks)
+group = map_groups(tasks, scores, colour)
+figure = go.Figure()
+for value in dict.fromkeys(group.tolist()):
+    idx = np.flatnonzero(group == value)
+    figure.add_trace(go.Scattergl(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=value,
+                                  customdata=np.stack([idx, idx], axis=1),
+                                  text=[html.escape(points.names[k]) for k in idx],
+                                  hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=6, opacity=0.75)))
+if lines and points.true_pairs():
+    xs, ys = [], []
+    for left, right in points.true_pairs():
+        xs += [xy[left, 0], xy[right, 0], None]
+        ys += [xy[left, 1], xy[right, 1], None]
+    figure.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name="true pairs", line=dict(width=0.6, color="gray"), hoverinfo="skip"))
+figure.update_layout(height=560, margin=dict(t=10), legend=dict(orientation="h"), dragmode="select")
+event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+picked = selected_points(event)
+st.caption(f"{len(points)} points ({method.upper()} of {md(sel.backbone)}). Click or box-select points to see their images.")
+for k in picked[:6]:
+    cols = st.columns([1, 1, 4])
+    show_image(cols[0], eng, points.image_ids[k], caption=f"{points.sides[k]} {md(points.names[k])}", width="stretch")
+    partner = points.partners[k]
+    if partner is not None:
+        show_image(cols[1], eng, points.image_ids[partner], caption=f"its partner {md(points.names[partner])}",
+                   width="stretch")

@@ -1,0 +1,96 @@
+"""The shared sidebar, drawn once per run by ``app.py`` before the page that ``st.navigation`` picks.
+
+The selection persists in ``st.session_state["selection"]`` (first run: from the URL's query params); the
+widgets are re-seeded from it on every run and write back through ``on_change``, so their values survive
+page switches. Its choices come from the register and the backbone registry: a new part needs no edit here.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from tll_core.backbones.registry import REGISTRY, weights_available
+from tll_core.metrics import METRICS
+from tll_core.recipes import fallback_notice
+from tll_core.register import REGISTER
+from tll_core.selection import SPLITS, Selection, default_options
+
+from .state import data_folder, default_data, device, device_choices, selection, set_selection
+from .widgets import md
+
+
+def sidebar() -> None:
+    """Data folder, split, backbone, method, metric, re-ranking, device, validation fraction and seed."""
+    if "selection" not in st.session_state:
+        params = st.query_params.to_dict()
+        st.session_state["selection"] = Selection.from_query(params)
+        st.session_state["data_folder"] = params.get("data") or default_data()
+    sel = selection()
+    _seed_widgets(sel)
+    st.session_state["w_data"] = data_folder()
+    st.session_state["w_device"] = device() if device() in device_choices() else "auto"
+    with st.sidebar:
+        st.text_input("Data folder (Kaggle or release layout)", key="w_data", on_change=_data_changed,
+                      help="The demo by default; or set TLL_DATA before starting the studio.")
+        st.segmented_control("Split", SPLITS, key="w_split", required=True, on_change=_widgets_changed)
+        st.selectbox("Backbone", list(REGISTRY) + _extra_backbones(), key="w_backbone", format_func=_backbone_label,
+                     on_change=_widgets_changed)
+        st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed,
+                     help=REGISTER.get("matcher", sel.method).help or None)
+        st.selectbox("Metric", METRICS, key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
+        st.selectbox("Re-ranking", REGISTER.names("rerank"), key="w_rerank", on_change=_widgets_changed,
+                     help=REGISTER.get("rerank", sel.rerank).help or None)
+        st.selectbox("Device", device_choices(), key="w_device", on_change=_device_changed,
+                     help="Where deep backbones and learned matchers run; auto: the accelerator when there is one.")
+        with st.expander("Validation split"):
+            st.number_input("Validation fraction", 0.05, 1.0, key="w_fraction", step=0.05, on_change=_widgets_changed)
+            st.number_input("Seed", 0, 10_000, key="w_seed", step=1, on_change=_widgets_changed)
+        notice = _fallback_notice()
+        if notice:
+            st.info(md(notice.removeprefix("notice: ")))
+        if sel.options:
+            st.caption(md("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)"))
+    set_selection(sel)
+
+
+def _data_changed() -> None:
+    st.session_state["data_folder"] = st.session_state["w_data"].strip() or default_data()
+    st.session_state.pop("leaderboard", None)
+
+
+def _device_changed() -> None:
+    st.session_state["device"] = st.session_state["w_device"]
+    st.session_state.pop("leaderboard", None)
+
+
+def _widgets_changed() -> None:
+    old = selection()
+    get = st.session_state.get
+    method = get("w_method", old.method)
+    st.session_state["selection"] = Selection(
+        get("w_backbone", old.backbone), method, get("w_metric", old.metric), get("w_rerank", old.rerank),
+        old.options if method == old.method else default_options(method), get("w_split") or old.split,
+        float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)))
+
+
+def _seed_widgets(sel: Selection) -> None:
+    st.session_state.update(w_split=sel.split, w_backbone=sel.backbone, w_method=sel.method, w_metric=sel.metric,
+                            w_rerank=sel.rerank, w_fraction=sel.val_fraction, w_seed=sel.seed)
+
+
+def _extra_backbones() -> list[str]:
+    current = st.session_state.get("w_backbone")
+    return [current] if current and current not in REGISTRY else []
+
+
+@st.cache_data(show_spinner=False)
+def _fallback_notice() -> str | None:
+    return fallback_notice()
+
+
+@st.cache_data(show_spinner=False)
+def _available(name: str) -> bool:
+    return weights_available(name) if name in REGISTRY else True
+
+
+def _backbone_label(name: str) -> str:
+    return name if _available(name) else f"{name} (no weights here)"

@@ -1,0 +1,163 @@
+"""The studio's state: the selection, the engine of the chosen folder, and cached calls into ``tll_core``.
+
+Everything computed here comes from ``tll_core``; pages only lay it out. ``st.cache_resource`` holds one
+engine per data folder and state of its CSVs (its in-memory embedding memo and disk caches make reruns
+cheap); ``st.cache_data`` holds figures per (folder, content fingerprint, selection), so replacing a
+folder's images or CSVs is never answered with the old figures.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from tll_core import selection as selections
+from tll_core.cache import default_cache_dir
+from tll_core.dataset import allowed_data_folder, dataset_stamp
+from tll_core.demo import write_demo
+from tll_core.device import available_devices
+from tll_core.engine import Engine
+from tll_core.errors import TLLError
+from tll_core.matchers import TrainingCurve
+from tll_core.results import ResultRow
+from tll_core.selection import Selection
+from tll_core.tasks import TaskSet
+
+from .widgets import show_error
+
+DEMO_DIR = default_cache_dir() / "demo"
+
+
+def default_data() -> str:
+    return os.environ.get("TLL_DATA") or str(DEMO_DIR)
+
+
+@st.cache_resource(show_spinner="Loading and checking the data folder…", max_entries=4)
+def _engine(data: str, device: str, stamp: tuple) -> Engine:
+    if Path(data) == DEMO_DIR:
+        write_demo(data)
+    return Engine.open(data, device=device)
+
+
+def engine_for(data: str, device: str = "auto") -> Engine:
+    """The engine of ``data`` as its CSVs and image folders are *now* (``dataset_stamp``): an edited CSV or an
+    added, removed or renamed image loads the folder again."""
+    if Path(data) != DEMO_DIR:
+        allowed_data_folder(data)  # confined to $TLL_DATA_ROOTS when it is set (serving the studio to others)
+    return _engine(data, device, dataset_stamp(data))
+
+
+@st.cache_data(show_spinner=False)
+def device_choices() -> list[str]:
+    """auto, then each device usable here (cuda / mps when present, cpu)."""
+    return ["auto", *available_devices()]
+
+
+def device() -> str:
+    """The sidebar's device choice (part of every engine's cache key)."""
+    return st.session_state.get("device", "auto")
+
+
+def selection() -> Selection:
+    return st.session_state.get("selection", Selection())
+
+
+def data_folder() -> str:
+    return st.session_state.get("data_folder", default_data())
+
+
+def set_selection(sel: Selection) -> None:
+    st.session_state["selection"] = sel
+    wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {})}
+    if st.query_params.to_dict() != wanted:  # only on change: writing the URL is not free
+        st.query_params.from_dict(wanted)
+
+
+def apply(sel: Selection) -> None:
+    """Make another page's choice (e.g. a trained matcher) the current selection everywhere."""
+    set_selection(sel)
+
+
+def engine() -> Engine | None:
+    """The engine of the chosen folder, or None after showing the problem on the page."""
+    try:
+        return engine_for(data_folder(), device())
+    except TLLError as exc:
+        show_error(exc)
+        return None
+
+
+def fingerprint(data: str, device_name: str = "auto") -> str:
+    """The folder's content as it is now: part of every cached figure's key."""
+    return engine_for(data, device_name).dataset.fingerprint()
+
+
+def scored(data: str, sel: Selection, device_name: str = "auto") -> tuple[TaskSet, np.ndarray]:
+    """The task set of the selection's split and its [n, 20] scores, for the folder's content as it is now."""
+    return _scored(data, fingerprint(data, device_name), sel, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _scored(data: str, content: str, sel: Selection, device_name: str) -> tuple[TaskSet, np.ndarray]:
+    eng = engine_for(data, device_name)
+    tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+    return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit)
+
+
+def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.ndarray]:
+    """Engine, tasks and scores of a selection; a clear message and a stop on any failure."""
+    eng = engine()
+    if eng is None:
+        st.stop()
+    sel = sel or selection()
+    try:
+        with st.spinner(f"Scoring with {sel.label}…"):
+            tasks, scores = scored(data_folder(), sel, device())
+    except TLLError as exc:
+        show_error(exc)
+        st.stop()
+    return eng, tasks, scores
+
+
+def leaderboard_rows(sel: Selection, content: str) -> tuple[ResultRow, ResultRow]:
+    """The selection's tasks and full-gallery rows on its validation split (``content``: the folder's
+    :func:`fingerprint`, taken once per run for the whole leaderboard)."""
+    return _leaderboard_rows(data_folder(), content, sel, device())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _leaderboard_rows(data: str, content: str, sel: Selection, device_name: str) -> tuple[ResultRow, ResultRow]:
+    return selections.leaderboard_rows(engine_for(data, device_name), sel)
+
+
+def map_coordinates(sel: Selection, projection: str) -> np.ndarray:
+    """2-D coordinates of the selection's task set (lefts, then rights), by ``pca`` or ``umap``."""
+    data, device_name = data_folder(), device()
+    return _map_coordinates(data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction,
+                            sel.seed, projection, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _map_coordinates(data: str, content: str, backbone: str, split: str, fraction: float, seed: int,
+                     projection: str, device_name: str) -> np.ndarray:
+    eng = engine_for(data, device_name)
+    tasks, _ = eng.tasks_for(split, fraction, seed)
+    return eng.embedding_map(tasks, backbone, projection, seed)
+
+
+def remember_curve(sel: Selection, curve: TrainingCurve) -> None:
+    """Keep the training curve of the matcher just fitted for ``sel`` (the matcher hands it back: it is
+    never fitted again to read it), for the folder's content as it is now."""
+    st.session_state.setdefault("train_curves", {})[_curve_key(sel)] = curve
+
+
+def trained_curve(sel: Selection) -> TrainingCurve | None:
+    """The curve of ``sel``'s matcher if it was trained (or taken from the store) in this session."""
+    return st.session_state.get("train_curves", {}).get(_curve_key(sel))
+
+
+def _curve_key(sel: Selection) -> tuple[str, str, str, Selection]:
+    data = data_folder()
+    return data, device(), fingerprint(data, device()), sel

@@ -1,0 +1,92 @@
+"""What the studio's pages lay out, computed in tll_core: the leaderboard's and compare page's selections
+(from the register: a new part shows up with no studio edit), the Train page's options and learned matchers,
+and the leaderboard's rows under both protocols."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from conftest import make_kaggle
+from tll_core.backbones.registry import REGISTRY
+from tll_core.engine import Engine, Method
+from tll_core.matchers import learned_matchers, matcher_part
+from tll_core.metrics import METRICS
+from tll_core.register import REGISTER, Part
+from tll_core.selection import (Selection, comparison_choices, leaderboard_rows, leaderboard_selections,
+                                settable_options)
+
+WEIGHT_FREE = [name for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+
+
+def test_leaderboard_selections_are_the_selection_then_each_weight_free_baseline() -> None:
+    sel = Selection(backbone="hog", method="adaptation", rerank="sinkhorn", options=(("epochs", 3),), split="test", seed=4)
+    found = leaderboard_selections(sel)
+    assert found[0] == replace(sel, split="validation")
+    assert [s.backbone for s in found[1:]] == WEIGHT_FREE
+    assert all((s.method, s.metric, s.rerank, s.options, s.split, s.seed) == ("zero-shot", "cosine", "none", (), "validation", 4)
+               for s in found[1:])
+    baseline = found[1]  # the selection is itself a baseline: listed once
+    assert leaderboard_selections(baseline) == found[1:]
+
+
+def test_comparison_choices_follow_the_register() -> None:
+    sel = Selection(backbone="hog", method="adaptation", metric="cosine", rerank="sinkhorn", options=(), split="test")
+    choices = comparison_choices(sel)
+    labels = [c.label for c in choices]
+    assert choices[0] == replace(sel, split="validation") and len(set(labels)) == len(labels)
+    assert all(c.split == "validation" for c in choices)
+    assert {c.rerank for c in choices if c.method == "adaptation" and c.backbone == "hog"} == set(REGISTER.names("rerank"))
+    assert {c.metric for c in choices if c.method == "zero-shot" and c.backbone == "hog"} == set(METRICS)
+    assert {c.backbone for c in choices if c.method == "zero-shot"} == {"hog", *WEIGHT_FREE}
+    assert {c.method for c in choices} == set(REGISTER.names("matcher"))
+    REGISTER.add(Part("rerank", "test-only-rerank", build=lambda: None))  # a new re-ranker: offered at once
+    try:
+        assert "test-only-rerank" in {c.rerank for c in comparison_choices(sel)}
+    finally:
+        REGISTER.remove("rerank", "test-only-rerank")
+
+
+def test_settable_options_leave_the_metric_to_the_selection() -> None:
+    assert settable_options("zero-shot") == ()  # metric and centre are the selection's own fields
+    adaptation = [spec.name for spec in settable_options("adaptation")]
+    assert adaptation == [spec.name for spec in matcher_part("adaptation").options] and "temperature" in adaptation
+
+
+def test_learned_matchers_are_those_that_fit() -> None:
+    assert learned_matchers() == ("adaptation", "siamese", "pair-classifier")
+
+    @dataclass(frozen=True)
+    class Fixed:  # a matcher with nothing to learn
+        learns = False
+
+    REGISTER.add(Part("matcher", "test-only-fixed", Fixed, metric="cosine"))
+    try:
+        assert "test-only-fixed" not in learned_matchers() and "test-only-fixed" in REGISTER.names("matcher")
+    finally:
+        REGISTER.remove("matcher", "test-only-fixed")
+
+
+def test_leaderboard_rows_are_both_protocols_on_the_validation_split(tmp_path: Path) -> None:
+    eng = Engine.open(make_kaggle(tmp_path / "data", n_pairs=24), cache_dir=tmp_path / "cache")
+    sel = Selection(backbone="colour-hist", method="zero-shot", metric="cosine", rerank="none", options=(),
+                    split="test", val_fraction=0.5, seed=1)
+    on_tasks, on_gallery = leaderboard_rows(eng, sel)
+    [expected] = eng.evaluate(["colour-hist"], methods=[sel.to_method()], val_fraction=0.5, seed=1)
+    assert on_tasks == expected  # the validation split, whatever the selection's split
+    assert (on_tasks.protocol, on_gallery.protocol) == ("tasks", "gallery")
+    validation = len(eng.validation(0.5, 1).validation)
+    assert on_gallery.gallery == on_gallery.n == on_tasks.n == validation  # every validation right is a candidate
+    assert 0 <= on_gallery.recall_at_1 <= on_gallery.recall_at_5 <= on_gallery.recall_at_10 <= 1
+    assert (on_gallery.backbone, on_gallery.method) == (on_tasks.backbone, on_tasks.method) == ("colour-hist", "zero-shot")
+
+
+@pytest.mark.slow
+def test_leaderboard_rows_fit_a_learned_matcher_once(tmp_path: Path) -> None:
+    eng = Engine.open(make_kaggle(tmp_path / "data", n_pairs=64), cache_dir=tmp_path / "cache")
+    sel = Selection(backbone="colour-hist", method="adaptation", rerank="none", options=(("epochs", 2),))
+    on_tasks, on_gallery = leaderboard_rows(eng, sel)
+    assert eng.trained == 1  # the gallery takes the tasks' fitted matcher back from the store
+    assert on_tasks.method == on_gallery.method == Method("adaptation", options=(("epochs", 2),)).label
+    assert on_gallery.gallery == len(eng.validation(sel.val_fraction, sel.seed).validation)
