@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["app_pages/overview.py", "app_pages/ranked.py", "app_pages/failures.py", "app_pages/compare.py",
-         "app_pages/embedding_map.py", "app_pages/train.py", "app_pages/submission.py"]
+PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py",
+         "pages/embedding_map.py", "pages/train.py", "pages/submission.py"]
 
 
 def timed(action) -> float:
@@ -46,7 +46,7 @@ def measure(data: Path) -> dict[str, float]:
         assert not at.exception, (page, at.exception)
     for page in PAGES:
         out[f"switch to {page}"] = timed(lambda: at.switch_page(page).run())
-    at.switch_page("app_pages/ranked.py").run()
+    at.switch_page("pages/ranked.py").run()
     times = []
     for _ in range(10):
         times.append(timed(lambda: at.button[1].click().run()))  # next ▶

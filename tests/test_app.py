@@ -12,8 +12,8 @@ from tll_core.register import REGISTER, Part, option
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["app_pages/overview.py", "app_pages/ranked.py", "app_pages/failures.py", "app_pages/compare.py",
-         "app_pages/embedding_map.py", "app_pages/train.py", "app_pages/submission.py"]
+PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py",
+         "pages/embedding_map.py", "pages/train.py", "pages/submission.py"]
 
 
 @pytest.fixture
@@ -34,9 +34,11 @@ def _ok(at: AppTest) -> None:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(app: AppTest, page: str) -> None:
-    app.switch_page(page).run()
+    app.switch_page(page).run()  # AppTest runs the page file directly: its enter() runs app.py instead
     _ok(app)
     assert app.title
+    assert app.sidebar.selectbox(key="w_backbone").value == "combined"  # app.py's sidebar, drawn once
+    assert len(app.title) == 1  # the page ran once, inside app.py's navigation
 
 
 def test_the_studio_opens_on_the_default_recipe() -> None:
@@ -85,7 +87,7 @@ def _left_caption(at: AppTest) -> str:
 
 
 def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
-    app.switch_page("app_pages/ranked.py").run()
+    app.switch_page("pages/ranked.py").run()
     first = app.get("image")[0].proto.imgs[0].caption
     assert len(app.get("image")) == 21 and first.startswith("left ")
     app.button[1].click().run()  # next ▶
@@ -101,7 +103,7 @@ def test_failures_count_and_filters() -> None:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to filter
     app.run()
-    app.switch_page("app_pages/failures.py").run()
+    app.switch_page("pages/failures.py").run()
     _ok(app)
     text = " ".join(m.value for m in app.markdown)
     assert "miss the top 2" in text
@@ -132,7 +134,7 @@ def _failures_shown(at: AppTest) -> tuple[int, list[int]]:
 
 
 def test_compare_two_methods(app: AppTest) -> None:
-    app.switch_page("app_pages/compare.py").run()
+    app.switch_page("pages/compare.py").run()
     _ok(app)
     table = app.dataframe[0].value
     assert len(table) == 2 and table["vs reference: McNemar p"].notna().sum() == 1
@@ -140,7 +142,7 @@ def test_compare_two_methods(app: AppTest) -> None:
 
 
 def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
-    app.switch_page("app_pages/embedding_map.py").run()
+    app.switch_page("pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
     app.toggle(key="map_lines").set_value(True).run()
     _ok(app)
@@ -149,7 +151,7 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
 
 
 def test_train_makes_the_matcher_the_selection(app: AppTest) -> None:
-    app.switch_page("app_pages/train.py").run()
+    app.switch_page("pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(3)
     app.button[0].click().run()  # the form's Train button
     _ok(app)
@@ -167,7 +169,7 @@ def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkey
     real_fit = Engine.fit
     monkeypatch.setattr(Engine, "fit", lambda self, method, *a, **kw: fits.append(dict(method.options).get("epochs"))
                         or real_fit(self, method, *a, **kw))
-    app.switch_page("app_pages/train.py").run()
+    app.switch_page("pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(2)
     app.button[0].click().run()
     _ok(app)
@@ -201,7 +203,7 @@ def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, a
     """A matcher entered in the register shows up with a widget per option (kind, range and help from its
     config) and trains with a text option, with no studio edit."""
     assert noted_matcher.name in app.sidebar.selectbox(key="w_method").options
-    app.switch_page("app_pages/train.py").run()
+    app.switch_page("pages/train.py").run()
     assert f"{noted_matcher.name} — {noted_matcher.help}" in app.selectbox(key="train_method").options
     app.selectbox(key="train_method").set_value(noted_matcher.name).run()
     _ok(app)
@@ -225,7 +227,7 @@ def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, a
 
 
 def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> None:
-    app.switch_page("app_pages/submission.py").run()
+    app.switch_page("pages/submission.py").run()
     app.button[0].click().run()
     _ok(app)
     assert app.success and "Valid: 40 rows" in app.success[0].value
@@ -246,7 +248,7 @@ def test_a_bad_folder_is_a_message_not_a_crash(app: AppTest, tmp_path: Path) -> 
     app.sidebar.text_input(key="w_data").set_value(str(tmp_path / "missing")).run()
     assert not app.exception
     assert "no such data folder" in app.error[0].value
-    app.switch_page("app_pages/ranked.py").run()
+    app.switch_page("pages/ranked.py").run()
     assert not app.exception and "no such data folder" in app.error[0].value
 
 
@@ -257,10 +259,10 @@ def test_a_corrupt_image_is_a_message_on_the_page(app: AppTest, tmp_path: Path) 
     path = data / "train/left/l003.jpg"
     path.write_bytes(path.read_bytes()[:300])  # header fine, pixels truncated: found when embedding
     app.sidebar.text_input(key="w_data").set_value(str(data)).run()
-    app.switch_page("app_pages/ranked.py").run()
+    app.switch_page("pages/ranked.py").run()
     assert not app.exception
     assert "l003.jpg" in app.error[0].value.replace("\\", "")  # shown as literal text: punctuation escaped
-    app.switch_page("app_pages/train.py").run()  # the rest of the studio keeps working
+    app.switch_page("pages/train.py").run()  # the rest of the studio keeps working
     assert not app.exception and app.title[0].value == "Train a learned matcher"
 
 

@@ -75,11 +75,16 @@ def test_tll_core_never_imports_streamlit() -> None:
             assert not any(n.split(".")[0] == "streamlit" for n in names), path
 
 
-def test_the_studio_has_no_pages_folder() -> None:
-    """A ``pages/`` folder beside app.py turns on Streamlit's automatic multipage app: a deep link (``/ranked``)
-    would run that file instead of app.py — no sidebar, the automatic page list — until a session runs
-    ``st.navigation``. The pages live in ``app_pages/`` and the shared code in ``studio/``."""
+def test_every_page_starts_by_entering_through_app_py() -> None:
+    """A file in ``pages/`` may be run directly by Streamlit (its automatic multipage app: a deep link on a fresh
+    server, AppTest's ``switch_page``); its first statement, ``enter()``, then runs app.py instead. Shared code
+    is the ``studio`` package, never a module in ``pages/`` (it would be listed as a page)."""
     root = PACKAGE.parent
-    assert not (root / "pages").exists(), "remove pages/ (an old checkout keeps pages/__pycache__ after the move)"
-    assert (root / "app_pages" / "overview.py").is_file() and (root / "studio" / "__init__.py").is_file()
-    assert "app_pages/" in (root / "app.py").read_text()
+    pages = sorted((root / "pages").glob("*.py"))
+    assert len(pages) == 7 and (root / "studio" / "__init__.py").is_file()
+    for path in pages:
+        body = ast.parse(path.read_text()).body
+        statements = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))][1:]  # after the docstring
+        first = statements[0]
+        assert isinstance(first, ast.Expr) and ast.unparse(first) == "enter()", f"{path.name}: first statement {ast.unparse(first)}"
+        assert f'st.Page("pages/{path.name}"' in (root / "app.py").read_text(), path.name

@@ -44,7 +44,7 @@ def _texts(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page", ["app_pages/failures.py", "app_pages/ranked.py"])
+@pytest.mark.parametrize("page", ["pages/failures.py", "pages/ranked.py"])
 def test_names_are_shown_as_text_never_markdown(page: str, tmp_path: Path) -> None:
     from studio.widgets import md
 
@@ -74,23 +74,23 @@ def _captions(at: AppTest) -> list[str]:
 
 def test_replaced_images_are_never_answered_with_old_figures(tmp_path: Path) -> None:
     data = make_kaggle(tmp_path / "data")
-    before = _captions(_app(data, "app_pages/ranked.py"))
+    before = _captions(_app(data, "pages/ranked.py"))
     for k, path in enumerate(sorted((data / "train/right").iterdir())):  # new pixels, same names, size and mtime
         stat = path.stat()
         rng = np.random.default_rng(99 + k)
         Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(path)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    after = _captions(_app(data, "app_pages/ranked.py"))  # a new session, same process: same st.cache_data
+    after = _captions(_app(data, "pages/ranked.py"))  # a new session, same process: same st.cache_data
     assert before and after and before != after
 
 
 def test_an_edited_csv_reloads_the_folder(tmp_path: Path) -> None:
     data = make_kaggle(tmp_path / "data")
-    at = _app(data, "app_pages/overview.py")
+    at = _app(data, "pages/overview.py")
     assert [m.value for m in at.metric if m.label == "train pairs"] == ["24"]
     rows = (data / "train.csv").read_text().splitlines()
     (data / "train.csv").write_text("\n".join(rows[:-2]) + "\n")
-    at = _app(data, "app_pages/overview.py")
+    at = _app(data, "pages/overview.py")
     assert [m.value for m in at.metric if m.label == "train pairs"] == ["22"]
 
 
@@ -106,11 +106,11 @@ def test_a_symlink_swapped_in_after_load_is_refused_not_shown(tmp_path: Path) ->
     outside = tmp_path / "outside"
     image(outside / "l000.jpg", seed=7)
     stamp = os.stat(data / "train/left")
-    _app(data, "app_pages/ranked.py")
+    _app(data, "pages/ranked.py")
     (data / "inside").rename(data / "inside-old")
     (data / "inside").symlink_to(outside)
     assert os.stat(data / "train/left").st_mtime_ns == stamp.st_mtime_ns
-    at = _app(data, "app_pages/ranked.py")
+    at = _app(data, "pages/ranked.py")
     errors = " ".join(e.value for e in at.error)
     assert "l000" in errors and "outside" in errors, errors
 
@@ -120,7 +120,7 @@ def test_dataset_notices_show_on_the_overview(tmp_path: Path) -> None:
     rows = (data / "train.csv").read_text().splitlines()
     rows[2] = rows[2].split(",")[0] + "," + rows[1].split(",")[1]  # l001 → r000: a right shared by two lefts
     (data / "train.csv").write_text("\n".join(rows) + "\n")
-    at = _app(data, "app_pages/overview.py")
+    at = _app(data, "pages/overview.py")
     notes = " ".join(w.value.replace("\\", "") for w in at.warning)
     assert "r000" in notes, notes
 
@@ -132,7 +132,7 @@ def test_an_option_out_of_range_is_a_message_on_the_train_page(option: str, valu
                                                                tmp_path: Path) -> None:
     """The widgets stop at the option's bounds (from its register entry); an exclusive bound is the widget's
     edge, refused by the option's own check in one line."""
-    at = _app(make_kaggle(tmp_path / "data", n_pairs=60), "app_pages/train.py")
+    at = _app(make_kaggle(tmp_path / "data", n_pairs=60), "pages/train.py")
     at.number_input(key=f"opt_adaptation_{option}").set_value(value)
     at.button[0].click().run()  # the form's Train button
     assert not at.exception, [e.value for e in at.exception]
@@ -148,6 +148,6 @@ def test_a_cache_that_cannot_be_written_is_a_message(tmp_path: Path, monkeypatch
     import streamlit as st
 
     st.cache_resource.clear()  # engines are per process: open this folder's afresh
-    at = _app(make_kaggle(tmp_path / "data"), "app_pages/overview.py")
+    at = _app(make_kaggle(tmp_path / "data"), "pages/overview.py")
     errors = " ".join(e.value.replace("\\", "") for e in at.error)
     assert "not-a-folder" in errors, errors

@@ -1,4 +1,4 @@
-"""tll_core — the Totally-Looks-Like matching engine (no UI; the studio in app.py/app_pages/ lays out its results).
+"""tll_core — the Totally-Looks-Like matching engine (no UI; the studio in app.py/pages/ lays out its results).
 
 The data flows one way: :func:`load_dataset` → tasks (:mod:`tll_core.tasks`) → embeddings (the backbone table,
 :func:`create_backbone`; a persistent cache) → scores (matchers and re-rankers, each a part in the one

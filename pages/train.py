@@ -8,12 +8,15 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import apply, data_folder, device, engine, remember_curve, scored, selection, trained_curve
 from studio.widgets import md, option_input, show_error
 from tll_core.errors import TLLError
 from tll_core.matchers import EpochReport, TrainingCurve, learned_matchers, matcher_part
 from tll_core.metrics import evaluate_scores
 from tll_core.selection import default_options, settable_options
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 
 def curve_frame(curve: TrainingCurve) -> pd.DataFrame:

@@ -2,9 +2,12 @@
 import numpy as np
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import next_miss, ranked_task
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 eng, tasks, scores = scores_or_stop()
 sel = selection()

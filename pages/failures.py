@@ -1,9 +1,12 @@
 """Failures: validation lefts whose truth fell outside the top 2, worst first, with what beat it."""
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import failures, misses, ranked_task
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 eng, tasks, scores = scores_or_stop()
 st.title("Failures")

@@ -5,11 +5,14 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import engine, selection
 from studio.widgets import md, show_error
 from tll_core.cache import default_cache_dir
 from tll_core.errors import TLLError
 from tll_core.submission import submission_problems
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 SUBMISSIONS = default_cache_dir() / "submissions"
 st.title("Submission")

@@ -6,11 +6,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import data_folder, device, engine, fingerprint, leaderboard_rows, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
 from tll_core.results import ResultRow
 from tll_core.selection import leaderboard_selections
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 FIGURES = ("top1", "top2", "top5", "mrr", "recall@1", "recall@5", "recall@10", "gallery mrr")
 COLUMNS = ("selection", "top1", "top2", "top2 CI", "top5", "mrr", "mean rank",  # the 20-candidate tasks

@@ -2,11 +2,14 @@
 import pandas as pd
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.metrics import evaluate_scores
 from tll_core.selection import comparison_choices
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 st.title("Compare methods")
 choices = {s.label: s for s in comparison_choices(selection())}

@@ -5,9 +5,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from studio.entry import enter
 from studio.state import map_coordinates, scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points
+
+enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 eng, tasks, scores = scores_or_stop()
 sel = selection()
