@@ -168,17 +168,17 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 
 def _options_epilog() -> str:
     """Every matcher's and re-ranker's options, one per line (type, range, default, help)."""
+    from .engine import METHOD_FIELDS
+
     lines = ["options (--option KEY=VALUE):"]
     for kind in ("matcher", "rerank"):
         for part in REGISTER.parts(kind):
-            own = [spec for spec in part.options if spec.name not in _METHOD_FIELDS]
+            own = [spec for spec in part.options if spec.name not in METHOD_FIELDS]
             if own:
                 lines.append(f"  {part.name}:")
                 lines += [f"    {spec.describe()}" for spec in own]
     return "\n".join(lines)
 
-
-_METHOD_FIELDS = ("metric", "centre")  # zero-shot's options with flags of their own (--metric, --no-centre)
 
 
 def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[Method]
@@ -211,7 +211,9 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
 
 
 def _settable(part: Part) -> set[str]:
-    return {spec.name for spec in part.options} - set(_METHOD_FIELDS)
+    from .engine import METHOD_FIELDS
+
+    return {spec.name for spec in part.options} - set(METHOD_FIELDS)  # those have flags: --metric, --no-centre
 
 
 def _listed(value: list[str] | str | None) -> list[str]:

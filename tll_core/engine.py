@@ -32,6 +32,7 @@ from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidat
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
 ENSEMBLE_SEP = "+"  # "hog+colour-hist": the concatenation of each backbone's L2-normalised embedding
+METHOD_FIELDS = ("metric", "centre")  # matcher options a Method carries as its own fields (zero-shot's)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Method:
     def matcher_options(self) -> dict[str, Any]:
         """The options the matcher is built with: ``metric``/``centre`` where it has them, then ``options``."""
         names = {spec.name for spec in self.part.options}
-        own = {k: v for k, v in (("metric", self.metric), ("centre", self.centre)) if k in names}
+        own = {k: getattr(self, k) for k in METHOD_FIELDS if k in names}
         return {**own, **dict(self.options)}
 
     def matcher(self) -> Matcher:

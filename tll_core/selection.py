@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .backbones.registry import REGISTRY
-from .engine import ENSEMBLE_SEP, Engine, Method
+from .engine import ENSEMBLE_SEP, METHOD_FIELDS, Engine, Method
 from .errors import TLLError
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
@@ -88,10 +88,8 @@ class Selection:
 def settable_options(method: str) -> tuple[OptionSpec, ...]:
     """The options of a method that a selection carries in ``options``: all but ``metric`` and ``centre``,
     which are the selection's own fields (the sidebar's metric)."""
-    return tuple(spec for spec in matcher_part(method).options if spec.name not in _OWN_FIELDS)
+    return tuple(spec for spec in matcher_part(method).options if spec.name not in METHOD_FIELDS)
 
-
-_OWN_FIELDS = ("metric", "centre")
 ZERO_SHOT = ZeroShot.name
 
 
