@@ -33,7 +33,7 @@ def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_prints_the_header_then_each_row_when_it_is_ready(demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                                              capsys: pytest.CaptureFixture[str], warm_demo_cache: Path) -> None:
     chunks: list[str] = []  # what stdout held each time a row was handed over
 
     def streaming(engine, *, progress=None, on_row=None):
