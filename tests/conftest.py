@@ -183,6 +183,20 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
+def demo_subset(demo: Path, root: Path, n_pairs: int) -> Path:
+    """A Kaggle-layout folder (train part only) of the demo's first ``n_pairs`` train pairs, files copied byte
+    for byte: the same images, so a warm demo cache already holds their embeddings."""
+    with (demo / "train.csv").open(newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    rows = rows[:n_pairs]
+    assert len(rows) == n_pairs
+    for left, right in rows:
+        for side, name in (("left", left), ("right", right)):
+            (root / "train" / side).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(demo / "train" / side / f"{name}.jpg", root / "train" / side / f"{name}.jpg")
+    return write_csv(root / "train.csv", [header, *rows]).parent
+
+
 def make_kaggle(root: Path, n_pairs: int = 24, n_test: int = 3, n_test_rights: int = 22) -> Path:
     """A minimal valid Kaggle-layout folder with random images."""
     pairs = [[f"l{i:03d}", f"r{i:03d}"] for i in range(n_pairs)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_kaggle
+from conftest import demo_subset, make_kaggle
 from tll_core.cli import main
 from tll_core.dataset import N_CANDIDATES
 from tll_core.matchers.learned import MIN_FIT_PAIRS
@@ -58,14 +58,13 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @pytest.mark.slow
-def test_evaluate_without_flags_runs_the_default_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                       reuse_backbones) -> None:
+def test_evaluate_without_flags_runs_the_default_recipe(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       warm_recipe_cache: Path, reuse_backbones) -> None:
     # a folder just big enough for the default recipe's learned matcher (MIN_FIT_PAIRS fit pairs after 20
-    # validation pairs): the demo would embed over 3 times as many images with the recipe's deep backbones.
-    # The recipe's packaged backbones are the session's (built by the same create_backbone call; their
-    # building is the subject of test_packaged_weights.py): every image here is still embedded and the
-    # matcher trained by this run.
-    data = make_kaggle(tmp_path / "data", n_pairs=MIN_FIT_PAIRS + N_CANDIDATES)
+    # validation pairs), made of demo pairs: their embeddings under the recipe's backbones are in the warm
+    # recipe cache (and the recipe's packaged backbones are the session's, built by the same create_backbone
+    # call), so what runs here is the CLI's choice of recipe and its matcher, trained on these 40 fit pairs
+    data = demo_subset(demo_dir, tmp_path / "data", MIN_FIT_PAIRS + N_CANDIDATES)
     code, out, err = run(capsys, "evaluate", "--data", str(data), "--json", "--quiet")
     (row,) = json.loads(out)
     recipe = default_recipe()  # no flags: the default recipe (pretrained when its package is installed)
