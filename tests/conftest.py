@@ -85,6 +85,16 @@ def reuse_backbones(built_backbones: BuiltBackbones, monkeypatch: pytest.MonkeyP
     return built_backbones
 
 
+@contextlib.contextmanager
+def _isolated_master_env(tmp_path_factory: pytest.TempPathFactory, folder: Path):
+    """What ``_isolated_env`` gives a test, for a session fixture (made before any test's own environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLL_CACHE_DIR", str(folder))
+        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf")))
+        mp.delenv("TLL_WEIGHTS_DIR", raising=False)
+        yield mp
+
+
 def _demo_images(engine) -> list[str]:
     """Every image of the demo: the train pairs (fit and validation parts) and the test tasks."""
     split = engine.validation()
@@ -104,12 +114,13 @@ def warm_demo_master(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -
     from tll_core.engine import Engine
 
     folder = tmp_path_factory.mktemp("warm-demo") / "cache"
-    engine = Engine(load_dataset(demo_dir), EmbeddingCache(folder))
-    images = _demo_images(engine)
-    for name, cfg in REGISTRY.items():
-        if not cfg.needs_weights:
-            engine.embed(images, name)
-    engine.cache.close()
+    with _isolated_master_env(tmp_path_factory, folder):
+        engine = Engine(load_dataset(demo_dir), EmbeddingCache(folder))
+        images = _demo_images(engine)
+        for name, cfg in REGISTRY.items():
+            if not cfg.needs_weights:
+                engine.embed(images, name)
+        engine.cache.close()
     return folder
 
 
@@ -128,10 +139,8 @@ def warm_recipe_master(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path,
     from tll_core.recipes import default_recipe
 
     folder = copy_warm_cache(warm_demo_master, tmp_path_factory.mktemp("warm-recipe") / "cache")
-    recipe = default_recipe()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLL_CACHE_DIR", str(folder))
-        mp.delenv("TLL_WEIGHTS_DIR", raising=False)
+    with _isolated_master_env(tmp_path_factory, folder) as mp:
+        recipe = default_recipe()
         built_backbones.patch_engine(mp)
         engine = Engine(load_dataset(demo_dir), EmbeddingCache(folder))
         split = engine.validation()

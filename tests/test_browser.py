@@ -44,8 +44,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_studio(tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str] | None = None,
-                  warm: Path | None = None):
+def _start_studio(tmp_path_factory: pytest.TempPathFactory, warm: Path | None = None):
     """``streamlit run app.py`` on a free port with its own cache (a copy of ``warm`` if given): (url, process)
     once it answers."""
     port = _free_port()
@@ -54,7 +53,6 @@ def _start_studio(tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str,
         copy_warm_cache(warm, cache)
     env = dict(os.environ, TLL_CACHE_DIR=str(cache))
     env.pop("TLL_DATA", None)
-    env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
