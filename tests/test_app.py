@@ -17,9 +17,10 @@ PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/com
 
 
 @pytest.fixture
-def app() -> AppTest:
+def app(warm_demo_cache: Path) -> AppTest:
     """The studio opened on the weight-free backbone (a link with ?backbone=combined): the default recipe's
-    deep backbones cost ~60 s of embedding and are the subject of test_the_studio_opens_on_the_default_recipe only."""
+    deep backbones cost ~60 s of embedding and are the subject of test_the_studio_opens_on_the_default_recipe only.
+    Its cache folder is a copy of the warm demo cache (the demo's weight-free embeddings are there already)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.query_params["backbone"] = "combined"
     at.run()
@@ -41,9 +42,13 @@ def test_every_page_renders(app: AppTest, page: str) -> None:
     assert len(app.title) == 1  # the page ran once, inside app.py's navigation
 
 
-def test_the_studio_opens_on_the_default_recipe() -> None:
+def test_the_studio_opens_on_the_default_recipe(warm_recipe_cache: Path, reuse_backbones) -> None:
+    """On a copy of the warm recipe cache (the demo's default-recipe embeddings and trained matchers, made by the
+    engine once per session) and the session's packaged backbones: what is checked here is the studio."""
+    from pages.common import _engine
     from tll_core.recipes import default_recipe
 
+    _engine.clear()  # a fresh engine, as a newly started studio has: it opens this test's (warm) cache folder
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
     _ok(at)

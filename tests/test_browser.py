@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_warm_cache
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +46,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_studio(tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str] | None = None):
-    """``streamlit run app.py`` on a free port with its own cache: (url, process) once it answers."""
+def _start_studio(tmp_path_factory: pytest.TempPathFactory, warm: Path | None = None):
+    """``streamlit run app.py`` on a free port with its own cache (a copy of ``warm`` if given): (url, process)
+    once it answers."""
     port = _free_port()
-    env = dict(os.environ, TLL_CACHE_DIR=str(tmp_path_factory.mktemp("browser-cache")))
+    cache = tmp_path_factory.mktemp("browser-cache") / "cache"
+    if warm is not None:
+        copy_warm_cache(warm, cache)
+    env = dict(os.environ, TLL_CACHE_DIR=str(cache))
     env.pop("TLL_DATA", None)
-    env.update(extra_env or {})
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -66,8 +71,11 @@ def _start_studio(tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str,
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory):
-    url, proc = _start_studio(tmp_path_factory)
+def studio(tmp_path_factory: pytest.TempPathFactory, warm_recipe_master: Path):
+    """The studio as started by a user on the demo, on a copy of the warm recipe cache (the default recipe's demo
+    embeddings and trained matcher, made by the engine once per session): the pages, not the embedding, are
+    the subject here. It still writes the demo and builds the recipe's backbones itself."""
+    url, proc = _start_studio(tmp_path_factory, warm=warm_recipe_master)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -212,28 +220,27 @@ def beacon():
     server.shutdown()
 
 
-def test_file_names_never_fetch_or_link_in_the_browser(page, beacon, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_file_names_never_fetch_or_link_in_the_browser(studio: str, page, beacon,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    from urllib.parse import urlencode
+
     from test_studio_safety import injection_folder
 
     port, hits = beacon
     data = injection_folder(tmp_path_factory.mktemp("inject") / "data", port=port)
-    server = _start_studio(tmp_path_factory, {"TLL_DATA": str(data)})
-    try:
-        query = "?backbone=colour-hist&method=zero-shot&rerank=none"
-        for path, title in (("failures", "Failures"), ("ranked", "Ranked candidates")):
-            page.goto(f"{server[0]}/{path}{query}")
-            page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
-            _settle(page)
-            page.wait_for_timeout(1000)
-            body = page.inner_text("body")
-            assert "![p" in body or "[x" in body, body[:1500]  # the names are there, as text
-            assert page.locator(f"a[href*='127.0.0.1:{port}'], img[src*='127.0.0.1:{port}']").count() == 0
-            assert page.locator("strong").filter(has_text=re.compile(r"^E\d+$")).count() == 0  # **E0** not bold
-        page.screenshot(path=str(_shots() / "names-as-text.png"), full_page=True)
-        assert hits == [], hits
-    finally:
-        server[1].terminate()
-        server[1].wait(timeout=20)
+    # the studio opened on that folder by a link (the folder is part of the selection in the URL)
+    query = "?" + urlencode({"data": str(data), "backbone": "colour-hist", "method": "zero-shot", "rerank": "none"})
+    for path, title in (("failures", "Failures"), ("ranked", "Ranked candidates")):
+        page.goto(f"{studio}/{path}{query}")
+        page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
+        _settle(page)
+        page.wait_for_timeout(1000)
+        body = page.inner_text("body")
+        assert "![p" in body or "[x" in body, body[:1500]  # the names are there, as text
+        assert page.locator(f"a[href*='127.0.0.1:{port}'], img[src*='127.0.0.1:{port}']").count() == 0
+        assert page.locator("strong").filter(has_text=re.compile(r"^E\d+$")).count() == 0  # **E0** not bold
+    page.screenshot(path=str(_shots() / "names-as-text.png"), full_page=True)
+    assert hits == [], hits
 
 
 def _upgrade_status(url: str, host: str) -> str:

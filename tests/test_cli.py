@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_kaggle
+from conftest import demo_subset, make_kaggle
 from tll_core.cli import main
 from tll_core.dataset import N_CANDIDATES
 from tll_core.matchers.learned import MIN_FIT_PAIRS
@@ -31,7 +31,8 @@ def test_backbones_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow
-def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], warm_demo_cache: Path) -> None:
+    # the cache folder is a copy of the warm demo cache: the demo's weight-free embeddings are there already
     data = tmp_path / "demo"
     assert run(capsys, "demo", "--out", str(data))[0] == 0
     code, out, _ = run(capsys, "evaluate", "--data", str(data), "--backbone", "combined", "--backbone", "tiny-image",
@@ -57,10 +58,13 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @pytest.mark.slow
-def test_evaluate_without_flags_runs_the_default_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_without_flags_runs_the_default_recipe(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       warm_recipe_cache: Path, reuse_backbones) -> None:
     # a folder just big enough for the default recipe's learned matcher (MIN_FIT_PAIRS fit pairs after 20
-    # validation pairs): the demo would embed over 3 times as many images with the recipe's deep backbones
-    data = make_kaggle(tmp_path / "data", n_pairs=MIN_FIT_PAIRS + N_CANDIDATES)
+    # validation pairs), made of demo pairs: their embeddings under the recipe's backbones are in the warm
+    # recipe cache (and the recipe's packaged backbones are the session's, built by the same create_backbone
+    # call), so what runs here is the CLI's choice of recipe and its matcher, trained on these 40 fit pairs
+    data = demo_subset(demo_dir, tmp_path / "data", MIN_FIT_PAIRS + N_CANDIDATES)
     code, out, err = run(capsys, "evaluate", "--data", str(data), "--json", "--quiet")
     (row,) = json.loads(out)
     recipe = default_recipe()  # no flags: the default recipe (pretrained when its package is installed)
@@ -89,14 +93,17 @@ def test_missing_weights_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.slow
-def test_random_weights_flag_runs_a_deep_backbone(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "mobilenetv3_large_100",
+def test_random_weights_flag_runs_a_deep_backbone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the smallest folder on which the default method still trains its learned matcher (as on the demo, whose
+    # 320 images would take the deep backbone over twice as long as these 120)
+    data = make_kaggle(tmp_path / "data", n_pairs=MIN_FIT_PAIRS + N_CANDIDATES)
+    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--backbone", "mobilenetv3_large_100",
                        "--random-weights", "--json", "--quiet")
     assert code == 0 and json.loads(out)[0]["backbone"] == "mobilenetv3_large_100"
 
 
 @pytest.mark.slow
-def test_evaluate_methods_and_reranks(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_methods_and_reranks(demo_dir: Path, capsys: pytest.CaptureFixture[str], warm_demo_cache: Path) -> None:
     code, out, _ = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "combined", "--method", "zero-shot", "--method", "adaptation",
                        "--rerank", "none", "--rerank", "sinkhorn", "--option", "epochs=3", "--option", "pca_dim=16",
                        "--fuse", "--json", "--quiet")
@@ -113,7 +120,8 @@ def test_bad_option_is_one_line(demo_dir: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.slow
-def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      warm_demo_cache: Path) -> None:
     sub = tmp_path / "sub.csv"
     code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--backbone", "combined", "--method", "pair-classifier", "--option", "epochs=2",
                        "--rerank", "sinkhorn", "--out", str(sub), "--quiet")
@@ -123,7 +131,7 @@ def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: py
 
 @pytest.mark.slow
 def test_reproduce_lists_weight_free_rows_and_skips_with_reasons(demo_dir: Path, capsys: pytest.CaptureFixture[str],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch, warm_demo_cache: Path) -> None:
     import tll_core.reproduce as reproduce
     from tll_core.backbones.registry import REGISTRY
     from tll_core.engine import ENSEMBLE_SEP

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_kaggle
 from tll_core.cache import EmbeddingCache
 from tll_core.dataset import allowed_data_folder, load_dataset
 from tll_core.engine import Engine
@@ -46,20 +47,23 @@ def _embed_all(data: Path, cache: Path, model: str = MODEL) -> tuple[np.ndarray,
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_keeps_finished_batches(demo_dir: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_run_keeps_finished_batches(tmp_path: Path) -> None:
+    # 48 pairs: 96 images in 24 batches of 4; killed after 3 or more batches are stored, with ~20 still to go
+    data = make_kaggle(tmp_path / "data", n_pairs=48)
+    images = 2 * 48
     cache = tmp_path / "killed"
-    proc = _cli(demo_dir, cache)
+    proc = _cli(data, cache)
     deadline = time.monotonic() + 120
-    while _stored(cache) < 40 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while _stored(cache) < 12 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-500:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = _stored(cache)
-    assert 40 <= kept < 320  # 160 pairs: 320 images
-    resumed, engine = _embed_all(demo_dir, cache)
-    assert engine.stats.cached == kept and engine.stats.computed == 320 - kept  # only the remainder
-    fresh, _ = _embed_all(demo_dir, tmp_path / "uninterrupted")
+    assert 12 <= kept < images
+    resumed, engine = _embed_all(data, cache)
+    assert engine.stats.cached == kept and engine.stats.computed == images - kept  # only the remainder
+    fresh, _ = _embed_all(data, tmp_path / "uninterrupted")
     np.testing.assert_allclose(resumed, fresh, rtol=1e-4, atol=1e-5)
 
 

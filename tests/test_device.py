@@ -142,7 +142,7 @@ def test_cuda_learned_matcher_scores_like_the_cpu_one() -> None:
 
 
 @pytest.mark.slow
-def test_studio_sidebar_lists_only_devices_that_are_here() -> None:
+def test_studio_sidebar_lists_only_devices_that_are_here(warm_demo_cache: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=180)

@@ -14,7 +14,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.slow
-def test_evaluate_accepts_an_ensemble(demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_accepts_an_ensemble(demo_dir: Path, capsys: pytest.CaptureFixture[str], warm_demo_cache: Path) -> None:
     code, out, err = run(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "hog+colour-hist", "--json", "--quiet")
     assert code == 0, err
     (row,) = json.loads(out)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tll_core.cache import EmbeddingCache
 from tll_core.dataset import load_dataset
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
@@ -104,8 +105,8 @@ def test_projection_is_fitted_on_what_it_is_given_only() -> None:
 
 
 @pytest.mark.slow
-def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = Engine(load_dataset(demo_dir))
+def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.MonkeyPatch, warm_demo_cache: Path) -> None:
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
     split = engine.validation(0.25, 0)
     seen: list[np.ndarray] = []
     original = Adaptation.fit
@@ -124,14 +125,12 @@ def test_engine_fits_on_the_fit_part_only(demo_dir: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.slow
-def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, tmp_path: Path) -> None:
-    from tll_core.cache import EmbeddingCache
-
+def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, warm_demo_cache: Path) -> None:
     method = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))
-    first = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    first = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))  # embeddings there, no matcher yet
     rows_a = first.evaluate(["combined"], methods=[method])
     assert first.trained == 1
-    second = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
+    second = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
     rows_b = second.evaluate(["combined"], methods=[method])
     assert second.trained == 0 and rows_a == rows_b
     other = Method("adaptation", options=(("epochs", 3), ("pca_dim", 8)))
@@ -140,8 +139,9 @@ def test_trained_matcher_store_second_run_trains_nothing(demo_dir: Path, tmp_pat
 
 
 @pytest.mark.slow
-def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = Engine(load_dataset(demo_dir))
+def test_flip_augmentation_and_grayscale_use_their_views(demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        warm_demo_cache: Path) -> None:
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))  # the plain views are there already
     split = engine.validation()
     fitted: dict[str, np.ndarray] = {}  # the left rows each matcher was fitted on
     original = Adaptation.fit

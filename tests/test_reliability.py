@@ -3,6 +3,7 @@ types and ranges, training is seeded locally (concurrent fits agree with sequent
 matcher that does not fit is retrained."""
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -174,12 +175,30 @@ def test_concurrent_training_stores_what_a_sequential_run_stores() -> None:
             np.testing.assert_array_equal(state[name], sequential[name], err_msg=name)
 
 
+STORED_METHOD = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))
+
+
+@pytest.fixture(scope="module")
+def stored_matcher(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory, warm_demo_master: Path):
+    """A copy of the warm demo cache in which one engine evaluated STORED_METHOD (its one trained matcher
+    stored), with that run's rows. Each test works on its own copy."""
+    folder = tmp_path_factory.mktemp("stored") / "c"
+    shutil.copytree(warm_demo_master, folder)
+    first = Engine(load_dataset(demo_dir), EmbeddingCache(folder))
+    rows = first.evaluate(["combined"], methods=[STORED_METHOD])
+    assert first.trained == 1
+    first.cache.close()
+    first.store.close()
+    return folder, rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["renamed", "reshaped", "nan", "float64", "missing"])
-def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, demo_dir: Path, tmp_path: Path) -> None:
-    method = Method("adaptation", options=(("epochs", 3), ("pca_dim", 16)))
+def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, stored_matcher, demo_dir: Path, tmp_path: Path) -> None:
+    method = STORED_METHOD
+    master, rows = stored_matcher
+    shutil.copytree(master, tmp_path / "c")
     first = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
-    rows = first.evaluate(["combined"], methods=[method])
     ((key, blob),) = [(k, first.store._cache[k]) for k in first.store._cache.iterkeys()]
     state = first.store.get(key)
     assert state is not None

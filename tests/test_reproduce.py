@@ -17,8 +17,9 @@ def zero_shot(experiment: str, backbone: str, method: Method) -> bool:
     return method.name == "zero-shot" and not any(part in reproduce_module.LITE for part in backbone.split(ENSEMBLE_SEP))
 
 
-def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path) -> None:
-    engine = Engine.open(demo_dir)
+@pytest.mark.slow
+def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path, warm_demo_cache: Path) -> None:
+    engine = Engine.open(demo_dir)  # on a copy of the warm demo cache: stats.images counts cached images too
     seen = []  # (row, images embedded so far) at each callback
 
     rows = reproduce(engine, on_row=lambda row: seen.append((row, engine.stats.images)), plan_filter=zero_shot)
@@ -33,7 +34,7 @@ def test_each_row_is_delivered_as_soon_as_it_is_ready(demo_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_prints_the_header_then_each_row_when_it_is_ready(demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                                              capsys: pytest.CaptureFixture[str], warm_demo_cache: Path) -> None:
     chunks: list[str] = []  # what stdout held each time a row was handed over
 
     def streaming(engine, *, progress=None, on_row=None):

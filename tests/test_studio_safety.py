@@ -94,6 +94,18 @@ def test_an_edited_csv_reloads_the_folder(tmp_path: Path) -> None:
     assert [m.value for m in at.metric if m.label == "train pairs"] == ["22"]
 
 
+def test_tll_data_names_the_folder_the_studio_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TLL_DATA=folder streamlit run app.py`` opens that folder (tests/test_browser.py opens its folder by link)."""
+    data = make_kaggle(tmp_path / "data")
+    monkeypatch.setenv("TLL_DATA", str(data))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update(backbone="colour-hist", method="zero-shot", rerank="none")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert at.sidebar.text_input(key="w_data").value == str(data)
+    assert [m.value for m in at.metric if m.label == "train pairs"] == ["24"]
+
+
 def test_a_symlink_swapped_in_after_load_is_refused_not_shown(tmp_path: Path) -> None:
     """l000.jpg links to inside/l000.jpg (allowed: inside the folder); once the studio has loaded and scored,
     ``inside`` is swapped for a link to an outside folder. The image folders' listing is unchanged, so only

@@ -78,10 +78,11 @@ def test_test_tasks_follow_the_csv(kaggle_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_engine_hard_foils_are_harder_than_random(demo_dir: Path) -> None:
+def test_engine_hard_foils_are_harder_than_random(demo_dir: Path, warm_demo_cache: Path) -> None:
+    from tll_core.cache import EmbeddingCache
     from tll_core.engine import Engine
 
-    engine = Engine(load_dataset(demo_dir))
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
     random_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0)
     hard_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0, foils="hard", foil_backbone="combined")
     assert hard_row.n == random_row.n and hard_row.top2 < random_row.top2
