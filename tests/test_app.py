@@ -45,7 +45,7 @@ def test_every_page_renders(app: AppTest, page: str) -> None:
 def test_the_studio_opens_on_the_default_recipe(warm_recipe_cache: Path, reuse_backbones) -> None:
     """On a copy of the warm recipe cache (the demo's default-recipe embeddings and trained matchers, made by the
     engine once per session) and the session's packaged backbones: what is checked here is the studio."""
-    from pages.common import _engine
+    from studio.state import _engine
     from tll_core.recipes import default_recipe
 
     _engine.clear()  # a fresh engine, as a newly started studio has: it opens this test's (warm) cache folder

@@ -99,7 +99,9 @@ def test_zero_shot_centres_on_the_mean_of_the_scored_images() -> None:
 
 
 def test_unknown_metric_and_method() -> None:
-    with pytest.raises(TLLError, match="unknown metric"):
+    with pytest.raises(TLLError, match="option metric='hamming': choose from cosine, euclidean, manhattan"):
         create_matcher("zero-shot", metric="hamming")
+    with pytest.raises(TLLError, match="unknown metric 'hamming'"):
+        score_candidates(np.ones((1, 2)), np.ones((20, 2)), np.arange(20)[None], "hamming")
     with pytest.raises(TLLError, match="unknown method"):
         create_matcher("magic")
