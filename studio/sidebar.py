@@ -6,16 +6,19 @@ page switches. Its choices come from the register and the backbone registry: a n
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from tll_core.backbones.registry import REGISTRY, weights_available
+from tll_core.errors import TLLError
 from tll_core.metrics import METRICS
 from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
 
 from .state import data_folder, default_data, device, device_choices, selection, set_selection
-from .widgets import md
+from .widgets import md, option_input, show_error
 
 
 def sidebar() -> None:
@@ -39,6 +42,7 @@ def sidebar() -> None:
         st.selectbox("Metric", METRICS, key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
         st.selectbox("Re-ranking", REGISTER.names("rerank"), key="w_rerank", on_change=_widgets_changed,
                      help=REGISTER.get("rerank", sel.rerank).help or None)
+        sel = _rerank_options(sel)
         st.selectbox("Device", device_choices(), key="w_device", on_change=_device_changed,
                      help="Where deep backbones and learned matchers run; auto: the accelerator when there is one.")
         with st.expander("Validation split"):
@@ -50,6 +54,27 @@ def sidebar() -> None:
         if sel.options:
             st.caption(md("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)"))
     set_selection(sel)
+
+
+def _rerank_options(sel: Selection) -> Selection:
+    """The chosen re-ranker's options, a widget each from its register entry, applied together (one line on a
+    bad value); the selection with them."""
+    part = REGISTER.get("rerank", sel.rerank)
+    if not part.options:
+        return sel
+    current = dict(sel.rerank_options)
+    with st.expander(f"{part.name} options"), st.form(f"rerank_options_{part.name}", border=False):
+        values = {spec.name: option_input(st, spec, current.get(spec.name, spec.default), f"rr_{part.name}_{spec.name}")
+                  for spec in part.options}
+        if not st.form_submit_button("Apply"):
+            return sel
+        try:
+            checked = part.checked_options(values)
+        except TLLError as exc:
+            show_error(exc)
+            return sel
+    changed = tuple(sorted((k, v) for k, v in checked.items() if v != part.option(k).default))
+    return replace(sel, rerank_options=changed)
 
 
 def _data_changed() -> None:
@@ -65,11 +90,12 @@ def _device_changed() -> None:
 def _widgets_changed() -> None:
     old = selection()
     get = st.session_state.get
-    method = get("w_method", old.method)
+    method, rerank = get("w_method", old.method), get("w_rerank", old.rerank)
     st.session_state["selection"] = Selection(
-        get("w_backbone", old.backbone), method, get("w_metric", old.metric), get("w_rerank", old.rerank),
+        get("w_backbone", old.backbone), method, get("w_metric", old.metric), rerank,
         old.options if method == old.method else default_options(method), get("w_split") or old.split,
-        float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)))
+        float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)),
+        old.rerank_options if rerank == old.rerank else ())
 
 
 def _seed_widgets(sel: Selection) -> None:

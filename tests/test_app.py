@@ -231,6 +231,22 @@ def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, a
     assert "It is now the selection on every page" in app.success[0].value
 
 
+def test_rerank_options_from_the_register_in_the_sidebar(app: AppTest) -> None:
+    app.sidebar.selectbox(key="w_rerank").set_value("sinkhorn").run()
+    _ok(app)
+    tau = app.sidebar.number_input(key="rr_sinkhorn_tau")
+    assert tau.value == pytest.approx(0.05) and tau.min == pytest.approx(1e-4)  # its default and range
+    tau.set_value(0.2)
+    app.sidebar.button[-1].click().run()  # the options form's Apply
+    _ok(app)
+    sel = app.session_state["selection"]
+    assert sel.rerank_options == (("tau", 0.2),) and "sinkhorn(tau=0.2)" in sel.label
+    assert app.query_params["rerank_options"] == '[["tau", 0.2]]'
+    app.sidebar.selectbox(key="w_rerank").set_value("csls").run()  # another re-ranker: its own defaults
+    assert app.session_state["selection"].rerank_options == ()
+    assert app.sidebar.number_input(key="rr_csls_k").value == 10
+
+
 def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> None:
     app.switch_page("pages/submission.py").run()
     app.button[0].click().run()

@@ -110,6 +110,8 @@ def test_studio_refuses_a_folder_outside_the_roots(demo_dir: Path, tmp_path: Pat
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("TLL_DATA_ROOTS", str(tmp_path / "nowhere"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(backbone="combined", method="zero-shot")  # the subject is the folder, not the recipe
+    at.run()
     at.sidebar.text_input(key="w_data").set_value(str(demo_dir)).run()
     assert not at.exception and "outside the allowed data folders" in at.error[0].value

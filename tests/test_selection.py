@@ -90,3 +90,15 @@ def test_leaderboard_rows_fit_a_learned_matcher_once(tmp_path: Path) -> None:
     assert eng.trained == 1  # the gallery takes the tasks' fitted matcher back from the store
     assert on_tasks.method == on_gallery.method == Method("adaptation", options=(("epochs", 2),)).label
     assert on_gallery.gallery == len(eng.validation(sel.val_fraction, sel.seed).validation)
+
+
+def test_rerank_options_ride_in_the_url_and_reach_the_method() -> None:
+    sel = Selection(backbone="hog", method="zero-shot", rerank="sinkhorn", options=(), rerank_options=(("tau", 0.1),))
+    assert Selection.from_query(sel.to_query()) == sel
+    assert sel.to_method().rerank_options == (("tau", 0.1),) and "sinkhorn(tau=0.1)" in sel.label
+    # out of range, unknown to this re-ranker, or malformed: the re-ranker's defaults
+    for text in ('[["tau", 0]]', '[["k", 3]]', "not json"):
+        params = {"backbone": "hog", "rerank": "sinkhorn", "rerank_options": text}
+        assert Selection.from_query(params).rerank_options == ()
+    # the options belong to their re-ranker: another one in the URL does not take them
+    assert Selection.from_query({"rerank": "csls", "rerank_options": '[["tau", 0.1]]'}).rerank_options == ()

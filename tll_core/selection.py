@@ -12,7 +12,7 @@ from .errors import TLLError
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
-from .register import REGISTER, OptionSpec
+from .register import REGISTER, OptionSpec, Part
 from .results import ResultRow
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
@@ -35,9 +35,10 @@ class Selection:
     split: str = "validation"
     val_fraction: float = DEFAULT_VAL_FRACTION
     seed: int = DEFAULT_SEED
+    rerank_options: tuple[tuple[str, Any], ...] = _DEFAULT.method.rerank_options
 
     def to_method(self) -> Method:
-        return Method(self.method, self.metric, self.options, self.rerank)
+        return Method(self.method, self.metric, self.options, self.rerank, rerank_options=self.rerank_options)
 
     @property
     def uses_metric(self) -> bool:
@@ -55,7 +56,7 @@ class Selection:
         for f in fields(self):
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                out[f.name] = json.dumps([list(o) for o in value]) if f.name == "options" else str(value)
+                out[f.name] = json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS else str(value)
         return out
 
     @classmethod
@@ -81,8 +82,13 @@ class Selection:
             pass
         if (get("seed") or "").isdigit():
             sel = replace(sel, seed=int(get("seed")))
-        options = _options(get("options"), sel.method) if get("options") is not None else default_options(sel.method)
-        return replace(sel, options=options)
+        options = _options(get("options"), sel.method)
+        rerank_default = _DEFAULT.method.rerank_options if sel.rerank == _DEFAULT.method.rerank else ()
+        rerank_options = _part_options(get("rerank_options"), REGISTER.get("rerank", sel.rerank), rerank_default)
+        return replace(sel, options=options, rerank_options=rerank_options)
+
+
+_OPTION_FIELDS = ("options", "rerank_options")  # carried in the URL as JSON lists of [name, value]
 
 
 def settable_options(method: str) -> tuple[OptionSpec, ...]:
@@ -95,7 +101,7 @@ ZERO_SHOT = ZeroShot.name
 
 def zero_shot_baseline(sel: Selection, backbone: str, metric: str = "cosine") -> Selection:
     """Zero-shot ``metric`` on ``backbone``, no re-ranking, with the rest of ``sel`` (split, fraction, seed)."""
-    return replace(sel, backbone=backbone, method=ZERO_SHOT, metric=metric, rerank="none", options=())
+    return replace(sel, backbone=backbone, method=ZERO_SHOT, metric=metric, rerank="none", options=(), rerank_options=())
 
 
 def leaderboard_selections(sel: Selection) -> list[Selection]:
@@ -112,7 +118,7 @@ def comparison_choices(sel: Selection) -> list[Selection]:
     weight-free backbone; each other matcher with its default options. From the register: a new part shows
     up here with no studio edit."""
     sel = replace(sel, split="validation")
-    reranked = [replace(sel, rerank=name) for name in REGISTER.names("rerank") if name != sel.rerank]
+    reranked = [replace(sel, rerank=name, rerank_options=()) for name in REGISTER.names("rerank") if name != sel.rerank]
     metrics = [zero_shot_baseline(sel, sel.backbone, metric) for metric in METRICS]
     backbones = [zero_shot_baseline(sel, name) for name, cfg in REGISTRY.items() if not cfg.needs_weights]
     matchers = [replace(sel, method=name, options=default_options(name))
@@ -145,8 +151,16 @@ def _valid_backbone(name: str | None) -> bool:
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
-    part = matcher_part(method)
-    allowed = {spec.name for spec in settable_options(method)}
+    return _part_options(text, matcher_part(method), default_options(method),
+                         {spec.name for spec in settable_options(method)})
+
+
+def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any], ...],
+                  allowed: set[str] | None = None) -> tuple[tuple[str, Any], ...]:
+    """A part's options from the URL's JSON ``[[name, value], …]``, checked; ``fallback`` when malformed or invalid."""
+    allowed = {spec.name for spec in part.options} if allowed is None else allowed
+    if text is None:
+        return fallback
     if not text or not allowed:
         return ()
     try:
@@ -154,4 +168,4 @@ def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
         options = {str(k): v for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))}
         return tuple(sorted(part.checked_options(options).items()))
     except (ValueError, TypeError, TLLError):  # malformed, or a value of the wrong type or out of range
-        return default_options(method)
+        return fallback
