@@ -95,7 +95,7 @@ def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
     app.switch_page("pages/ranked.py").run()
     first = app.get("image")[0].proto.imgs[0].caption
     assert len(app.get("image")) == 21 and first.startswith("left ")
-    app.button[1].click().run()  # next ▶
+    app.main.button[1].click().run()  # next ▶
     _ok(app)
     second = app.get("image")[0].proto.imgs[0].caption
     assert second != first
@@ -158,7 +158,7 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
 def test_train_makes_the_matcher_the_selection(app: AppTest) -> None:
     app.switch_page("pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(3)
-    app.button[0].click().run()  # the form's Train button
+    app.main.button[0].click().run()  # the form's Train button
     _ok(app)
     assert "It is now the selection on every page" in app.success[0].value
     assert app.sidebar.selectbox(key="w_method").value == "adaptation"
@@ -176,7 +176,7 @@ def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkey
                         or real_fit(self, method, *a, **kw))
     app.switch_page("pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(2)
-    app.button[0].click().run()
+    app.main.button[0].click().run()
     _ok(app)
     assert fits.count(2) == 2  # the training, then the scoring of the figures (which takes it from the store)
     [trained] = [c for k, c in app.session_state["train_curves"].items() if dict(k[-1].options).get("epochs") == 2]
@@ -224,7 +224,7 @@ def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, a
     app.text_input(key=key("note")).set_value("no colour")
     app.selectbox(key=key("mode")).set_value("b")
     epochs.set_value(2)
-    app.button[0].click().run()
+    app.main.button[0].click().run()
     _ok(app)
     sel = app.session_state["selection"]
     assert sel.method == noted_matcher.name and sel.options == (("epochs", 2), ("mode", "b"), ("note", "no colour"))
@@ -249,7 +249,7 @@ def test_rerank_options_from_the_register_in_the_sidebar(app: AppTest) -> None:
 
 def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> None:
     app.switch_page("pages/submission.py").run()
-    app.button[0].click().run()
+    app.main.button[0].click().run()
     _ok(app)
     assert app.success and "Valid: 40 rows" in app.success[0].value
     assert app.get("download_button")

@@ -146,7 +146,7 @@ def test_an_option_out_of_range_is_a_message_on_the_train_page(option: str, valu
     edge, refused by the option's own check in one line."""
     at = _app(make_kaggle(tmp_path / "data", n_pairs=60), "pages/train.py")
     at.number_input(key=f"opt_adaptation_{option}").set_value(value)
-    at.button[0].click().run()  # the form's Train button
+    at.main.button[0].click().run()  # the form's Train button
     assert not at.exception, [e.value for e in at.exception]
     errors = " ".join(e.value.replace("\\", "") for e in at.error)
     assert fragment in errors, errors
