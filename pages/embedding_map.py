@@ -12,6 +12,9 @@ from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_p
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
+# Okabe-Ito: told apart with any colour vision (blue / orange by side; green / vermillion for hit / miss)
+COLOURS = {"left": "#0072B2", "right": "#E69F00", "hit": "#009E73", "miss": "#D55E00"}
+
 eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Embedding map")
@@ -26,12 +29,14 @@ with st.spinner("Computing the UMAP layout (cached afterwards)…" if method == 
 points = map_points(tasks)
 group = map_groups(tasks, scores, colour)
 figure = go.Figure()
+traces: list[list[int]] = []  # the map points of each trace, in drawing order: how a selection is read back
 for value in dict.fromkeys(group.tolist()):
     idx = np.flatnonzero(group == value)
+    traces.append(idx.tolist())
     figure.add_trace(go.Scattergl(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=value,
-                                  customdata=np.stack([idx, idx], axis=1),
+                                  marker_color=COLOURS.get(value),
                                   text=[html.escape(points.names[k]) for k in idx],
-                                  hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=6, opacity=0.75)))
+                                  hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=7, opacity=0.8)))
 if lines and points.true_pairs():
     xs, ys = [], []
     for left, right in points.true_pairs():
@@ -40,7 +45,7 @@ if lines and points.true_pairs():
     figure.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name="true pairs", line=dict(width=0.6, color="gray"), hoverinfo="skip"))
 figure.update_layout(height=560, margin=dict(t=10), legend=dict(orientation="h"), dragmode="select")
 event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
-picked = selected_points(event)
+picked = selected_points(event, traces)
 st.caption(f"{len(points)} points ({method.upper()} of {md(sel.backbone)}). Click or box-select points to see their images.")
 for k in picked[:6]:
     cols = st.columns([1, 1, 4])

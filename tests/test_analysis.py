@@ -62,9 +62,19 @@ def test_projections_are_2d_and_deterministic() -> None:
 
 
 def test_selected_points_reads_plotly_events() -> None:
-    event = {"selection": {"points": [{"customdata": [4, 4]}, {"customdata": [9, 9]}, {"customdata": [4, 4]}]}}
-    assert selected_points(event) == [4, 9]
-    assert selected_points({"selection": {"points": []}}) == [] and selected_points(None) == []
+    """Points come back as (curve_number, point_index) with customdata as plotly sends numpy arrays (a base64
+    block, a dict — the box-selection crash of issue 11); the trace table maps them to map points."""
+    traces = [[0, 2, 4], [1, 3]]  # e.g. the lefts trace and the rights trace
+    blob = {"dtype": "i8", "bdata": "BAAAAAAAAAA="}
+    event = {"selection": {"points": [{"curve_number": 1, "point_index": 1, "customdata": blob},
+                                      {"curve_number": 0, "point_index": 2, "customdata": blob},
+                                      {"curve_number": 1, "point_index": 1},  # twice: kept once
+                                      {"curve_number": 2, "point_index": 0},  # the pair-lines trace: ignored
+                                      {"curve_number": 0, "point_index": 7},  # out of range: ignored
+                                      {"curve_number": "0", "point_index": 1}, "junk"]}}
+    assert selected_points(event, traces) == [3, 4]
+    assert selected_points({"selection": {"points": []}}, traces) == [] and selected_points(None, traces) == []
+    assert selected_points({"selection": {"points": "x"}}, traces) == []
 
 
 def test_selection_round_trips_through_query_params() -> None:

@@ -167,6 +167,26 @@ def test_train_draws_the_curve_and_changes_the_selection(studio: str, page) -> N
     page.screenshot(path=str(_shots() / "train-done.png"), full_page=True)
 
 
+def test_a_box_selection_on_the_map_shows_the_selected_images(studio: str, page) -> None:
+    """Issue 11's crash: a box selection ended in a TypeError (plotly sends numpy customdata as base64 blocks)."""
+    page.goto(f"{studio}/embedding_map?backbone=combined&method=zero-shot&options=[]")
+    page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    area = page.locator(".nsewdrag").first
+    area.wait_for(timeout=WAIT_S * 1000)
+    box = area.bounding_box()
+    before = page.locator("[data-testid='stImage']").count()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)  # the whole plotting area: every point is selected
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
+    page.mouse.up()
+    page.locator("[data-testid='stImage'], [data-testid='stException']").nth(before).wait_for(timeout=WAIT_S * 1000)
+    _settle(page)  # no exception shown
+    assert page.locator("[data-testid='stImage']").count() > before
+    assert page.get_by_text("its partner").count() >= 1  # a selected left or right with its true partner
+    page.screenshot(path=str(_shots() / "map-selection.png"), full_page=True)
+
+
 def test_step_through_lefts(studio: str, page) -> None:
     page.goto(f"{studio}/ranked")
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)

@@ -5,6 +5,8 @@ lay out what these return.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import hashlib
 import math
 from dataclasses import dataclass
@@ -209,19 +211,23 @@ def projection_key(vectors: np.ndarray, method: str, seed: int) -> str:
     return f"map|{method}|{seed}|{digest.hexdigest()}"
 
 
-def selected_points(event: object) -> list[int]:
-    """Point indices from a Streamlit plotly selection event (``st.plotly_chart(on_select=...)``).
+def selected_points(event: object, traces: Sequence[Sequence[int]]) -> list[int]:
+    """Map point indices from a Streamlit plotly selection event (``st.plotly_chart(on_select=...)``).
 
-    Accepts the event object or its dict form; points carry ``customdata[0]`` = the point's index."""
+    ``traces[c][i]`` is the map point drawn as point ``i`` of trace ``c``; each selected point is looked up by
+    its ``curve_number`` and ``point_index`` (a point of another trace, e.g. the pair lines, is ignored).
+    Nothing is read from ``customdata``: plotly sends numpy arrays there as base64 blocks, not numbers.
+    Accepts the event object or its dict form; never raises on a malformed event."""
     selection = getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
     if not selection:
         return []
     points = selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
     out = []
-    for p in points:
-        custom = p.get("customdata") if isinstance(p, dict) else None
-        if custom is not None:
-            out.append(int(custom[0] if isinstance(custom, (list, tuple)) else custom))
-        elif isinstance(p, dict) and "point_index" in p:
-            out.append(int(p["point_index"]))
+    for p in points if isinstance(points, (list, tuple)) else []:
+        if not isinstance(p, dict):
+            continue
+        curve, index = p.get("curve_number"), p.get("point_index", p.get("point_number"))
+        if (isinstance(curve, int) and isinstance(index, int) and 0 <= curve < len(traces)
+                and 0 <= index < len(traces[curve])):
+            out.append(int(traces[curve][index]))
     return list(dict.fromkeys(out))
