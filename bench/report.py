@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_engine  # noqa: E402
 import bench_studio  # noqa: E402
 from tll_core.backbones.registry import create_backbone  # noqa: E402
+from tll_core.analysis import project_2d  # noqa: E402
 from tll_core.cache import EmbeddingCache  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.demo import write_demo  # noqa: E402
@@ -144,6 +145,11 @@ def main() -> None:
         print("evaluation done", flush=True)
 
         tasks = engine.test() if dataset.test_rows else engine.validation(1.0).tasks
+        vectors = engine.embed(list(tasks.left_ids) + list(tasks.right_ids), "combined")
+        start = time.perf_counter()
+        project_2d(vectors, "pca")
+        rows.append((f"PCA of {len(vectors)} x {vectors.shape[1]} (combined), not cached",
+                     f"{time.perf_counter() - start:.2f} s", "≤ 2 s (randomized range finder)"))
         for label in ("cold", "warm"):
             start = time.perf_counter()
             engine.embedding_map(tasks, "combined", "umap")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from tll_core.analysis import compare, failures, mcnemar_exact, project_2d, ranked_task, selected_points
+from tll_core.analysis import compare, failures, mcnemar_exact, pca_2d, project_2d, ranked_task, selected_points
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
 
@@ -166,3 +166,26 @@ def test_map_groups_by_side_or_top_two_hit() -> None:
     assert map_groups(unknown, scores, "hit / miss").tolist()[:3] == ["left"] * 3  # no truth: by side
     with pytest.raises(ValueError, match="colouring"):
         map_groups(tasks, scores, "rainbow")
+
+
+def _exact_pca(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+    components = vt[:2] * np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
+    return centred @ components.T
+
+
+@pytest.mark.parametrize("shape", [(300, 500), (500, 120), (20, 7)])
+def test_randomized_pca_matches_the_exact_projection(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    n, d = shape
+    x = rng.normal(size=(n, d)) + 8 * rng.normal(size=(n, 2)) @ rng.normal(size=(2, d)) / np.sqrt(d)
+    got = pca_2d(x.astype(np.float32), seed=3)
+    np.testing.assert_allclose(got, _exact_pca(x), rtol=0, atol=1e-3 * np.abs(got).max())
+    np.testing.assert_array_equal(pca_2d(x.astype(np.float32), seed=3), got)  # deterministic
+    assert got.dtype == np.float32 and got.shape == (n, 2)
+
+
+def test_pca_of_a_single_feature_is_a_flat_second_axis() -> None:
+    got = pca_2d(np.arange(5, dtype=np.float32)[:, None])
+    assert got.shape == (5, 2) and not got[:, 1].any() and np.ptp(got[:, 0]) == pytest.approx(4)
