@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import map_coordinates, scores_or_stop, selection
+from studio.state import map_coordinates, open_in_ranked, scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points
 
@@ -54,3 +54,7 @@ for k in picked[:6]:
     if partner is not None:
         show_image(cols[1], eng, points.image_ids[partner], caption=f"its partner {md(points.names[partner])}",
                    width="stretch")
+    left = k if k < points.n_left else partner  # a right opens the left whose truth it is
+    if left is not None:
+        cols[2].button(md(f"open {points.names[left]} in Ranked"), key=f"map_open_{k}", on_click=open_in_ranked,
+                       args=(points.names[left],))

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import scores_or_stop, selection
+from studio.state import open_in_ranked, scores_or_stop, selection
 from studio.widgets import md, show_image
 from tll_core.analysis import failures, misses, ranked_task
 
@@ -26,7 +26,9 @@ pages = max(1, (len(found) + PAGE - 1) // PAGE)
 page = st.number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
 for f in found[(page - 1) * PAGE : page * PAGE]:
     st.divider()
-    st.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
+    head, link = st.columns([5, 1])
+    head.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
+    link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
     task = ranked_task(tasks, scores, f.index)
     cols = st.columns(7)
     show_image(cols[0], eng, task.left_id, caption="left", width="stretch")

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import scores_or_stop, selection
+from studio.state import scores_or_stop, selection, show_left, shown_left
 from studio.widgets import md, show_image
 from tll_core.analysis import next_miss, ranked_task
 
@@ -14,6 +14,8 @@ sel = selection()
 st.title("Ranked candidates")
 n = len(tasks)
 names = list(tasks.left_names)
+if "left_index" not in st.session_state and shown_left() in names:  # ?left=NAME, or opened from another page
+    st.session_state["left_index"] = names.index(shown_left())
 if st.session_state.get("left_index", 0) >= n:
     st.session_state["left_index"] = 0
 
@@ -24,6 +26,7 @@ def _go(index: int) -> None:
 
 st.session_state.setdefault("left_index", 0)
 i = st.session_state["left_index"]
+show_left(names[i])
 bar = st.columns([3, 1, 1, 1, 1.4])
 bar[0].selectbox("Left (type to search)", range(n), format_func=lambda k: names[k], key="left_index")
 bar[1].button("◀ previous", on_click=_go, args=(i - 1,), width="stretch")

@@ -70,9 +70,44 @@ def data_folder() -> str:
 
 def set_selection(sel: Selection) -> None:
     st.session_state["selection"] = sel
-    wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {})}
+    _write_url()
+
+
+def _write_url() -> None:
+    """The URL holds the selection's changes from the defaults, the data folder and the left shown in Ranked."""
+    sel = selection()
+    wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {}),
+              **({LEFT_PARAM: shown_left()} if shown_left() else {})}
     if st.query_params.to_dict() != wanted:  # only on change: writing the URL is not free
         st.query_params.from_dict(wanted)
+
+
+LEFT_PARAM = "left"  # ?left=NAME: the left Ranked candidates shows
+
+
+def shown_left() -> str | None:
+    """The name of the left Ranked candidates shows (from ``?left=`` on a first visit)."""
+    return st.session_state.get("shown_left")
+
+
+def show_left(name: str) -> None:
+    """Ranked candidates now shows ``name``: remembered and written into the URL (a link reopens it)."""
+    if shown_left() != name:
+        st.session_state["shown_left"] = name
+        _write_url()
+
+
+def open_in_ranked(name: str) -> None:
+    """Open a left in Ranked candidates (a button's callback on any page)."""
+    st.session_state["shown_left"] = name
+    st.session_state.pop("left_index", None)  # Ranked finds the index of the name
+    st.session_state["switch_to_ranked"] = True
+
+
+def follow_links() -> None:
+    """Called by app.py before the page runs: a left opened from another page switches to Ranked."""
+    if st.session_state.pop("switch_to_ranked", False):
+        st.switch_page("pages/ranked.py")
 
 
 def apply(sel: Selection) -> None:

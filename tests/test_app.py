@@ -104,6 +104,38 @@ def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
     assert "(c0)" in captions[0] and "(c1)" in captions[1]
 
 
+def test_the_left_shown_rides_in_the_url_and_a_link_reopens_it(app: AppTest) -> None:
+    app.switch_page("pages/ranked.py").run()
+    app.main.button[1].click().run()  # next ▶
+    app.main.button[1].click().run()
+    _ok(app)
+    shown = app.get("image")[0].proto.imgs[0].caption.removeprefix("left ")
+    assert app.query_params["left"] == shown  # the URL names the left on screen
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    again.query_params.update(backbone="combined", left=shown)
+    again.run()
+    again.switch_page("pages/ranked.py").run()
+    _ok(again)
+    assert again.get("image")[0].proto.imgs[0].caption == f"left {shown}"  # ?left= opened it
+
+
+def test_a_failure_opens_in_ranked_with_one_click() -> None:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to open
+    app.run()
+    app.switch_page("pages/failures.py").run()
+    _ok(app)
+    import re
+
+    first = next(m.value for m in app.markdown if "— truth rank" in m.value)
+    name = re.match(r"\*\*(\w+)\*\* — truth rank", first).group(1)  # the first failure listed
+    next(b for b in app.main.button if b.label == "open in Ranked").click().run()
+    _ok(app)
+    assert app.title[0].value == "Ranked candidates"
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {name}" and app.query_params["left"] == name
+    assert "top-2 **miss**" in " ".join(m.value for m in app.markdown)
+
+
 def test_failures_count_and_filters() -> None:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to filter

@@ -185,6 +185,17 @@ def test_a_box_selection_on_the_map_shows_the_selected_images(studio: str, page)
     assert page.locator("[data-testid='stImage']").count() > before
     assert page.get_by_text("its partner").count() >= 1  # a selected left or right with its true partner
     page.screenshot(path=str(_shots() / "map-selection.png"), full_page=True)
+    opener = page.get_by_role("button", name=re.compile(r"^open .+ in Ranked$")).first
+    name = re.match(r"open (.+) in Ranked", opener.inner_text()).group(1)
+    opener.click()  # one click opens that left in Ranked candidates, and the URL names it
+    page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    page.get_by_text(f"left {name}", exact=True).wait_for(timeout=WAIT_S * 1000)
+    assert f"left={name}" in page.url
+    page.goto(f"{studio}/ranked?backbone=combined&method=zero-shot&options=[]&left={name}")  # a ?left= link
+    page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    page.get_by_text(f"left {name}", exact=True).wait_for(timeout=WAIT_S * 1000)
 
 
 def test_step_through_lefts(studio: str, page) -> None:
