@@ -119,14 +119,20 @@ def test_the_left_shown_rides_in_the_url_and_a_link_reopens_it(app: AppTest) -> 
     assert again.get("image")[0].proto.imgs[0].caption == f"left {shown}"  # ?left= opened it
 
 
-def test_a_failure_opens_in_ranked_with_one_click() -> None:
+def _weak_failures() -> AppTest:
+    """The Failures page under a weak matcher (tiny-image, zero-shot): misses to list, filter and open."""
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to open
+    app.query_params.update(backbone="tiny-image", method="zero-shot")
     app.run()
     app.switch_page("pages/failures.py").run()
     _ok(app)
+    return app
+
+
+def test_a_failure_opens_in_ranked_with_one_click() -> None:
     import re
 
+    app = _weak_failures()
     first = next(m.value for m in app.markdown if "— truth rank" in m.value)
     name = re.match(r"\*\*(\w+)\*\* — truth rank", first).group(1)  # the first failure listed
     next(b for b in app.main.button if b.label == "open in Ranked").click().run()
@@ -137,11 +143,7 @@ def test_a_failure_opens_in_ranked_with_one_click() -> None:
 
 
 def test_failures_count_and_filters() -> None:
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.query_params.update(backbone="tiny-image", method="zero-shot")  # a weak matcher: misses to filter
-    app.run()
-    app.switch_page("pages/failures.py").run()
-    _ok(app)
+    app = _weak_failures()
     text = " ".join(m.value for m in app.markdown)
     assert "miss the top 2" in text
     before, shown = _failures_shown(app)
