@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import map_coordinates, open_in_ranked, scores_or_stop, selection
+from studio.state import map_coordinates, open_in_ranked, scores_or_stop, selection, set_view, view
 from studio.widgets import md, show_image
 from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points
 
@@ -19,9 +19,13 @@ eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Embedding map")
 controls = st.columns(3)
-method = controls[0].segmented_control("Projection", ["pca", "umap"], default="pca", key="map_method", required=True)
-colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, default=MAP_COLOURINGS[0], key="map_colour",
-                                       required=True)
+PROJECTIONS = ("pca", "umap")
+st.session_state.setdefault("map_method", view("projection", PROJECTIONS))  # from the URL on a first visit
+st.session_state.setdefault("map_colour", view("colour", MAP_COLOURINGS))
+method = controls[0].segmented_control("Projection", PROJECTIONS, key="map_method", required=True)
+colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, key="map_colour", required=True)
+set_view("projection", method)
+set_view("colour", colour)
 lines = controls[2].toggle("Lines joining true pairs", key="map_lines")
 
 with st.spinner("Computing the UMAP layout (cached afterwards)…" if method == "umap" else "Projecting…"):

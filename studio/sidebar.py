@@ -17,7 +17,7 @@ from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
 
-from .state import LEFT_PARAM, data_folder, default_data, device, device_choices, selection, set_selection
+from .state import data_folder, default_data, device, device_choices, selection, set_selection, views_from
 from .widgets import md, option_input, show_error
 
 
@@ -27,7 +27,7 @@ def sidebar() -> None:
         params = st.query_params.to_dict()
         st.session_state["selection"] = Selection.from_query(params)
         st.session_state["data_folder"] = params.get("data") or default_data()
-        st.session_state["shown_left"] = params.get(LEFT_PARAM)
+        st.session_state["views"] = views_from(params)
     sel = selection()
     _seed_widgets(sel)
     st.session_state["w_data"] = data_folder()

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from tll_core import selection as selections
+from tll_core.analysis import MAP_COLOURINGS
 from tll_core.cache import default_cache_dir
 from tll_core.dataset import allowed_data_folder, dataset_stamp
 from tll_core.demo import write_demo
@@ -74,32 +75,51 @@ def set_selection(sel: Selection) -> None:
 
 
 def _write_url() -> None:
-    """The URL holds the selection's changes from the defaults, the data folder and the left shown in Ranked."""
+    """The URL holds the selection's changes from the defaults, the data folder and the pages' views (the left
+    shown in Ranked, the map's projection and colouring) where they differ from their defaults."""
     sel = selection()
-    wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {}),
-              **({LEFT_PARAM: shown_left()} if shown_left() else {})}
+    views = {k: v for k, v in st.session_state.get("views", {}).items() if v and v != VIEW_DEFAULTS.get(k)}
+    wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {}), **views}
     if st.query_params.to_dict() != wanted:  # only on change: writing the URL is not free
         st.query_params.from_dict(wanted)
 
 
-LEFT_PARAM = "left"  # ?left=NAME: the left Ranked candidates shows
+# the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…
+VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0]}
+
+
+def views_from(params: dict[str, str]) -> dict[str, str]:
+    """The views named in a URL's params (a first visit)."""
+    return {k: params[k] for k in VIEW_DEFAULTS if params.get(k)}
+
+
+def view(name: str, choices: tuple[str, ...] | list[str] = ()) -> str:
+    """A page's view setting: from the URL or the last change; its default when not one of ``choices``."""
+    value = st.session_state.get("views", {}).get(name) or VIEW_DEFAULTS[name]
+    return value if not choices or value in choices else VIEW_DEFAULTS[name]
+
+
+def set_view(name: str, value: str) -> None:
+    """Remember a page's view setting and write it into the URL (a link reopens it)."""
+    views = st.session_state.setdefault("views", {})
+    if views.get(name) != value:
+        views[name] = value
+        _write_url()
 
 
 def shown_left() -> str | None:
     """The name of the left Ranked candidates shows (from ``?left=`` on a first visit)."""
-    return st.session_state.get("shown_left")
+    return view("left") or None
 
 
 def show_left(name: str) -> None:
-    """Ranked candidates now shows ``name``: remembered and written into the URL (a link reopens it)."""
-    if shown_left() != name:
-        st.session_state["shown_left"] = name
-        _write_url()
+    """Ranked candidates now shows ``name``: remembered and written into the URL."""
+    set_view("left", name)
 
 
 def open_in_ranked(name: str) -> None:
     """Open a left in Ranked candidates (a button's callback on any page)."""
-    st.session_state["shown_left"] = name
+    st.session_state.setdefault("views", {})["left"] = name
     st.session_state.pop("left_index", None)  # Ranked finds the index of the name
     st.session_state["switch_to_ranked"] = True
 

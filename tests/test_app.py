@@ -129,6 +129,25 @@ def _weak_failures() -> AppTest:
     return app
 
 
+def test_the_maps_colouring_rides_in_the_url() -> None:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params.update(backbone="combined", method="zero-shot", colour="hit / miss")
+    app.run()
+    app.switch_page("pages/embedding_map.py").run()
+    _ok(app)
+    assert app.session_state["map_colour"] == "hit / miss"  # the link's colouring
+    app.segmented_control(key="map_colour").set_value("side").run()
+    assert "colour" not in app.query_params  # the default is not written
+    app.segmented_control(key="map_colour").set_value("hit / miss").run()
+    assert app.query_params["colour"] == "hit / miss"
+    bad = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    bad.query_params.update(backbone="combined", method="zero-shot", colour="rainbow", projection="tsne")
+    bad.run()
+    bad.switch_page("pages/embedding_map.py").run()
+    _ok(bad)
+    assert (bad.session_state["map_colour"], bad.session_state["map_method"]) == ("side", "pca")  # unknown: defaults
+
+
 def test_a_failure_opens_in_ranked_with_one_click() -> None:
     import re
 
