@@ -168,12 +168,12 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 
 def _options_epilog() -> str:
     """Every matcher's and re-ranker's options, one per line (type, range, default, help)."""
-    from .engine import METHOD_FIELDS
+    from .engine import method_options
 
     lines = ["options (--option KEY=VALUE):"]
     for kind in ("matcher", "rerank"):
         for part in REGISTER.parts(kind):
-            own = [spec for spec in part.options if spec.name not in METHOD_FIELDS]
+            own = method_options(part)
             if own:
                 lines.append(f"  {part.name}:")
                 lines += [f"    {spec.describe()}" for spec in own]
@@ -197,23 +197,29 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
         if not owners:
             names_ = ", ".join(q.name for q in parts + rerankers)
             raise TLLError(f"--option {key}: not an option of {names_}; see `python -m tll_core parts`")
+    # each value parsed by its option's own spec: wrong types and ranges fail now, before any work
+    rerank_options = {r.name: _parsed(r, texts) for r in rerankers}
     out = []
-    for part in parts:  # each value parsed by the option's own spec: wrong types and ranges fail now, before any work
-        own = {k: v for k, v in default_options.items() if part.name == recipe.method.name}
-        own.update({k: part.option(k).parse(t) for k, t in texts.items() if k in _settable(part)})
-        own_options = tuple(sorted(part.checked_options(own).items()))
+    for part in parts:
+        own = dict(default_options) if part.name == recipe.method.name else {}
+        own_options = _parsed(part, texts, own)
         for metric in (metrics if part.metric is None else ["cosine"]):
             for reranker in rerankers:
-                rr_options = tuple(sorted(reranker.checked_options(
-                    {k: reranker.option(k).parse(t) for k, t in texts.items() if k in _settable(reranker)}).items()))
-                out.append(Method(part.name, metric, own_options, reranker.name, args.flip_tta, args.centre, rr_options))
+                out.append(Method(part.name, metric, own_options, reranker.name, args.flip_tta, args.centre,
+                                  rerank_options[reranker.name]))
     return out
 
 
-def _settable(part: Part) -> set[str]:
-    from .engine import METHOD_FIELDS
+def _parsed(part: Part, texts: dict[str, str], base: dict | None = None) -> tuple[tuple[str, object], ...]:
+    """``base`` updated with the ``--option`` texts that are ``part``'s options, each parsed and checked."""
+    chosen = {**(base or {}), **{k: part.option(k).parse(t) for k, t in texts.items() if k in _settable(part)}}
+    return tuple(sorted(part.checked_options(chosen).items()))
 
-    return {spec.name for spec in part.options} - set(METHOD_FIELDS)  # those have flags: --metric, --no-centre
+
+def _settable(part: Part) -> set[str]:
+    from .engine import method_options
+
+    return {spec.name for spec in method_options(part)}
 
 
 def _listed(value: list[str] | str | None) -> list[str]:

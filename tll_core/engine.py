@@ -24,7 +24,7 @@ from .errors import TLLError
 from .gallery import gallery_metrics, matcher_ranks
 from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
 from .metrics import check_finite, evaluate_scores
-from .register import REGISTER, Part
+from .register import REGISTER, OptionSpec, Part
 from .rerank import rerank
 from .results import ResultRow
 from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
@@ -33,6 +33,12 @@ from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidat
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
 ENSEMBLE_SEP = "+"  # "hog+colour-hist": the concatenation of each backbone's L2-normalised embedding
 METHOD_FIELDS = ("metric", "centre")  # matcher options a Method carries as its own fields (zero-shot's)
+
+
+def method_options(part: Part) -> tuple[OptionSpec, ...]:
+    """The options of a matcher or re-ranker that a Method carries in ``options`` / ``rerank_options``: all but
+    :data:`METHOD_FIELDS` (those are the Method's own fields; the CLI's --metric, --no-centre)."""
+    return tuple(spec for spec in part.options if spec.name not in METHOD_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -82,12 +88,6 @@ class Method:
 
     def matcher(self) -> Matcher:
         return self.part.create(**self.matcher_options())
-
-    def checked(self) -> Method:
-        """This method, its options checked against the register (one line on a bad name, option or value)."""
-        self.matcher()
-        self.reranker.create(**dict(self.rerank_options))
-        return self
 
 
 @dataclass

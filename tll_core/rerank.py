@@ -22,9 +22,6 @@ import numpy as np
 
 from .register import REGISTER, option, register
 
-ReRanker = Any  # a registered re-ranker: called as (scores, candidates, n_rights) -> scores
-
-
 @register("rerank", "none", help="leave the scores as they are")
 @dataclass(frozen=True)
 class NoRerank:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .backbones.registry import REGISTRY
-from .engine import ENSEMBLE_SEP, METHOD_FIELDS, Engine, Method
+from .engine import ENSEMBLE_SEP, Engine, Method, method_options
 from .errors import TLLError
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
@@ -94,7 +94,7 @@ _OPTION_FIELDS = ("options", "rerank_options")  # carried in the URL as JSON lis
 def settable_options(method: str) -> tuple[OptionSpec, ...]:
     """The options of a method that a selection carries in ``options``: all but ``metric`` and ``centre``,
     which are the selection's own fields (the sidebar's metric)."""
-    return tuple(spec for spec in matcher_part(method).options if spec.name not in METHOD_FIELDS)
+    return method_options(matcher_part(method))
 
 ZERO_SHOT = ZeroShot.name
 
@@ -151,14 +151,12 @@ def _valid_backbone(name: str | None) -> bool:
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
-    return _part_options(text, matcher_part(method), default_options(method),
-                         {spec.name for spec in settable_options(method)})
+    return _part_options(text, matcher_part(method), default_options(method))
 
 
-def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any], ...],
-                  allowed: set[str] | None = None) -> tuple[tuple[str, Any], ...]:
+def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
     """A part's options from the URL's JSON ``[[name, value], …]``, checked; ``fallback`` when malformed or invalid."""
-    allowed = {spec.name for spec in part.options} if allowed is None else allowed
+    allowed = {spec.name for spec in method_options(part)}
     if text is None:
         return fallback
     if not text or not allowed:
