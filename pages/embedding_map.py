@@ -12,8 +12,10 @@ from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_p
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
-# Okabe-Ito: told apart with any colour vision (blue / orange by side; green / vermillion for hit / miss)
-COLOURS = {"left": "#0072B2", "right": "#E69F00", "hit": "#009E73", "miss": "#D55E00"}
+# Okabe-Ito: told apart with any colour vision. By side: blue / orange; by outcome: green / vermillion for the
+# lefts' hit / miss and grey for the rights (orange beside vermillion would not be told apart)
+COLOURS = {"side": {"left": "#0072B2", "right": "#E69F00"},
+           "hit / miss": {"hit": "#009E73", "miss": "#D55E00", "right": "#999999"}}
 
 eng, tasks, scores = scores_or_stop()
 sel = selection()
@@ -38,7 +40,7 @@ for value in dict.fromkeys(group.tolist()):
     idx = np.flatnonzero(group == value)
     traces.append(idx.tolist())
     figure.add_trace(go.Scattergl(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=value,
-                                  marker_color=COLOURS.get(value),
+                                  marker_color={**COLOURS["side"], **COLOURS[colour]}.get(value),
                                   text=[html.escape(points.names[k]) for k in idx],
                                   hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=7, opacity=0.8)))
 if lines and points.true_pairs():
