@@ -130,6 +130,26 @@ def follow_links() -> None:
         st.switch_page("pages/ranked.py")
 
 
+def map_focus() -> tuple[str, ...]:
+    """The lefts picked on the embedding map that Failures and Ranked are narrowed to; () when none."""
+    return tuple(st.session_state.get("map_focus", ()))
+
+
+def set_map_focus(lefts: list[str] | tuple[str, ...]) -> None:
+    """Narrow Failures and Ranked to these lefts (the embedding map's selection); () shows every left again."""
+    st.session_state["map_focus"] = tuple(dict.fromkeys(lefts))
+
+
+def focus_notice(where=st) -> tuple[str, ...]:  # where: st or a container
+    """On a page that honours the map's focus: a one-line notice with a button that clears it; the focus."""
+    focus = map_focus()
+    if focus:
+        text, clear = where.columns([5, 1])
+        text.info(f"Narrowed to the {len(focus)} left(s) picked on the embedding map.")
+        clear.button("show every left", key="clear_map_focus", on_click=set_map_focus, args=((),), width="stretch")
+    return focus
+
+
 def apply(sel: Selection) -> None:
     """Make another page's choice (e.g. a trained matcher) the current selection everywhere."""
     set_selection(sel)
