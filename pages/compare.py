@@ -1,29 +1,70 @@
-"""Compare: several methods on the same validation lefts — figures with CIs, McNemar tests, disagreements."""
+"""Compare: any methods on the same validation lefts — figures with CIs, McNemar tests, disagreements."""
 import pandas as pd
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import scores_or_stop, selection
-from studio.widgets import md, show_image
+from studio.progress import progress_bar
+from studio.sidebar import backbone_choices, backbone_label
+from studio.state import data_folder, device, engine, open_in_ranked, scored, selection
+from studio.widgets import md, show_error, show_image
 from tll_core.analysis import compare, ranked_task
-from tll_core.metrics import evaluate_scores
-from tll_core.selection import comparison_choices
+from tll_core.errors import TLLError
+from tll_core.metrics import METRICS, evaluate_scores
+from tll_core.register import REGISTER
+from tll_core.selection import chosen_method, comparison_choices
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 st.title("Compare methods")
-choices = {s.label: s for s in comparison_choices(selection())}
-picked = st.multiselect("Methods (the first is the reference)", list(choices), default=list(choices)[:2], key="compare_methods")
+eng = engine()
+if eng is None:
+    st.stop()
+added = st.session_state.setdefault("compare_added", [])  # the methods built below, kept for the session
+choices = {s.label: s for s in [*comparison_choices(selection()), *added]}
+
+
+def _add(sel) -> None:
+    added.append(sel)
+    picked = st.session_state.setdefault("compare_methods", [])
+    if sel.label not in picked:
+        st.session_state["compare_methods"] = [*picked, sel.label]
+
+
+with st.expander("Add any method: backbone × matcher × metric × re-ranking"):
+    with st.form("compare_add", border=False):
+        cols = st.columns(4)
+        backbone = cols[0].selectbox("Backbone", backbone_choices(), format_func=backbone_label)
+        method = cols[1].selectbox("Matcher", REGISTER.names("matcher"))
+        metric = cols[2].selectbox("Metric (zero-shot)", METRICS)
+        rerank = cols[3].selectbox("Re-ranking", REGISTER.names("rerank"))
+        if st.form_submit_button("Add"):
+            try:
+                new = chosen_method(selection(), backbone, method, metric, rerank)
+            except TLLError as exc:
+                show_error(exc)
+            else:
+                _add(new)
+                choices[new.label] = new
+st.session_state.setdefault("compare_methods", list(choices)[:2])
+picked = st.multiselect("Methods (the first is the reference)", list(choices), key="compare_methods")
 if len(picked) < 2:
     st.info("Pick at least two methods.")
     st.stop()
+
 results = {}
-for label in picked:
-    eng, tasks, scores = scores_or_stop(choices[label])
-    results[label] = scores
+for k, label in enumerate(picked, start=1):
+    try:
+        with progress_bar(f"method {k} of {len(picked)} ({label}): embedding") as bar:
+            tasks, results[label] = scored(data_folder(), choices[label], device(), bar)
+    except TLLError as exc:
+        show_error(f"{label}: {exc}")
+picked = [label for label in picked if label in results]
+if len(picked) < 2:
+    st.stop()
 rows = []
 reference = picked[0]
-for label, scores in results.items():
+for label in picked:
+    scores = results[label]
     r = evaluate_scores(scores, tasks.truth, seed=choices[label].seed)
     c = compare(tasks, results[reference], scores) if label != reference else None
     rows.append({"method": label, "top1": r.top1, "top2": r.top2, "top5": r.top5, "mrr": r.mrr,
@@ -32,13 +73,13 @@ for label, scores in results.items():
 st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
     c: st.column_config.NumberColumn(format="%.3f") for c in ("top1", "top2", "top5", "mrr", "vs reference: McNemar p")})
 
-a, b = picked[0], picked[1]
 st.subheader("Disagreements (top-2 hits)")
-st.caption(f"A = {md(a)}  ·  B = {md(b)}")
+pair = st.columns(2)
+a = pair[0].selectbox("A", picked, index=0, key="compare_a")
+b = pair[1].selectbox("B", picked, index=1, key="compare_b")
 comparison = compare(tasks, results[a], results[b])
 slices = comparison.slices
-counts = st.columns(len(slices))
-for col, (name, members) in zip(counts, slices.items()):
+for col, (name, members) in zip(st.columns(len(slices)), slices.items()):
     col.metric(name, len(members))
 st.caption(f"Exact McNemar test on the discordant lefts: p = {comparison.p_value:.4f}")
 slice_name = st.radio("Slice", list(slices), horizontal=True, key="compare_slice")
@@ -46,12 +87,17 @@ members = slices[slice_name]
 if not members:
     st.info("No left in this slice.")
     st.stop()
-i = st.selectbox("Left", members, format_func=lambda k: tasks.left_names[k], key="compare_left")
-left_col, *method_cols = st.columns(1 + len(picked))
-show_image(left_col, eng, tasks.left_ids[i], caption=f"left {md(tasks.left_names[i])}", width="stretch")
-for col, label in zip(method_cols, picked):
+view = st.columns([3, 1, 1])
+i = view[0].selectbox("Left", members, format_func=lambda k: tasks.left_names[k], key="compare_left")
+top_k = view[1].number_input("Top-k shown", 1, 20, 5, key="compare_top_k")
+size = view[2].slider("Thumbnail size (px)", 80, 320, 180, step=20, key="compare_size")
+st.button(md(f"open {tasks.left_names[i]} in Ranked"), on_click=open_in_ranked, args=(tasks.left_names[i],))
+shown = [a] if a == b else [a, b]
+left_col, *method_cols = st.columns(1 + len(shown))
+show_image(left_col, eng, tasks.left_ids[i], caption=f"left {md(tasks.left_names[i])}", width=max(size, 200))
+for col, label in zip(method_cols, shown):
     task = ranked_task(tasks, results[label], i)
     col.markdown(f"**{md(label)}** — truth rank {task.truth_rank}")
-    for cand in task.candidates[:5]:
-        show_image(col, eng, cand.image_id, width=110,
+    for cand in task.candidates[:top_k]:
+        show_image(col, eng, cand.image_id, width=size,
                    caption=md(f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")))

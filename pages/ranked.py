@@ -1,57 +1,96 @@
-"""Ranked candidates: a left beside its 20 candidates in score order, the truth marked."""
+"""Ranked candidates: a left beside its truth and its 20 candidates in score order, the truth framed.
+
+Keys: ← / → previous / next left, F next failure, D a random left; a candidate's caption opens it full size.
+"""
 import numpy as np
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import scores_or_stop, selection, show_left, shown_left
+from studio.state import focus_notice, open_why, scores_or_stop, selection, show_left, shown_left
 from studio.widgets import md, show_image
-from tll_core.analysis import next_miss, ranked_task
+from tll_core.analysis import Candidate, RankedTask, next_miss, ranked_task
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
+
+TRUTH = "#009E73"  # Okabe-Ito green: the truth's frame, told apart with any colour vision
+# a container keyed "truth_…" gets the class st-key-truth_…: the truth's cell in the grid is framed by it
+st.html(f"<style>div[class*='st-key-truth_'] {{outline: 4px solid {TRUTH}; outline-offset: 2px; border-radius: 4px}}</style>")
 
 eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Ranked candidates")
-n = len(tasks)
 names = list(tasks.left_names)
+focus = set(focus_notice())
+order = [k for k, name in enumerate(names) if name in focus] or list(range(len(names)))  # the lefts stepped through
 if "left_index" not in st.session_state and shown_left() in names:  # ?left=NAME, or opened from another page
     st.session_state["left_index"] = names.index(shown_left())
-if st.session_state.get("left_index", 0) >= n:
-    st.session_state["left_index"] = 0
+if st.session_state.get("left_index") not in order:
+    st.session_state["left_index"] = order[0]
 
 
 def _go(index: int) -> None:
-    st.session_state["left_index"] = index % n
+    st.session_state["left_index"] = index
 
 
-st.session_state.setdefault("left_index", 0)
+def _step(delta: int) -> int:
+    """The left ``delta`` places from the current one in the lefts stepped through (wrapping round)."""
+    return order[(order.index(st.session_state["left_index"]) + delta) % len(order)]
+
+
 i = st.session_state["left_index"]
 show_left(names[i])
-bar = st.columns([3, 1, 1, 1, 1.4])
-bar[0].selectbox("Left (type to search)", range(n), format_func=lambda k: names[k], key="left_index")
-bar[1].button("◀ previous", on_click=_go, args=(i - 1,), width="stretch")
-bar[2].button("next ▶", on_click=_go, args=(i + 1,), width="stretch")
-bar[3].button("random", on_click=_go, args=(int(np.random.default_rng().integers(n)),), width="stretch")
+bar = st.columns([3, 1, 1, 1, 1.3])
+bar[0].selectbox("Left (type to search)", order, format_func=lambda k: names[k], key="left_index")
+bar[1].button("◀ previous", on_click=_go, args=(_step(-1),), width="stretch", shortcut="Left")
+bar[2].button("next ▶", on_click=_go, args=(_step(1),), width="stretch", shortcut="Right")
+bar[3].button("random", on_click=_go, args=(order[int(np.random.default_rng().integers(len(order)))],),
+              width="stretch", shortcut="D")
 if tasks.has_truth:
-    failure = next_miss(tasks, scores, after=i)
+    failure = next_miss(tasks, scores, after=i, among=order)
     bar[4].button("next failure", on_click=_go, args=(i if failure is None else failure,), disabled=failure is None,
-                  width="stretch")
+                  width="stretch", shortcut="F")
+
+
+@st.dialog("Candidate", width="large")
+def full_size(task: RankedTask, cand: Candidate) -> None:
+    """A candidate at full size beside its left, with what its rank rests on."""
+    a, b = st.columns(2)
+    show_image(a, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
+    show_image(b, eng, cand.image_id, caption=f"candidate {md(cand.name)}", width="stretch")
+    truth = task.truth
+    versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.4f} (rank {truth.rank})"
+    st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · column c{cand.position}"
+             f"{' · **the truth**' if cand.is_truth else ''}{versus}")
+    st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
+
+
+def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:
+    """One candidate: its image (framed when it is the truth) and a caption that opens it full size."""
+    cell = where.container(key=f"{'truth' if cand.is_truth else 'cand'}_{cand.position}")
+    show_image(cell, eng, cand.image_id, width="stretch")
+    label = f"#{cand.rank} · {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")
+    if cell.button(label, key=f"full_{cand.position}", type="tertiary", help=f"{cand.name} (c{cand.position}): full size"):
+        full_size(task, cand)
+
 
 task = ranked_task(tasks, scores, i)
-original = st.toggle("Original c0..c19 order", key="original_order")
+options = st.columns([1, 1, 4])
+original = options[0].toggle("Original c0..c19 order", key="original_order")
+compact = options[1].toggle("Compact grid", value=True, key="compact_grid", help="all 20 candidates in two rows of 10")
+options[2].caption("Keys: ← → previous / next · F next failure · D random. Click a caption for the full-size view.")
 shown = task.in_original_order() if original else list(task.candidates)
-left_col, grid = st.columns([1, 3])
-with left_col:
-    show_image(st, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
-    if task.truth_rank is not None:
-        verdict = "hit" if task.truth_rank <= 2 else "miss"
-        st.metric("truth rank", task.truth_rank, help="1 + candidates scoring ≥ the truth (ties count against it)")
-        st.write(f"top-2 **{verdict}** · {md(sel.label)}")
-    else:
-        st.write(f"test task (truth unknown) · {md(sel.label)}")
-for row in range(0, len(shown), 5):
-    cols = grid.columns(5)
-    for col, cand in zip(cols, shown[row : row + 5]):
-        mark = " · :green[**TRUTH**]" if cand.is_truth else ""
-        show_image(col, eng, cand.image_id, width="stretch")
-        col.caption(f"**#{cand.rank}** · {cand.score:.3f} · {md(cand.name)} (c{cand.position}){mark}")
+side, grid = st.columns([1, 4])
+show_image(side, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
+truth = task.truth
+if truth is not None:
+    verdict = "hit" if task.truth_rank <= 2 else "miss"
+    side.markdown(f"truth rank **{task.truth_rank}** of 20 · score **{truth.score:.3f}** · top-2 **{verdict}**",
+                  help="rank: 1 + candidates scoring ≥ the truth (ties count against it)")
+    show_image(side, eng, truth.image_id, caption=f"truth {md(truth.name)}", width="stretch")
+else:
+    side.write("test task (truth unknown)")
+side.caption(md(sel.label))
+per_row = 10 if compact else 5
+for row in range(0, len(shown), per_row):
+    for col, cand in zip(grid.columns(per_row), shown[row : row + per_row]):
+        candidate_cell(col, task, cand)

@@ -1,27 +1,42 @@
-"""Train: fit a learned matcher with its options, watch the curves; the result becomes the selection.
+"""Train: fit a learned matcher with its options, watch the curves; "use this model" makes it the selection.
 
 The matchers and their option widgets come from the register (a new matcher or option needs no edit here);
 the matcher is fitted once and hands back its training curve, which is kept for this selection.
 """
 from dataclasses import replace
 
-import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from studio.entry import enter
+from studio.progress import progress_bar
 from studio.state import apply, data_folder, device, engine, remember_curve, scored, selection, trained_curve
 from studio.widgets import md, option_input, show_error
 from tll_core.errors import TLLError
-from tll_core.matchers import EpochReport, TrainingCurve, learned_matchers, matcher_part
+from tll_core.matchers import TrainingCurve, learned_matchers, matcher_part
 from tll_core.metrics import evaluate_scores
 from tll_core.selection import default_options, settable_options
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 
-def curve_frame(curve: TrainingCurve) -> pd.DataFrame:
-    return pd.DataFrame({"train loss": curve.train_loss, "held-back top-2": curve.holdout_top2},
-                        index=pd.RangeIndex(1, len(curve.train_loss) + 1, name="epoch"))
+def curve_figure(curve: TrainingCurve, best_epoch: int | None = None) -> go.Figure:
+    """Loss and held-back top-2 on their own axes (one scale would flatten the top-2), sharing the epochs;
+    the epoch early stopping kept is marked on both."""
+    epochs = list(range(1, len(curve.train_loss) + 1))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("training loss", "held-back top-2"))
+    fig.add_trace(go.Scatter(x=epochs, y=curve.train_loss, mode="lines+markers", name="training loss",
+                             line_color="#0072B2"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=epochs, y=curve.holdout_top2, mode="lines+markers", name="held-back top-2",
+                             line_color="#D55E00"), row=2, col=1)
+    if best_epoch:
+        fig.add_vline(x=best_epoch, line_dash="dash", line_color="#009E73",
+                      annotation_text=f"kept: epoch {best_epoch}", annotation_position="top left")
+    fig.update_layout(height=440, margin=dict(t=30, b=30), showlegend=False)
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    return fig
 
 
 st.title("Train a learned matcher")
@@ -49,36 +64,42 @@ except TLLError as exc:
 changed = tuple(sorted((spec.name, checked[spec.name]) for spec in specs if checked[spec.name] != spec.default))
 target = replace(sel, split="validation", method=method, options=changed)
 if submitted:
-    progress = st.progress(0.0, text="training…")
     chart = st.empty()
     history = TrainingCurve()
+    with progress_bar("embedding the fit pairs") as bar:
+        def on_epoch(report) -> None:
+            bar.epoch(report)
+            history.train_loss.append(report.train_loss)
+            history.holdout_top2.append(report.holdout_top2)
+            chart.plotly_chart(curve_figure(history))
 
-    def on_epoch(report: EpochReport) -> None:
-        history.train_loss.append(report.train_loss)
-        history.holdout_top2.append(report.holdout_top2)
-        progress.progress(report.epoch / report.epochs, text=f"epoch {report.epoch}/{report.epochs}")
-        chart.line_chart(curve_frame(history))
-
-    try:
-        _, fit = eng.tasks_for("validation", target.val_fraction, target.seed)
-        matcher = eng.fit(target.to_method(), target.backbone, fit, callback=on_epoch)
-    except TLLError as exc:
-        show_error(exc)
-        st.stop()
-    progress.progress(1.0, text="done" if history.train_loss else "done (taken from the trained-matcher cache)")
+        try:
+            _, fit = eng.tasks_for("validation", target.val_fraction, target.seed)
+            matcher = eng.fit(target.to_method(), target.backbone, fit, callback=on_epoch, progress=bar.images)
+        except TLLError as exc:
+            show_error(exc)
+            st.stop()
+    chart.empty()
     remember_curve(target, matcher.curve)
-    apply(target)
-    st.rerun()  # redraw the sidebar with the trained matcher selected
+    st.session_state["train_fresh"] = bool(history.train_loss)  # False: the trained-matcher store answered
 
 curve = trained_curve(target)
 if curve is not None:
     try:
-        tasks, scores = scored(data_folder(), target, device())
+        with progress_bar("embedding the validation tasks") as bar:
+            tasks, scores = scored(data_folder(), target, device(), bar)
     except TLLError as exc:
         show_error(exc)
         st.stop()
     result = evaluate_scores(scores, tasks.truth, seed=target.seed)
-    st.success(f"{md(target.label)}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, {result.top2_ci[1]:.3f}], "
-               f"top-1 {result.top1:.3f}, MRR {result.mrr:.3f}. It is now the selection on every page.")
-    st.line_chart(curve_frame(curve))
-    st.caption(f"Best held-back epoch: {curve.best_epoch} of {len(curve.train_loss)} (early stopping keeps it).")
+    source = "" if st.session_state.get("train_fresh", True) else " (taken from the trained-matcher store)"
+    st.success(f"{md(target.label)}{source}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, "
+               f"{result.top2_ci[1]:.3f}], top-1 {result.top1:.3f}, MRR {result.mrr:.3f}.")
+    if selection() == target:
+        st.info("This model is the selection on every page.")
+    else:
+        st.button("Use this model", type="primary", on_click=apply, args=(target,),
+                  help="make it the selection on every page (sidebar, leaderboard, Ranked, …)")
+    st.plotly_chart(curve_figure(curve, curve.best_epoch), key="train_curve")
+    st.caption(f"Early stopping kept epoch {curve.best_epoch} of the {len(curve.train_loss)} run "
+               f"(the best held-back top-2); training stops once it has not improved for a while.")

@@ -36,7 +36,7 @@ def sidebar() -> None:
         st.text_input("Data folder (Kaggle or release layout)", key="w_data", on_change=_data_changed,
                       help="The demo by default; or set TLL_DATA before starting the studio.")
         st.segmented_control("Split", SPLITS, key="w_split", required=True, on_change=_widgets_changed)
-        st.selectbox("Backbone", list(REGISTRY) + _extra_backbones(), key="w_backbone", format_func=_backbone_label,
+        st.selectbox("Backbone", backbone_choices(), key="w_backbone", format_func=backbone_label,
                      on_change=_widgets_changed)
         st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed,
                      help=REGISTER.get("matcher", sel.method).help or None)
@@ -104,9 +104,10 @@ def _seed_widgets(sel: Selection) -> None:
                             w_rerank=sel.rerank, w_fraction=sel.val_fraction, w_seed=sel.seed)
 
 
-def _extra_backbones() -> list[str]:
-    current = st.session_state.get("w_backbone")
-    return [current] if current and current not in REGISTRY else []
+def backbone_choices() -> list[str]:
+    """Every registered backbone, and the current one when it is an ensemble (``a+b``, e.g. the default recipe)."""
+    current = st.session_state.get("w_backbone") or selection().backbone
+    return list(REGISTRY) + ([current] if current and current not in REGISTRY else [])
 
 
 @st.cache_data(show_spinner=False)
@@ -119,5 +120,5 @@ def _available(name: str) -> bool:
     return weights_available(name) if name in REGISTRY else True
 
 
-def _backbone_label(name: str) -> str:
+def backbone_label(name: str) -> str:
     return name if _available(name) else f"{name} (no weights here)"

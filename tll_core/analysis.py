@@ -74,10 +74,13 @@ def misses(tasks: TaskSet, scores: np.ndarray, k: int = 2) -> tuple[int, ...]:
     return tuple(int(i) for i in np.flatnonzero(~hits(tasks, scores, k)))
 
 
-def next_miss(tasks: TaskSet, scores: np.ndarray, after: int, k: int = 2) -> int | None:
+def next_miss(tasks: TaskSet, scores: np.ndarray, after: int, k: int = 2,
+              among: Sequence[int] | None = None) -> int | None:
     """The first left after ``after`` whose truth misses the top ``k``, wrapping round to the first one;
-    None when every left is a hit."""
+    None when every left is a hit. ``among``: only these lefts count (e.g. those picked on the map)."""
     missed = misses(tasks, scores, k)
+    if among is not None:
+        missed = tuple(sorted(set(missed) & set(among)))
     return next((i for i in missed if i > after), missed[0] if missed else None)
 
 

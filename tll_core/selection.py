@@ -126,6 +126,20 @@ def comparison_choices(sel: Selection) -> list[Selection]:
     return _unique([sel, *reranked, *metrics, *backbones, *matchers])
 
 
+def chosen_method(sel: Selection, backbone: str, method: str, metric: str, rerank: str) -> Selection:
+    """Any backbone x matcher x metric x re-ranker on ``sel``'s validation split, each part with its default
+    options (what the compare page's "add a method" builds); an unknown part is a one-line error."""
+    for kind, name in (("matcher", method), ("rerank", rerank)):
+        if (kind, name) not in REGISTER:
+            raise TLLError(f"unknown {kind} {name!r}; choose from {', '.join(REGISTER.names(kind))}")
+    if not _valid_backbone(backbone):
+        raise TLLError(f"unknown backbone {backbone!r}")
+    if metric not in METRICS:
+        raise TLLError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    return replace(sel, split="validation", backbone=backbone, method=method, metric=metric, rerank=rerank,
+                   options=default_options(method), rerank_options=())
+
+
 def _unique(selections: list[Selection]) -> list[Selection]:
     """The selections in order, the first of each label only."""
     first: dict[str, Selection] = {}

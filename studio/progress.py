@@ -1,0 +1,48 @@
+"""A progress bar that the engine's reports move: images embedded (with rate and time left) and epochs trained.
+
+Never move one from inside an ``st.cache_data``/``st.cache_resource`` function: Streamlit records what a
+cached function draws to replay it, and a bar drawn outside the function cannot be replayed
+(``CacheReplayClosureError``). ``studio.state.Memo`` keeps such answers instead.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import streamlit as st
+
+from tll_core.matchers import EpochReport
+from tll_core.progress import ProgressMeter
+
+
+class ProgressBar:
+    """The engine's ``progress`` (images) and ``callback`` (epochs) in one bar of ``where``."""
+
+    def __init__(self, where: Any, what: str) -> None:  # where: st or a container
+        self._slot = where.empty()
+        self.meter = ProgressMeter(what)
+
+    def images(self, done: int, total: int) -> None:
+        self.meter.images(done, total)
+        self._draw()
+
+    def epoch(self, report: EpochReport) -> None:
+        self.meter.epoch(report)
+        self._draw()
+
+    def _draw(self) -> None:
+        self._slot.progress(min(1.0, self.meter.fraction), text=self.meter.text)
+
+    def clear(self) -> None:
+        self._slot.empty()
+
+
+@contextlib.contextmanager
+def progress_bar(what: str = "embedding", where: Any = st) -> Iterator[ProgressBar]:
+    """A bar for the duration of a call; gone when it returns (or fails)."""
+    bar = ProgressBar(where, what)
+    try:
+        yield bar
+    finally:
+        bar.clear()
