@@ -42,9 +42,10 @@ def _default_candidate(task: RankedTask) -> int:
     return 1 if task.truth_rank == 1 else 0
 
 
-def _panel(where, heading: str, cand: Candidate) -> None:
+def _panel(where, cand: Candidate, heading: str = "") -> None:
     """One pair: both overlays, the score, how to read them."""
-    where.subheader(heading)
+    if heading:
+        where.subheader(heading)
     try:
         with where, st.spinner(f"Mapping {task.left} and {cand.name} with {member}…"):
             pair, shown = why_view(sel, task.left_id, cand.image_id, member, centred)
@@ -72,14 +73,14 @@ def _panel(where, heading: str, cand: Candidate) -> None:
 left_panel, right_panel = st.columns(2, gap="large")
 truth = task.truth
 if truth is not None:
-    _panel(left_panel, f"Left vs its truth (rank {task.truth_rank})", truth)
+    _panel(left_panel, truth, f"Left vs its truth (rank {task.truth_rank})")
 else:
     left_panel.info("Test task: the truth is unknown; pick any candidate on the right.")
-with right_panel:
-    k = st.selectbox("Candidate (by rank)", range(len(task.candidates)), index=_default_candidate(task),
-                     format_func=lambda r: f"#{task.candidates[r].rank} {task.candidates[r].name} "  # plain text
-                                           f"({task.candidates[r].score:.3f})" + (" · TRUTH" if task.candidates[r].is_truth else ""))
+right_panel.subheader("Left vs a candidate")
+k = right_panel.selectbox("Candidate (by rank; by default the best one that beat the truth, else the runner-up)",
+                          range(len(task.candidates)), index=_default_candidate(task),
+                          format_func=lambda r: f"#{task.candidates[r].rank} {task.candidates[r].name} "  # plain text
+                          f"({task.candidates[r].score:.3f})" + (" · TRUTH" if task.candidates[r].is_truth else ""))
 picked = task.candidates[k]
 set_view("candidate", picked.name)
-beat = truth is not None and task.truth_rank > 1 and k == 0
-_panel(right_panel, "Left vs the candidate that beat the truth" if beat else f"Left vs candidate #{picked.rank}", picked)
+_panel(right_panel, picked)

@@ -47,8 +47,8 @@ READING: dict[Kind, str] = {
              "bright = this region looks like the other picture as a whole; the greyed border is cropped "
              "away before the model sees the image."),
     "descriptor": ("Each cell's share of the score: the descriptor's dimensions there (edge orientations, "
-                   "thumbnail pixels), left x candidate; bright cells add most, dark ones subtract. The cells "
-                   "sum to the score, and the same cells are shown on both images: they are compared place by place."),
+                   "thumbnail pixels), left x candidate; bright cells add to it, the middle colour adds nothing, "
+                   "dark cells subtract. The cells sum to the score, and the same cells are shown on both images: they are compared place by place."),
 }
 
 
@@ -469,9 +469,13 @@ class Rendered:
 
 
 def render(engine: Engine, pair: WhyPair) -> Rendered:
-    """Both overlays of a pair, scaled together (the lowest to the highest value of either map)."""
+    """Both overlays of a pair on one scale: cosines from the lowest to the highest of either map; contributions
+    symmetric about 0 (the colormap's middle adds nothing, its bright end adds, its dark end subtracts)."""
     grids = np.concatenate([pair.left_map.grid.ravel(), pair.candidate_map.grid.ravel()])
     low, high = float(grids.min()), float(grids.max())
+    if pair.kind == "descriptor":
+        high = max(abs(low), abs(high))
+        low = -high
     smooth = pair.kind == "deep"
     left, candidate = (overlay(read_rgb(engine, m.image_id), m, low, high, smooth=smooth)
                        for m in (pair.left_map, pair.candidate_map))
