@@ -18,6 +18,7 @@ PAGES = [
     st.Page("pages/ranked.py", title="Ranked candidates", icon=":material/format_list_numbered:"),
     st.Page("pages/failures.py", title="Failures", icon=":material/error:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/why.py", title="Why", icon=":material/troubleshoot:"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/submission.py", title="Submission", icon=":material/upload_file:"),

@@ -31,6 +31,7 @@ from tll_core.matchers import TrainingCurve
 from tll_core.results import ResultRow
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
+from tll_core.why import Rendered, WhyPair, centre_of, render, why
 
 from .progress import ProgressBar, progress_bar
 from .widgets import show_error
@@ -91,8 +92,9 @@ def _write_url() -> None:
         st.query_params.from_dict(wanted)
 
 
-# the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…
-VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0]}
+# the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…,
+# ?candidate=NAME (the right the Why page explains beside the truth)
+VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "candidate": ""}
 
 
 def views_from(params: dict[str, str]) -> dict[str, str]:
@@ -122,6 +124,15 @@ def shown_left() -> str | None:
 def show_left(name: str) -> None:
     """Ranked candidates now shows ``name``: remembered and written into the URL."""
     set_view("left", name)
+
+
+def why_candidate() -> str | None:
+    """The right the Why page explains: one handed over by another page in ``st.session_state["why_candidate"]``
+    (a right's name; taken once, then remembered and written into the URL), else ``?candidate=NAME``."""
+    handed = st.session_state.pop("why_candidate", None)
+    if handed:
+        set_view("candidate", str(handed))
+    return view("candidate") or None
 
 
 def open_in_ranked(name: str) -> None:
@@ -285,3 +296,20 @@ def trained_curve(sel: Selection) -> TrainingCurve | None:
 def _curve_key(sel: Selection) -> tuple[str, str, str, Selection]:
     data = data_folder()
     return data, device(), fingerprint(data, device()), sel
+
+
+def why_view(sel: Selection, left_id: str, candidate_id: str, member: str, centred: bool) -> tuple[WhyPair, Rendered]:
+    """Where a left and a candidate match under ``member`` (a part of the selection's backbone), and the two
+    overlays; ``centred``: after subtracting the mean embedding of the selection's task set, as zero-shot does."""
+    data, device_name = data_folder(), device()
+    return _why_view(data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction, sel.seed,
+                     member, left_id, candidate_id, centred, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _why_view(data: str, content: str, backbone: str, split: str, fraction: float, seed: int, member: str,
+              left_id: str, candidate_id: str, centred: bool, device_name: str) -> tuple[WhyPair, Rendered]:
+    eng = engine_for(data, device_name)
+    centre = centre_of(eng, eng.tasks_for(split, fraction, seed)[0], member) if centred else None
+    pair = why(eng, backbone, left_id, candidate_id, member=member, centre=centre)
+    return pair, render(eng, pair)

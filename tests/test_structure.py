@@ -81,7 +81,7 @@ def test_every_page_starts_by_entering_through_app_py() -> None:
     is the ``studio`` package, never a module in ``pages/`` (it would be listed as a page)."""
     root = PACKAGE.parent
     pages = sorted((root / "pages").glob("*.py"))
-    assert len(pages) == 7 and (root / "studio" / "__init__.py").is_file()
+    assert len(pages) == 8 and (root / "studio" / "__init__.py").is_file()
     for path in pages:
         body = ast.parse(path.read_text()).body
         statements = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))][1:]  # after the docstring

@@ -61,14 +61,18 @@ class TorchBackbone(Backbone):
     def prepare(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
 
-    @torch.inference_mode()
-    def embed(self, prepared: list[torch.Tensor]) -> np.ndarray:
+    def batch(self, prepared: list[torch.Tensor]) -> torch.Tensor:
+        """Prepared images as the model's input batch on its device (normalised, in the model's memory format)."""
         batch = torch.stack(prepared)
         if self.cfg.preprocess is not None:  # uint8 from the workers: scale and normalise once per batch
             batch = _normalise(batch, self.cfg.preprocess)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        batch = batch.to(self.device, non_blocking=True)
+        return batch.to(self.device, non_blocking=True)
+
+    @torch.inference_mode()
+    def embed(self, prepared: list[torch.Tensor]) -> np.ndarray:
+        batch = self.batch(prepared)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         with autocast:
             out = self.forward(batch)

@@ -15,6 +15,7 @@ from .base import Backbone, BackboneCfg
 HOG_SCALES = ((96, 120), (48, 60))  # (width, height): TLL images are 200x245
 HOG_CELL = 12
 HOG_BINS = 9
+HOG_BLOCK = 3  # cells per block side
 HIST_BINS = (8, 4, 4)  # H, S, V
 TINY_SIZE = (16, 20)
 
@@ -26,7 +27,7 @@ def _gray(im: Image.Image, size: tuple[int, int]) -> np.ndarray:
 def hog_descriptor(im: Image.Image) -> np.ndarray:
     """HOG of the grayscale image at two scales (9 bins, 12 px cells, 3x3 blocks, L2-Hys, gamma-compressed)."""
     parts = [
-        hog(_gray(im, size), orientations=HOG_BINS, pixels_per_cell=(HOG_CELL, HOG_CELL), cells_per_block=(3, 3),
+        hog(_gray(im, size), orientations=HOG_BINS, pixels_per_cell=(HOG_CELL, HOG_CELL), cells_per_block=(HOG_BLOCK, HOG_BLOCK),
             block_norm="L2-Hys", transform_sqrt=True, feature_vector=True)
         for size in HOG_SCALES
     ]
