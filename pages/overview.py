@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from studio.entry import enter
+from studio.progress import progress_bar
 from studio.state import data_folder, device, engine, fingerprint, leaderboard_rows, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
@@ -55,8 +56,8 @@ except TLLError as exc:
 lines = []
 for label, candidate in list(computed.items()):
     try:
-        with st.spinner(f"Evaluating {label}…"):
-            lines.append(line(label, *leaderboard_rows(candidate, content)))
+        with st.spinner(f"Evaluating {label}…"), progress_bar(f"{label}: embedding") as bar:
+            lines.append(line(label, *leaderboard_rows(candidate, content, bar)))
     except TLLError as exc:
         show_error(f"{label}: {exc}")
         del computed[label]  # tried again when it is next chosen, not on every run
@@ -83,4 +84,4 @@ if lines:
 st.subheader("Cache")
 if eng.cache is not None:
     st.write(f"{md(eng.cache.directory)}: {len(eng.cache)} embeddings ({eng.cache.volume() / 2**20:.1f} MiB), "
-             f"{len(eng.store)} trained matchers. Clear with `python -m tll_core cache --clear`.")
+             f"{len(eng.store)} trained matchers. Clear with `.venv/bin/python -m tll_core cache --clear`.")

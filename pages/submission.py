@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from studio.entry import enter
+from studio.progress import progress_bar
 from studio.state import engine, selection
 from studio.widgets import md, show_error
 from tll_core.cache import default_cache_dir
@@ -26,15 +27,14 @@ sel = replace(selection(), split="test")
 st.write(f"Method: **{md(sel.label)}** (choose it in the sidebar; learned matchers are fitted on all "
          f"{len(eng.dataset.train_pairs)} train pairs). Files are also saved under {md(SUBMISSIONS)}.")
 if st.button("Score the test tasks", type="primary"):
-    progress = st.progress(0.0, text="embedding…")
     name = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", sel.label.replace(" · ", "__")) + ".csv"
     try:
-        path = eng.submit(sel.backbone, sel.metric, SUBMISSIONS / name, method=sel.to_method(),
-                          progress=lambda done, total: progress.progress(done / max(total, 1), text=f"{done}/{total} images"))
+        with st.spinner("Scoring the test tasks…"), progress_bar("embedding the train pairs and test images") as bar:
+            path = eng.submit(sel.backbone, sel.metric, SUBMISSIONS / name, method=sel.to_method(),
+                              progress=bar.images, callback=bar.epoch)
     except TLLError as exc:
         show_error(exc)
         st.stop()
-    progress.progress(1.0, text="done")
     st.session_state["submission_path"] = str(path)
 path = st.session_state.get("submission_path")
 if path:

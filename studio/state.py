@@ -257,15 +257,13 @@ def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.nd
     return eng, tasks, scores
 
 
-def leaderboard_rows(sel: Selection, content: str) -> tuple[ResultRow, ResultRow]:
+def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = None) -> tuple[ResultRow, ResultRow]:
     """The selection's tasks and full-gallery rows on its validation split (``content``: the folder's
     :func:`fingerprint`, taken once per run for the whole leaderboard)."""
-    return _leaderboard_rows(data_folder(), content, sel, device())
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _leaderboard_rows(data: str, content: str, sel: Selection, device_name: str) -> tuple[ResultRow, ResultRow]:
-    return selections.leaderboard_rows(engine_for(data, device_name), sel)
+    data, device_name = data_folder(), device()
+    return memo("leaderboard rows", 64).get(
+        (data, content, sel, device_name),
+        lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
 
 
 def map_coordinates(sel: Selection, projection: str, bar: ProgressBar | None = None) -> np.ndarray:

@@ -31,8 +31,9 @@ def md(text: object) -> str:
 
 
 def show_error(problem: object, where: Any = st) -> None:  # where: st or a container
-    """One line of literal text in an error box (never a traceback)."""
-    where.error(md(problem))
+    """One line of literal text in an error box (never a traceback); in a studio user's words where the
+    problem has them (missing weights: ``$TLL_WEIGHTS_DIR`` for the running studio, not a CLI flag)."""
+    where.error(md(getattr(problem, "studio", problem)))
 
 
 def show_image(where: Any, eng: Engine, image_id: str, caption: str = "", **kwargs: Any) -> None:

@@ -430,3 +430,14 @@ def test_ranked_steps_through_the_lefts_picked_on_the_map(app: AppTest) -> None:
     next(b for b in app.main.button if b.label == "show every left").click().run()
     _ok(app)
     assert app.selectbox(key="left_index").options == names
+
+
+def test_missing_weights_are_told_in_the_studio_s_words(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tll_core.backbones import deep
+
+    monkeypatch.setattr(deep, "HUB_HOST", "localhost.invalid")  # a hub that cannot be reached, on any machine
+    app.sidebar.selectbox(key="w_backbone").set_value("resnet50").run()
+    app.switch_page("pages/ranked.py").run()
+    assert not app.exception
+    message = app.error[0].value.replace("\\", "")
+    assert "resnet50" in message and "restart the studio with TLL_WEIGHTS_DIR=" in message and "--weights" not in message

@@ -92,6 +92,8 @@ def test_offline_weights_error_is_fast_and_names_the_model(name: str, monkeypatc
     assert name in message and REGISTRY[name].weights_tag in message
     assert "--weights" in message and "TLL_WEIGHTS_DIR" in message
     assert not weights_available(name) and weights_available("combined")
+    studio = info.value.studio  # the same problem for a studio user: no CLI flag, how to reach the running studio
+    assert name in studio and "--weights" not in studio and "restart the studio with TLL_WEIGHTS_DIR=" in studio
 
 
 def test_weights_dir_env_makes_weights_available(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

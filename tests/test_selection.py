@@ -14,8 +14,9 @@ from tll_core.engine import Engine, Method
 from tll_core.matchers import learned_matchers, matcher_part
 from tll_core.metrics import METRICS
 from tll_core.register import REGISTER, Part
-from tll_core.selection import (Selection, comparison_choices, leaderboard_rows, leaderboard_selections,
-                                settable_options)
+from tll_core.errors import TLLError
+from tll_core.selection import (Selection, comparison_choices, default_options, leaderboard_rows,
+                                leaderboard_selections, settable_options)
 
 WEIGHT_FREE = [name for name, cfg in REGISTRY.items() if not cfg.needs_weights]
 
@@ -102,3 +103,17 @@ def test_rerank_options_ride_in_the_url_and_reach_the_method() -> None:
         assert Selection.from_query(params).rerank_options == ()
     # the options belong to their re-ranker: another one in the URL does not take them
     assert Selection.from_query({"rerank": "csls", "rerank_options": '[["tau", 0.1]]'}).rerank_options == ()
+
+
+def test_chosen_method_is_any_backbone_matcher_metric_and_re_ranker() -> None:
+    from tll_core.selection import chosen_method
+
+    sel = Selection(split="test", seed=7)
+    chosen = chosen_method(sel, "hog+tiny-image", "siamese", "manhattan", "csls")
+    assert (chosen.backbone, chosen.method, chosen.metric, chosen.rerank) == ("hog+tiny-image", "siamese", "manhattan", "csls")
+    assert chosen.split == "validation" and chosen.seed == 7 and chosen.rerank_options == ()
+    assert chosen.options == default_options("siamese")
+    for bad in (("nope", "zero-shot", "cosine", "none"), ("hog", "nope", "cosine", "none"),
+                ("hog", "zero-shot", "nope", "none"), ("hog", "zero-shot", "cosine", "nope")):
+        with pytest.raises(TLLError, match="unknown"):
+            chosen_method(sel, *bad)

@@ -163,3 +163,16 @@ def test_a_cache_that_cannot_be_written_is_a_message(tmp_path: Path, monkeypatch
     at = _app(make_kaggle(tmp_path / "data"), "pages/overview.py")
     errors = " ".join(e.value.replace("\\", "") for e in at.error)
     assert "not-a-folder" in errors, errors
+
+
+def test_the_served_config_binds_locally_and_never_watches_the_cache() -> None:
+    """What `streamlit run app.py` reads from .streamlit/config.toml: loopback only, XSRF on, no static
+    files, no uploads to speak of, no file watching — and should watching be turned on, never of the cache
+    being written (29,039 'Inotify queue overflowed' lines were logged while the cache filled) or the venv."""
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text())
+    server = config["server"]
+    assert server["address"] == "localhost" and server["enableXsrfProtection"] and not server["enableStaticServing"]
+    assert server["fileWatcherType"] == "none" and {"cache", ".venv"} <= set(server["folderWatchBlacklist"])
+    assert config["client"]["showErrorDetails"] == "type"

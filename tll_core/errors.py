@@ -20,7 +20,12 @@ class DataError(TLLError):
 
 
 class WeightsUnavailable(TLLError):
-    """Pretrained weights were asked for and cannot be had here."""
+    """Pretrained weights were asked for and cannot be had here. ``studio``: the same problem in the words of
+    a studio user (who has no ``--weights`` flag: the running studio reads ``$TLL_WEIGHTS_DIR``)."""
+
+    def __init__(self, message: str, studio: str | None = None) -> None:
+        super().__init__(message)
+        self.studio = studio or message
 
 
 class SubmissionError(TLLError):

@@ -10,8 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .matchers import EpochReport
+
+
+class Reporter(Protocol):
+    """What long calls tell of their progress: images embedded, epochs trained (a meter, a studio bar)."""
+
+    def images(self, done: int, total: int) -> None: ...
+
+    def epoch(self, report: EpochReport) -> None: ...
 
 
 @dataclass

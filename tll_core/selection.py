@@ -12,6 +12,7 @@ from .errors import TLLError
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
+from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
 from .results import ResultRow
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
@@ -148,15 +149,18 @@ def _unique(selections: list[Selection]) -> list[Selection]:
     return list(first.values())
 
 
-def leaderboard_rows(eng: Engine, sel: Selection) -> tuple[ResultRow, ResultRow]:
+def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -> tuple[ResultRow, ResultRow]:
     """The selection's figures on its validation split under both protocols: the 20-candidate tasks row
     (top-1/2/5, MRR, mean rank, top-2 CI) and the full-gallery row (recall@1/5/10, median rank, MRR).
     A learned matcher is fitted once, on the split's fit part: the gallery takes it back from the engine's
-    matcher store (an engine without a cache has no store, and fits it again)."""
+    matcher store (an engine without a cache has no store, and fits it again). ``bar`` is told of
+    the embedding and training it takes."""
     tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
     method = sel.to_method()
-    [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed)
-    [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed)
+    hooks = {"progress": bar.images, "callback": bar.epoch} if bar is not None else {}
+    [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed, **hooks)
+    [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed,
+                                        **hooks)
     return on_tasks, on_gallery
 
 

