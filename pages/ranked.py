@@ -69,7 +69,7 @@ def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:
     cell = where.container(key=f"{'truth' if cand.is_truth else 'cand'}_{cand.position}")
     show_image(cell, eng, cand.image_id, width="stretch")
     label = f"#{cand.rank} · {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")
-    if cell.button(label, key=f"full_{cand.position}", type="tertiary", help=f"{cand.name} (c{cand.position}): full size"):
+    if cell.button(label, key=f"full_{cand.position}", type="tertiary", help=f"{md(cand.name)} (c{cand.position}): full size"):
         full_size(task, cand)
 
 

@@ -41,7 +41,10 @@ def _app(data: Path, page: str) -> AppTest:
 
 
 def _texts(at: AppTest) -> list[str]:
-    return [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    """Every text a page shows as markdown: markdown, captions, errors, image captions, button tooltips."""
+    images = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    return ([m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error] + images
+            + [b.help for b in at.button if b.help])
 
 
 @pytest.mark.parametrize("page", ["pages/failures.py", "pages/ranked.py"])
@@ -69,7 +72,8 @@ def test_md_escapes_every_punctuation_and_keeps_the_characters() -> None:
 
 
 def _captions(at: AppTest) -> list[str]:
-    return sorted(c.value for c in at.caption if "·" in c.value)
+    """Ranked's candidate captions (rank · score) with the names in their tooltips."""
+    return sorted(f"{b.label} {b.help}" for b in at.button if (b.key or "").startswith("full_"))
 
 
 def test_replaced_images_are_never_answered_with_old_figures(tmp_path: Path) -> None:
