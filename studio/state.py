@@ -7,7 +7,9 @@ folder's images or CSVs is never answered with the old figures.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from tll_core.matchers import TrainingCurve
 from tll_core.results import ResultRow
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
+from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
 
 from .widgets import show_error
 
@@ -165,8 +168,26 @@ def engine() -> Engine | None:
 
 
 def fingerprint(data: str, device_name: str = "auto") -> str:
-    """The folder's content as it is now: part of every cached figure's key."""
-    return engine_for(data, device_name).dataset.fingerprint()
+    """The folder's content as it is now: part of every cached figure's key. Taken once per run (it stats
+    every image: ~0.3-1 s on tll-dev's 7000 images here, and a page asks for it once per cached figure)."""
+    memo = st.session_state.setdefault(_FINGERPRINTS, {})
+    if (data, device_name) not in memo:
+        memo[data, device_name] = engine_for(data, device_name).dataset.fingerprint()
+    return memo[data, device_name]
+
+
+_FINGERPRINTS = "_run_fingerprints"
+
+
+@contextlib.contextmanager
+def one_run() -> Iterator[None]:
+    """Around each run of app.py: the folder's fingerprint is taken afresh in every run (and callbacks, which
+    run before it, take their own)."""
+    st.session_state.pop(_FINGERPRINTS, None)
+    try:
+        yield
+    finally:
+        st.session_state.pop(_FINGERPRINTS, None)
 
 
 def scored(data: str, sel: Selection, device_name: str = "auto") -> tuple[TaskSet, np.ndarray]:
@@ -220,6 +241,19 @@ def _map_coordinates(data: str, content: str, backbone: str, split: str, fractio
     eng = engine_for(data, device_name)
     tasks, _ = eng.tasks_for(split, fraction, seed)
     return eng.embedding_map(tasks, backbone, projection, seed)
+
+
+def map_thumbnails(image_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """A data-URL thumbnail of each image (``""`` where it cannot be read), made once per folder content
+    and ids through the dataset's confined reader."""
+    data, device_name = data_folder(), device()
+    return _map_thumbnails(data, fingerprint(data, device_name), image_ids, THUMBNAIL_SIDE, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _map_thumbnails(data: str, content: str, image_ids: tuple[str, ...], side: int,
+                    device_name: str) -> tuple[str, ...]:
+    return thumbnail_urls(engine_for(data, device_name).dataset, image_ids, side)
 
 
 def remember_curve(sel: Selection, curve: TrainingCurve) -> None:
