@@ -64,7 +64,7 @@ with st.spinner("Making the hover previews (once)…"):
 show_hover_layer(traces, points.partners, xy, thumbs + ("",) * (len(points) - len(previewed)))
 note = "" if len(previewed) == len(points) else f" (the first {len(previewed)}: lefts first — a bound on what the browser is sent)"
 st.caption(f"{len(points)} points ({method.upper()} of {md(sel.backbone)}). Hover a point to see its image"
-           f"{note} and its partner; click a point to open its left in Ranked; box- or lasso-select points to "
+           f"{note} and its partner; box- or lasso-select points to "
            "see their images and the lines to their partners.")
 picked = read_map_event(event, traces).selected
 lefts = points.lefts_of(picked)
