@@ -10,7 +10,7 @@ import streamlit as st
 
 from studio.entry import page_run
 from studio.sidebar import sidebar
-from studio.state import follow_links
+from studio.state import follow_links, one_run
 
 st.set_page_config(page_title="TLL matching studio", layout="wide")
 PAGES = [
@@ -24,7 +24,8 @@ PAGES = [
     st.Page("pages/submission.py", title="Submission", icon=":material/upload_file:"),
 ]
 page = st.navigation(PAGES)
-follow_links()  # a left opened on another page: Ranked candidates
-sidebar()
-with page_run():
-    page.run()
+with one_run():  # the folder's fingerprint: taken once in this run
+    follow_links()  # a left opened on another page: Ranked candidates
+    sidebar()
+    with page_run():
+        page.run()

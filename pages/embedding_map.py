@@ -6,9 +6,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import map_coordinates, open_in_ranked, scores_or_stop, selection, set_view, view
+from studio.map_hover import show_hover_layer
+from studio.state import (focus_notice, map_coordinates, map_thumbnails, open_in_ranked, scores_or_stop,
+                          selection, set_map_focus, set_view, view)
 from studio.widgets import md, show_image
-from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points
+from tll_core.analysis import MAP_COLOURINGS, MapPoints, map_groups, map_points, selected_points, thumbnail_points
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
@@ -17,9 +19,11 @@ enter()  # run directly (a deep link on a fresh server): app.py runs instead
 COLOURS = {"side": {"left": "#0072B2", "right": "#E69F00"},
            "hit / miss": {"hit": "#009E73", "miss": "#D55E00", "right": "#999999"}}
 
+
 eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Embedding map")
+focus_notice()
 controls = st.columns(3)
 PROJECTIONS = ("pca", "umap")
 st.session_state.setdefault("map_method", view("projection", PROJECTIONS))  # from the URL on a first visit
@@ -28,14 +32,13 @@ method = controls[0].segmented_control("Projection", PROJECTIONS, key="map_metho
 colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, key="map_colour", required=True)
 set_view("projection", method)
 set_view("colour", colour)
-lines = controls[2].toggle("Lines joining true pairs", key="map_lines")
 
 with st.spinner("Computing the UMAP layout (cached afterwards)…" if method == "umap" else "Projecting…"):
     xy = map_coordinates(sel, method)
 points = map_points(tasks)
 group = map_groups(tasks, scores, colour)
 figure = go.Figure()
-traces: list[list[int]] = []  # the map points of each trace, in drawing order: how a selection is read back
+traces: list[list[int]] = []  # the map points of each trace, in drawing order: how events are read back
 for value in dict.fromkeys(group.tolist()):
     idx = np.flatnonzero(group == value)
     traces.append(idx.tolist())
@@ -43,16 +46,24 @@ for value in dict.fromkeys(group.tolist()):
                                   marker_color={**COLOURS["side"], **COLOURS[colour]}.get(value),
                                   text=[html.escape(points.names[k]) for k in idx],
                                   hovertemplate="%{text}<extra>" + value + "</extra>", marker=dict(size=7, opacity=0.8)))
-if lines and points.true_pairs():
-    xs, ys = [], []
-    for left, right in points.true_pairs():
-        xs += [xy[left, 0], xy[right, 0], None]
-        ys += [xy[left, 1], xy[right, 1], None]
-    figure.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name="true pairs", line=dict(width=0.6, color="gray"), hoverinfo="skip"))
 figure.update_layout(height=560, margin=dict(t=10), legend=dict(orientation="h"), dragmode="select")
 event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
+with st.spinner("Making the hover previews (once)…"):
+    previewed = thumbnail_points(points)
+    thumbs = map_thumbnails(tuple(points.image_ids[k] for k in previewed))
+opens = [points.names[k] if k is not None else "" for k in map(points.left_of, range(len(points)))]
+show_hover_layer(traces, points.partners, xy, thumbs + ("",) * (len(points) - len(previewed)), opens)
+note = "" if len(previewed) == len(points) else f" (the first {len(previewed)}: lefts first — a bound on what the browser is sent)"
+st.caption(f"{len(points)} points ({method.upper()} of {md(sel.backbone)}). Hover a point to see its image"
+           f"{note} and its partner; click one to open its left in Ranked; box- or lasso-select points to "
+           "see their images and the lines to their partners.")
 picked = selected_points(event, traces)
-st.caption(f"{len(points)} points ({method.upper()} of {md(sel.backbone)}). Click or box-select points to see their images.")
+lefts = points.lefts_of(picked)
+if lefts:
+    st.button(f"Show only these {len(lefts)} lefts in Failures and Ranked", key="map_focus_button",
+              on_click=set_map_focus, args=(lefts,))
+if picked:
+    st.caption(f"{len(picked)} point(s) selected" + (", the first 6 shown:" if len(picked) > 6 else ":"))
 for k in picked[:6]:
     cols = st.columns([1, 1, 4])
     show_image(cols[0], eng, points.image_ids[k], caption=f"{points.sides[k]} {md(points.names[k])}", width="stretch")
@@ -60,7 +71,7 @@ for k in picked[:6]:
     if partner is not None:
         show_image(cols[1], eng, points.image_ids[partner], caption=f"its partner {md(points.names[partner])}",
                    width="stretch")
-    left = k if k < points.n_left else partner  # a right opens the left whose truth it is
+    left = points.left_of(k)
     if left is not None:
         cols[2].button(md(f"open {points.names[left]} in Ranked"), key=f"map_open_{k}", on_click=open_in_ranked,
                        args=(points.names[left],))

@@ -9,10 +9,11 @@ CSVs is never answered with the old figures. Scores and map coordinates are kept
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from tll_core.matchers import TrainingCurve
 from tll_core.results import ResultRow
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
+from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
 from tll_core.why import Rendered, WhyPair, centre_of, render, why
 
 from .progress import ProgressBar, progress_bar
@@ -192,8 +194,26 @@ def engine() -> Engine | None:
 
 
 def fingerprint(data: str, device_name: str = "auto") -> str:
-    """The folder's content as it is now: part of every cached figure's key."""
-    return engine_for(data, device_name).dataset.fingerprint()
+    """The folder's content as it is now: part of every cached figure's key. Taken once per run (it stats
+    every image: ~0.3-1 s on tll-dev's 7000 images here, and a page asks for it once per cached figure)."""
+    memo = st.session_state.setdefault(_FINGERPRINTS, {})
+    if (data, device_name) not in memo:
+        memo[data, device_name] = engine_for(data, device_name).dataset.fingerprint()
+    return memo[data, device_name]
+
+
+_FINGERPRINTS = "_run_fingerprints"
+
+
+@contextlib.contextmanager
+def one_run() -> Iterator[None]:
+    """Around each run of app.py: the folder's fingerprint is taken afresh in every run (and callbacks, which
+    run before it, take their own)."""
+    st.session_state.pop(_FINGERPRINTS, None)
+    try:
+        yield
+    finally:
+        st.session_state.pop(_FINGERPRINTS, None)
 
 
 class Memo:
@@ -278,6 +298,19 @@ def map_coordinates(sel: Selection, projection: str, bar: ProgressBar | None = N
     key = (data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction, sel.seed, projection,
            device_name)
     return memo("map coordinates", 16).get(key, compute)
+
+
+def map_thumbnails(image_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """A data-URL thumbnail of each image (``""`` where it cannot be read), made once per folder content
+    and ids through the dataset's confined reader."""
+    data, device_name = data_folder(), device()
+    return _map_thumbnails(data, fingerprint(data, device_name), image_ids, THUMBNAIL_SIDE, device_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _map_thumbnails(data: str, content: str, image_ids: tuple[str, ...], side: int,
+                    device_name: str) -> tuple[str, ...]:
+    return thumbnail_urls(engine_for(data, device_name).dataset, image_ids, side)
 
 
 def remember_curve(sel: Selection, curve: TrainingCurve) -> None:

@@ -252,8 +252,15 @@ def test_compare_any_method_any_pair(app: AppTest) -> None:
 def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
     app.switch_page("pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
-    app.toggle(key="map_lines").set_value(True).run()
     _ok(app)
+    import json
+    import re
+
+    layer = app.get("iframe")[0].proto.srcdoc  # the hover layer: a thumbnail of every point, and no path
+    data = json.loads(re.search(r'id="tll-map-data">(.*?)</script>', layer).group(1))
+    assert len(data["thumb"]) == len(data["xy"]) == len(data["partner"]) > 0
+    assert all(t.startswith("data:image/jpeg;base64,") for t in data["thumb"])
+    assert "cache" not in layer and ".jpg" not in layer
     app.segmented_control(key="map_method").set_value("umap").run()
     _ok(app)
 

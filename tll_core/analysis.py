@@ -165,6 +165,16 @@ class MapPoints:
         """(left point, its truth's point) for every left with a known truth."""
         return [(i, p) for i, p in enumerate(self.partners[: self.n_left]) if p is not None]
 
+    def left_of(self, k: int) -> int | None:
+        """The left point a point opens in Ranked: a left itself, a right the left whose truth it is (None
+        for a foil, or where the truth is unknown)."""
+        return k if k < self.n_left else self.partners[k]
+
+    def lefts_of(self, picked: Sequence[int]) -> list[str]:
+        """The names of the lefts that ``picked`` points stand for (:meth:`left_of`), once each, in order."""
+        lefts = (self.left_of(k) for k in picked)
+        return list(dict.fromkeys(self.names[i] for i in lefts if i is not None))
+
 
 def map_points(tasks: TaskSet) -> MapPoints:
     n_left = len(tasks)
@@ -239,6 +249,14 @@ def projection_key(vectors: np.ndarray, method: str, seed: int) -> str:
     return f"map|{method}|v{PROJECTION_VERSION}|{seed}|{digest.hexdigest()}"
 
 
+def _selection(event: object) -> dict | object | None:
+    return getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
+
+
+def _field(selection: object, name: str) -> object:
+    return selection.get(name) if isinstance(selection, dict) else getattr(selection, name, None)
+
+
 def selected_points(event: object, traces: Sequence[Sequence[int]]) -> list[int]:
     """Map point indices from a Streamlit plotly selection event (``st.plotly_chart(on_select=...)``).
 
@@ -246,10 +264,10 @@ def selected_points(event: object, traces: Sequence[Sequence[int]]) -> list[int]
     its ``curve_number`` and ``point_index`` (a point of another trace, e.g. the pair lines, is ignored).
     Nothing is read from ``customdata``: plotly sends numpy arrays there as base64 blocks, not numbers.
     Accepts the event object or its dict form; never raises on a malformed event."""
-    selection = getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
+    selection = _selection(event)
     if not selection:
         return []
-    points = selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    points = _field(selection, "points")
     out = []
     for p in points if isinstance(points, (list, tuple)) else []:
         if not isinstance(p, dict):
@@ -259,3 +277,16 @@ def selected_points(event: object, traces: Sequence[Sequence[int]]) -> list[int]
                 and 0 <= index < len(traces[curve])):
             out.append(int(traces[curve][index]))
     return list(dict.fromkeys(out))
+
+
+MAP_THUMBNAILS = 2000
+"""At most this many map points carry a hover thumbnail. Each is ~2.6 KB as a data URL and the browser is sent
+them all at once (again only when the projection or colouring changes), so this bounds that message to ~5 MB:
+every point of a validation split of up to 1000 pairs (tll-dev's: 500 points, 1.3 MB); of the tll-dev test
+split's 4000 points, the 2000 lefts."""
+
+
+def thumbnail_points(points: MapPoints, limit: int = MAP_THUMBNAILS) -> tuple[int, ...]:
+    """The map points that get a hover thumbnail: all of them up to ``limit``, else the lefts first (each
+    opens in Ranked), then the rights in order."""
+    return tuple(range(min(len(points), max(limit, 0))))

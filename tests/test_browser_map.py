@@ -1,0 +1,106 @@
+"""The embedding map as an instrument in a real browser (chromium via playwright, as ``test_browser.py``):
+hovering a point shows its thumbnail beside it with a line to its partner, a lasso selection lists the
+images and offers to narrow Failures and Ranked to their lefts, and a single click opens a left in Ranked."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from test_browser import WAIT_S, _settle, _shots, page, studio  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+MAP = "/embedding_map?backbone=combined&method=zero-shot&options=[]"
+HOVER_IMG = "#tll-map-hover-img"
+
+# every point's position on the page, from plotly's own axes (the graph div's _fullLayout), trace and name
+POINTS_JS = """() => {
+  const gd = document.querySelector('.stPlotlyChart .js-plotly-plot');
+  const fl = gd._fullLayout, r = gd.getBoundingClientRect(), out = [];
+  gd._fullData.forEach((d, c) => Array.from(d.x).forEach((x, i) => out.push({curve: c, name: d.text[i],
+    x: r.left + fl.xaxis._offset + fl.xaxis.l2p(x), y: r.top + fl.yaxis._offset + fl.yaxis.l2p(d.y[i])})));
+  return out;
+}"""
+
+
+def _open_map(studio: str, page) -> None:
+    page.goto(studio + MAP)
+    page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    page.locator(".stPlotlyChart .js-plotly-plot #tll-map-overlay").wait_for(state="attached",
+                                                                              timeout=WAIT_S * 1000)
+
+
+def _lonely_point(page, curve: int) -> dict:
+    """A point of trace ``curve`` whose nearest neighbour on screen is farthest away (hovering or clicking
+    it cannot land on another)."""
+    points = page.evaluate(POINTS_JS)
+
+    def room(p: dict) -> float:
+        return min((p["x"] - q["x"]) ** 2 + (p["y"] - q["y"]) ** 2 for q in points if q is not p)
+
+    return max((p for p in points if p["curve"] == curve), key=room)
+
+
+def test_hovering_a_point_shows_its_thumbnail_beside_it(studio: str, page) -> None:
+    _open_map(studio, page)
+    assert page.locator(HOVER_IMG).is_hidden()
+    point = _lonely_point(page, 0)  # a left (coloured by side: trace 0 holds the lefts)
+    page.mouse.move(point["x"] - 40, point["y"] - 40)
+    page.mouse.move(point["x"], point["y"], steps=6)
+    page.locator(HOVER_IMG).wait_for(state="visible", timeout=30_000)
+    src = page.locator(HOVER_IMG).get_attribute("src")
+    assert src.startswith("data:image/jpeg;base64,") and len(src) > 500
+    box = page.locator(HOVER_IMG).bounding_box()
+    assert box["width"] > 30 and box["height"] > 30
+    near_x = min(abs(box["x"] - point["x"]), abs(box["x"] + box["width"] - point["x"]))
+    assert near_x < 200 and box["y"] - 5 <= point["y"] <= box["y"] + box["height"] + 5  # beside the point
+    assert page.locator("#tll-map-overlay line").count() == 1  # the hovered left's line to its truth
+    page.screenshot(path=str(_shots() / "map-hover.png"))
+    page.mouse.move(5, 5)  # off the chart: the thumbnail and the line go
+    page.locator(HOVER_IMG).wait_for(state="hidden", timeout=30_000)
+    assert page.locator("#tll-map-overlay line").count() == 0
+
+
+def test_a_lasso_lists_the_images_and_narrows_failures_and_ranked(studio: str, page) -> None:
+    _open_map(studio, page)
+    page.locator(".modebar-btn[data-val='lasso']").first.click()
+    area = page.locator(".nsewdrag").first.bounding_box()
+    before = page.locator("[data-testid='stImage']").count()
+    x, y, w, h = area["x"], area["y"], area["width"], area["height"]
+    page.mouse.move(x + 0.2 * w, y + 0.2 * h)  # a polygon over the middle of the plot
+    page.mouse.down()
+    for fx, fy in ((0.8, 0.2), (0.9, 0.6), (0.5, 0.9), (0.1, 0.7), (0.2, 0.25)):
+        page.mouse.move(x + fx * w, y + fy * h, steps=6)
+    page.mouse.up()
+    page.locator("[data-testid='stImage'], [data-testid='stException']").nth(before).wait_for(timeout=WAIT_S * 1000)
+    _settle(page)  # no exception shown
+    assert page.locator("[data-testid='stImage']").count() > before
+    assert page.locator("#tll-map-overlay line").count() >= 1  # the selected points' lines to their partners
+    page.screenshot(path=str(_shots() / "map-lasso.png"), full_page=True)
+    focus = page.get_by_role("button", name=re.compile(r"^Show only these \d+ lefts in Failures and Ranked$"))
+    n = int(re.search(r"\d+", focus.inner_text()).group(0))
+    assert n >= 1
+    focus.click()
+    page.get_by_text(f"Narrowed to the {n} left(s) picked on the embedding map.").wait_for(timeout=WAIT_S * 1000)
+    if "focus_notice" in (ROOT / "pages" / "failures.py").read_text():  # Failures honours the focus (its branch)
+        page.locator("[data-testid='stSidebarNav']").get_by_text("Failures").click()  # the same session
+        page.get_by_role("heading", name="Failures").wait_for(timeout=WAIT_S * 1000)
+        page.get_by_text(f"Narrowed to the {n} left(s) picked on the embedding map.").wait_for(timeout=WAIT_S * 1000)
+        _settle(page)
+
+
+def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
+    _open_map(studio, page)
+    point = _lonely_point(page, 0)
+    page.mouse.move(point["x"], point["y"], steps=4)
+    page.locator(HOVER_IMG).wait_for(state="visible", timeout=30_000)
+    page.mouse.click(point["x"], point["y"])
+    page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    assert f"left={point['name']}" in page.url
+    page.get_by_text(f"left {point['name']}", exact=True).wait_for(timeout=WAIT_S * 1000)
+    assert page.locator(HOVER_IMG).count() == 0  # the map's hover layer went with the map
