@@ -144,7 +144,11 @@ _SCRIPT = """
     const url = new URL(window.parent.location.href);
     url.pathname = url.pathname.replace(/[^/]*$/, 'ranked');
     url.searchParams.set('left', D.open[k]);
-    window.parent.location.assign(url.toString());
+    const a = doc.createElement('a');  // a link of the page itself, followed: the iframe may not navigate it
+    a.href = url.toString();
+    doc.body.appendChild(a);
+    a.click();
+    a.remove();
   };
   const HANDLERS = [['plotly_hover', onHover], ['plotly_unhover', onUnhover], ['plotly_selected', onSelected],
                     ['plotly_deselect', onDeselect], ['plotly_relayout', onRelayout], ['plotly_afterplot', draw],
