@@ -24,9 +24,10 @@ from tll_core.errors import TLLError
 from tll_core.matchers import TrainingCurve
 from tll_core.results import ResultRow
 from tll_core.selection import Selection
+from tll_core.tags import TagStore
 from tll_core.tasks import TaskSet
 
-from .widgets import show_error
+from .widgets import md, show_error
 
 DEMO_DIR = default_cache_dir() / "demo"
 
@@ -236,3 +237,16 @@ def trained_curve(sel: Selection) -> TrainingCurve | None:
 def _curve_key(sel: Selection) -> tuple[str, str, str, Selection]:
     data = data_folder()
     return data, device(), fingerprint(data, device()), sel
+
+
+def tag_store() -> TagStore | None:
+    """The chosen data folder's tags, read afresh (another tab may have changed them); None after showing
+    why they cannot be read. A damaged file moved aside on opening is a one-line warning."""
+    try:
+        store = TagStore.open(data_folder())
+    except TLLError as exc:
+        show_error(exc)
+        return None
+    if store.notice:
+        st.warning(md(store.notice))
+    return store
