@@ -81,7 +81,7 @@ with tagged:
     rows = tag_table(store, tasks, scores)
     if rows:
         st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, width="stretch",
-                     column_config={"top2": st.column_config.NumberColumn(format="%.2f"),
+                     column_config={"top2": st.column_config.NumberColumn("top-2", format="%.2f"),
                                     "mean_rank": st.column_config.NumberColumn("mean rank", format="%.2f"),
                                     "top2_hits": "top-2 hits", "elsewhere": st.column_config.NumberColumn(
                                         help="tagged lefts that are not in these tasks (another split or seed)")})
@@ -94,7 +94,9 @@ with listed:
     pages = max(1, (len(found) + PAGE - 1) // PAGE)
     if st.session_state.get("fail_page", 1) > pages:
         st.session_state["fail_page"] = pages
-    page = st.number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
+    page = st.columns([1, 5])[0].number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
+    if not found:
+        st.info("No failure matches the filters." if missed else "Every truth is in the top 2: nothing to list.")
     names = list(store.names())
     for f in found[(page - 1) * PAGE : page * PAGE]:
         st.divider()
