@@ -33,11 +33,11 @@ def range_slider(where, label: str, bounds: tuple[float, float], key: str) -> tu
 
 
 def retag(store: TagStore, left: str, shown: tuple[str, ...], key: str) -> None:
-    """A tag widget's change, stored at once; a refused tag is a one-line message on the next run."""
+    """A tag widget's change, stored at once; a refused tag is a one-line message under that widget."""
     try:
         store.retag(left, shown, st.session_state[key])
     except TLLError as exc:
-        st.session_state["tag_problem"] = str(exc)
+        st.session_state["tag_problem"] = (key, str(exc))
 
 
 def tag_label(tag: str | None) -> str:
@@ -54,8 +54,7 @@ focus = focus_notice()
 store = tag_store()
 if store is None:
     st.stop()
-if problem := st.session_state.pop("tag_problem", None):
-    show_error(problem)
+problem = st.session_state.pop("tag_problem", None)  # (the widget's key, one line)
 every = failures(tasks, scores, lefts=focus or None)
 ranges = failure_ranges(every)
 
@@ -107,6 +106,8 @@ with listed:
         st.session_state[key] = list(shown)  # the store wins over what the widget held
         tags.multiselect("Tags", names, key=key, accept_new_options=True, on_change=retag,
                          args=(store, f.left, shown, key), placeholder="add a tag…", label_visibility="collapsed")
+        if problem and problem[0] == key:
+            show_error(problem[1], tags)
         link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
         task = ranked_task(tasks, scores, f.index)
         shown_images = [(task.left_id, "left"), (task.truth.image_id, f"truth · #{task.truth.rank} · {task.truth.score:.3f}")]

@@ -57,7 +57,7 @@ def clean_tag(text: str) -> str:
         raise TagError("a tag cannot be empty")
     shown = one_line(tag[:MAX_TAG_CHARS])
     if len(tag) > MAX_TAG_CHARS:
-        raise TagError(f"tag '{shown}…' is {len(tag)} characters long; at most {MAX_TAG_CHARS} are kept")
+        raise TagError(f"tag '{shown}…' is {len(tag)} characters long; a tag may have at most {MAX_TAG_CHARS}")
     if any(not c.isprintable() and c != " " for c in tag):
         raise TagError(f"tag '{shown}' holds a control or invisible character; use plain text")
     if SEPARATOR in tag:
