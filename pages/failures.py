@@ -1,37 +1,117 @@
-"""Failures: validation lefts whose truth fell outside the top 2, worst first, with what beat it."""
+"""Failures: validation lefts whose truth fell outside the top 2, sorted and filtered, with every candidate that
+beat the truth; the user's tags on each, and a table and CSV of them per tag."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import open_in_ranked, scores_or_stop, selection
-from studio.widgets import md, show_image
-from tll_core.analysis import failures, misses, ranked_task
+from studio.state import focus_notice, open_in_ranked, scores_or_stop, selection, tag_store
+from studio.widgets import md, show_error, show_image
+from tll_core.analysis import FAILURE_SORTS, failure_ranges, failures, misses, ranked_task
+from tll_core.errors import TLLError
+from tll_core.tags import TagStore, tag_table, tags_csv, with_tag
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
+
+PAGE = 6  # failures per page (each shows every candidate that beat its truth)
+GRID = 8  # images per row: the left, the truth, then what beat it, wrapped
+
+
+def range_slider(where, label: str, bounds: tuple[float, float], key: str) -> tuple[float | None, float | None]:
+    """A float range slider over ``bounds``, reset to the whole span when the bounds change (another selection);
+    an end left at its bound is no limit (None), so no failure is lost to the slider's rounding."""
+    lo, hi = bounds
+    hi = hi if hi > lo else lo + 1e-6  # a slider needs a span
+    if st.session_state.get(f"{key}_bounds") != (lo, hi):
+        st.session_state[f"{key}_bounds"] = (lo, hi)
+        st.session_state[key] = (lo, hi)
+    low, high = where.slider(label, lo, hi, step=(hi - lo) / 200, format="%.3f", key=key)
+    return (None if low <= lo else low), (None if high >= hi else high)
+
+
+def retag(store: TagStore, left: str, shown: tuple[str, ...], key: str) -> None:
+    """A tag widget's change, stored at once; a refused tag is a one-line message under that widget."""
+    try:
+        store.retag(left, shown, st.session_state[key])
+    except TLLError as exc:
+        st.session_state["tag_problem"] = (key, str(exc))
+
+
+def tag_label(tag: str | None) -> str:
+    """The tag filter's choices; a user's tag always reads ``tag: …``, so none can pass for the other two."""
+    return "every failure" if tag is None else "untagged" if tag == "" else f"tag: {tag}"
+
 
 eng, tasks, scores = scores_or_stop()
 st.title("Failures")
 if not tasks.has_truth:
     st.info("The test split has no truth: choose the validation split in the sidebar.")
     st.stop()
-filters = st.columns(2)
-widest = float(max(1e-6, (scores.max(1) - scores.min(1)).max()))
+focus = focus_notice()
+store = tag_store()
+if store is None:
+    st.stop()
+problem = st.session_state.pop("tag_problem", None)  # (the widget's key, one line)
+every = failures(tasks, scores, lefts=focus or None)
+ranges = failure_ranges(every)
+
+filters = st.columns(3)
 low, high = filters[0].slider("Truth rank", 3, 20, (3, 20), key="fail_ranks")
-margin_cap = filters[1].slider("Max score margin (best − truth)", 0.0, widest, widest, key="fail_margin")
-found = failures(tasks, scores, min_rank=low, max_rank=high, max_margin=margin_cap)
+margins = range_slider(filters[1], "Score margin (best − truth)", ranges.margin, "fail_margin")
+truths = range_slider(filters[2], "Truth score", ranges.truth_score, "fail_truth")
+order, by_tag = st.columns(2)
+sort = order.selectbox("Sort", FAILURE_SORTS, key="fail_sort")
+tag_choices = [None, "", *store.names()]
+if st.session_state.get("fail_tag") not in tag_choices:  # its tag was removed from every left
+    st.session_state["fail_tag"] = None
+wanted = by_tag.selectbox("Tag", tag_choices, format_func=tag_label, key="fail_tag")
+found = failures(tasks, scores, min_rank=low, max_rank=high, min_margin=margins[0], max_margin=margins[1],
+                 min_truth_score=truths[0], max_truth_score=truths[1], lefts=focus or None, sort=sort)
+found = with_tag(found, store, wanted)
 missed = len(misses(tasks, scores))
 st.write(f"**{missed}** of {len(tasks)} lefts miss the top 2 ({missed / len(tasks):.1%}) "
          f"under {md(selection().label)}; **{len(found)}** match the filters.")
-PAGE = 8
-pages = max(1, (len(found) + PAGE - 1) // PAGE)
-page = st.number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
-for f in found[(page - 1) * PAGE : page * PAGE]:
-    st.divider()
-    head, link = st.columns([5, 1])
-    head.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} candidate(s), margin {f.margin:.3f}")
-    link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
-    task = ranked_task(tasks, scores, f.index)
-    cols = st.columns(7)
-    show_image(cols[0], eng, task.left_id, caption="left", width="stretch")
-    show_image(cols[1], eng, task.truth.image_id, caption=f"truth · {task.truth.score:.3f}", width="stretch")
-    for col, cand in zip(cols[2:], task.beating_truth[:5]):
-        show_image(col, eng, cand.image_id, caption=f"{md(cand.name)} · {cand.score:.3f}", width="stretch")
+
+listed, tagged = st.tabs(["Failures", "Tags"])
+with tagged:
+    rows = tag_table(store, tasks, scores)
+    if rows:
+        st.dataframe(pd.DataFrame([asdict(r) for r in rows]), hide_index=True, width="stretch",
+                     column_config={"top2": st.column_config.NumberColumn("top-2", format="%.2f"),
+                                    "mean_rank": st.column_config.NumberColumn("mean rank", format="%.2f"),
+                                    "top2_hits": "top-2 hits", "elsewhere": st.column_config.NumberColumn(
+                                        help="tagged lefts that are not in these tasks (another split or seed)")})
+    else:
+        st.info("No tags yet: tag a failure in the list (type a new tag and press Enter).")
+    st.download_button("Download the tags as CSV", tags_csv(store, tasks, scores), file_name="tll-tags.csv",
+                       mime="text/csv", disabled=not rows, key="tags_download")
+
+with listed:
+    pages = max(1, (len(found) + PAGE - 1) // PAGE)
+    if st.session_state.get("fail_page", 1) > pages:
+        st.session_state["fail_page"] = pages
+    page = st.columns([1, 5])[0].number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
+    if not found:
+        st.info("No failure matches the filters." if missed else "Every truth is in the top 2: nothing to list.")
+    names = list(store.names())
+    for f in found[(page - 1) * PAGE : page * PAGE]:
+        st.divider()
+        head, tags, link = st.columns([3, 2, 1])
+        head.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} "
+                      f"candidate(s), margin {f.margin:.3f}, truth score {f.truth_score:.3f}")
+        key, shown = f"tags_{f.index}", store.tags_of(f.left)
+        st.session_state[key] = list(shown)  # the store wins over what the widget held
+        tags.multiselect("Tags", names, key=key, accept_new_options=True, on_change=retag,
+                         args=(store, f.left, shown, key), placeholder="add a tag…", label_visibility="collapsed")
+        if problem and problem[0] == key:
+            show_error(problem[1], tags)
+        link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
+        task = ranked_task(tasks, scores, f.index)
+        shown_images = [(task.left_id, "left"), (task.truth.image_id, f"truth · #{task.truth.rank} · {task.truth.score:.3f}")]
+        shown_images += [(c.image_id, f"#{c.rank} · {c.score:.3f} · {md(c.name)}") for c in task.beating_truth]
+        for row in range(0, len(shown_images), GRID):
+            for col, (image_id, caption) in zip(st.columns(GRID), shown_images[row : row + GRID]):
+                show_image(col, eng, image_id, caption=caption, width="stretch")

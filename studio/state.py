@@ -31,12 +31,13 @@ from tll_core.errors import TLLError
 from tll_core.matchers import TrainingCurve
 from tll_core.results import ResultRow
 from tll_core.selection import Selection
+from tll_core.tags import TagStore
 from tll_core.tasks import TaskSet
 from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
 from tll_core.why import Rendered, WhyPair, centre_of, render, why
 
 from .progress import ProgressBar, progress_bar
-from .widgets import show_error
+from .widgets import md, show_error
 
 DEMO_DIR = default_cache_dir() / "demo"
 
@@ -344,3 +345,16 @@ def _why_view(data: str, content: str, backbone: str, split: str, fraction: floa
     centre = centre_of(eng, eng.tasks_for(split, fraction, seed)[0], member) if centred else None
     pair = why(eng, backbone, left_id, candidate_id, member=member, centre=centre)
     return pair, render(eng, pair)
+
+
+def tag_store() -> TagStore | None:
+    """The chosen data folder's tags, read afresh (another tab may have changed them); None after showing
+    why they cannot be read. A damaged file moved aside on opening is a one-line warning."""
+    try:
+        store = TagStore.open(data_folder())
+    except TLLError as exc:
+        show_error(exc)
+        return None
+    if store.notice:
+        st.warning(md(store.notice))
+    return store

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from tll_core.analysis import compare, failures, mcnemar_exact, pca_2d, project_2d, ranked_task, selected_points
+from tll_core.analysis import FAILURE_SORTS, compare, failure_ranges, failures, mcnemar_exact, pca_2d, project_2d, ranked_task, selected_points
 from tll_core.selection import Selection
 from tll_core.tasks import TaskSet
 
@@ -36,6 +36,54 @@ def test_failures_are_outside_the_top_two_worst_first() -> None:
     assert found[1].beaten_by == (1, 2) and found[1].margin == pytest.approx(0.6)
     assert [f.index for f in failures(tasks, scores, max_margin=0.35)] == [1, 2]
     assert failures(tasks, scores, min_rank=19, max_rank=20)[0].index == 3
+
+
+def _six_failures() -> tuple[TaskSet, np.ndarray]:
+    """Eight lefts, six of them failures with distinct ranks, margins and truth scores (truth at position 0)."""
+    tasks = _tasks(8)
+    scores = np.tile(-np.arange(20, dtype=np.float32), (8, 1))  # position 1 scores -1, 2 scores -2, ...
+    scores[:, 1] += np.arange(8, dtype=np.float32) * 0.1  # a different best score per left
+    scores[:, 0] = [0.5 - k for k in (3, 1, 9, 4, 2, 20, 3, 6)]  # the truth ranks exactly these
+    return tasks, scores
+
+
+def test_failures_carry_the_truth_score_and_sort_each_way() -> None:
+    tasks, scores = _six_failures()
+    truth = scores[:, 0]
+    margin = scores.max(axis=1) - truth
+    found = {f.index: f for f in sorted(failures(tasks, scores), key=lambda f: f.index)}
+    assert sorted(found) == [0, 2, 3, 5, 6, 7]  # the lefts ranked 1 and 2 are hits
+    for i, f in found.items():
+        assert f.truth_score == pytest.approx(truth[i]) and f.margin == pytest.approx(margin[i])
+    by = {sort: [f.index for f in failures(tasks, scores, sort=sort)] for sort in FAILURE_SORTS}
+    assert by["worst rank first"] == [5, 2, 7, 3, 6, 0]  # ranks 20, 9, 6, 4, then 3 and 3 by margin (6 > 0)
+    assert by["largest margin"] == sorted(found, key=lambda i: -margin[i])
+    assert by["smallest margin"] == sorted(found, key=lambda i: margin[i])
+    assert by["lowest truth score"] == sorted(found, key=lambda i: truth[i])  # 0 and 6 tie (rank 3 both): task order
+    assert by["task order"] == [0, 2, 3, 5, 6, 7]
+    assert failures(tasks, scores) == failures(tasks, scores, sort=FAILURE_SORTS[0])
+    with pytest.raises(ValueError, match="unknown failure order"):
+        failures(tasks, scores, sort="random")
+
+
+def test_failures_filter_by_rank_margin_truth_score_and_lefts() -> None:
+    tasks, scores = _six_failures()
+    truth = scores[:, 0]
+    margin = scores.max(axis=1) - truth
+    idx = lambda **kw: sorted(f.index for f in failures(tasks, scores, **kw))  # noqa: E731
+    assert idx(min_rank=4, max_rank=9) == [2, 3, 7]
+    lo, hi = float(margin[3]), float(margin[2])  # closed range: both ends kept
+    assert idx(min_margin=lo, max_margin=hi) == [i for i in [0, 2, 3, 5, 6, 7] if lo <= margin[i] <= hi]
+    assert idx(min_margin=lo) == [i for i in [0, 2, 3, 5, 6, 7] if margin[i] >= lo]
+    assert idx(min_truth_score=-8.5, max_truth_score=-3.5) == [2, 3, 7]  # truth scores -8.5, -3.5, -5.5
+    assert idx(max_truth_score=-8.6) == [5]
+    assert idx(lefts=("l2", "l5", "l1", "nobody")) == [2, 5]  # l1 is a hit: never a failure
+    assert idx(lefts=()) == [] and idx(lefts=None) == [0, 2, 3, 5, 6, 7]
+    assert idx(min_rank=4, min_truth_score=-6, lefts=["l3", "l7", "l2"]) == [3, 7]
+    ranges = failure_ranges(failures(tasks, scores))
+    assert ranges.margin == pytest.approx((margin[[0, 2, 3, 5, 6, 7]].min(), margin[[0, 2, 3, 5, 6, 7]].max()))
+    assert ranges.truth_score == pytest.approx((-19.5, -2.5))
+    assert failure_ranges([]).margin == (0.0, 0.0)
 
 
 def test_mcnemar_matches_the_exact_binomial_test() -> None:

@@ -1,4 +1,5 @@
 """Every studio page on the demo data with streamlit's AppTest: renders, and its key widgets change what is shown."""
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_failures_count_and_filters() -> None:
         app.slider(key="fail_ranks").set_value((low, high)).run()
         _ok(app)
         count, listed = _failures_shown(app)
-        assert all(low <= r <= high for r in listed) and len(listed) == min(count, 8), (low, high, listed)
+        assert all(low <= r <= high for r in listed) and len(listed) == min(count, 6), (low, high, listed)  # 6 a page
         total += count
         if (low, high) == (rank, rank):
             assert count >= 1 and listed
@@ -213,6 +214,106 @@ def _failures_shown(at: AppTest) -> tuple[int, list[int]]:
     text = " ".join(m.value for m in at.markdown)
     count = int(re.search(r"\*\*(\d+)\*\* match the filters", text).group(1))
     return count, [int(r) for r in re.findall(r"truth rank \*\*(\d+)\*\*", text)]
+
+
+_LISTED = re.compile(r"\*\*(\w+)\*\* — truth rank \*\*(\d+)\*\*, beaten by (\d+) candidate\(s\), "
+                     r"margin (-?[\d.]+), truth score (-?[\d.]+)")
+
+
+def _listed(at: AppTest) -> list[tuple[str, int, int, float, float]]:
+    """(left, truth rank, how many beat it, margin, truth score) of each failure listed on this page."""
+    return [(m[1], int(m[2]), int(m[3]), float(m[4]), float(m[5]))
+            for m in (_LISTED.match(x.value) for x in at.markdown) if m]
+
+
+def _weak_scores(at: AppTest):
+    """The tasks and scores of the page's selection, computed here by the engine (the oracle for the page)."""
+    from tll_core.engine import Engine
+
+    sel = at.session_state["selection"]
+    eng = Engine.open(at.session_state["data_folder"])
+    tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+    return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit)
+
+
+def test_failures_sort_and_filter_by_margin_and_truth_score() -> None:
+    from tll_core.analysis import failure_ranges, failures
+
+    app = _weak_failures()
+    tasks, scores = _weak_scores(app)
+    every = failures(tasks, scores)
+    listed = _listed(app)
+    assert [row[0] for row in listed] == [f.left for f in every[: len(listed)]]  # worst first, as the core lists
+    images = len(app.get("image"))
+    assert images == sum(2 + beaten for _, _, beaten, _, _ in listed)  # the left, its truth, EVERY one that beat it
+    assert any(beaten > 5 for _, _, beaten, _, _ in listed)  # more than the old five
+    app.selectbox(key="fail_sort").set_value("smallest margin").run()
+    _ok(app)
+    margins = [row[3] for row in _listed(app)]
+    assert margins == sorted(margins) and margins[0] == pytest.approx(min(f.margin for f in every), abs=1e-3)
+    app.selectbox(key="fail_sort").set_value("lowest truth score").run()
+    truths = [row[4] for row in _listed(app)]
+    assert truths == sorted(truths)
+    ranges = failure_ranges(every)
+    mid = sum(ranges.margin) / 2
+    app.slider(key="fail_margin").set_value((ranges.margin[0], mid)).run()
+    _ok(app)
+    count, _ = _failures_shown(app)
+    assert 0 < count == len(failures(tasks, scores, max_margin=mid)) < len(every)
+    assert all(row[3] <= mid + 1e-3 for row in _listed(app))
+    app.slider(key="fail_margin").set_value(ranges.margin)
+    low = sum(ranges.truth_score) / 2
+    app.slider(key="fail_truth").set_value((low, ranges.truth_score[1])).run()
+    _ok(app)
+    count, _ = _failures_shown(app)
+    assert 0 < count == len(failures(tasks, scores, min_truth_score=low)) < len(every)
+    assert all(row[4] >= low - 1e-3 for row in _listed(app))
+
+
+def test_failures_honour_the_map_focus() -> None:
+    from tll_core.analysis import failures
+
+    app = _weak_failures()
+    tasks, scores = _weak_scores(app)
+    every = failures(tasks, scores)
+    picked = (every[1].left, every[-1].left, next(n for n in tasks.left_names if n not in {f.left for f in every}))
+    app.session_state["map_focus"] = picked  # as the embedding map sets it (a hit among them: not a failure)
+    app.run()
+    _ok(app)
+    assert "Narrowed to the 3 left(s) picked on the embedding map." in [i.value for i in app.info]
+    assert _failures_shown(app)[0] == 2 and {row[0] for row in _listed(app)} == {every[1].left, every[-1].left}
+    next(b for b in app.main.button if b.label == "show every left").click().run()
+    assert _failures_shown(app)[0] == len(every)
+
+
+def test_a_tag_added_on_a_failure_is_stored_counted_and_filtered() -> None:
+    from tll_core.analysis import hits
+    from tll_core.tags import TagStore
+
+    app = _weak_failures()
+    tasks, scores = _weak_scores(app)
+    total = _failures_shown(app)[0]
+    first, second = (row[0] for row in _listed(app)[:2])
+    assert not app.dataframe  # no tags yet
+    app.multiselect(key=app.multiselect[0].key).set_value(["colour match"]).run()  # a new tag, typed in
+    app.multiselect(key=app.multiselect[1].key).set_value(["colour match", "  face ↔ cartoon "]).run()
+    _ok(app)
+    store = TagStore.open(app.session_state["data_folder"])  # stored at once
+    assert store.tags == {first: ("colour match",), second: ("colour match", "face ↔ cartoon")}
+    table = app.dataframe[0].value.set_index("tag")
+    hit = hits(tasks, scores)
+    assert table.loc["colour match", "lefts"] == 2 and table.loc["face ↔ cartoon", "lefts"] == 1
+    assert table.loc["colour match", "top2_hits"] == sum(hit[tasks.left_names.index(n)] for n in (first, second)) == 0
+    assert app.multiselect[1].value == ["colour match", "face ↔ cartoon"]  # the widget shows what was stored
+    app.selectbox(key="fail_tag").set_value("face ↔ cartoon").run()
+    assert _failures_shown(app)[0] == 1 and [row[0] for row in _listed(app)] == [second]
+    app.selectbox(key="fail_tag").set_value("").run()  # untagged
+    assert _failures_shown(app)[0] == total - 2 and {first, second}.isdisjoint(row[0] for row in _listed(app))
+    app.selectbox(key="fail_tag").set_value(None).run()
+    app.multiselect(key=app.multiselect[0].key).set_value(["colour match", "bad\x1btag"]).run()
+    assert len(app.error) == 1 and "control or invisible character" in app.error[0].value
+    assert TagStore.open(app.session_state["data_folder"]).tags_of(first) == ("colour match",)  # nothing stored
+    assert app.multiselect[0].value == ["colour match"]
 
 
 def test_compare_two_methods(app: AppTest) -> None:

@@ -86,9 +86,9 @@ def test_a_lasso_lists_the_images_and_narrows_failures_and_ranked(studio: str, p
     assert n >= 1
     focus.click()
     page.get_by_text(f"Narrowed to the {n} left(s) picked on the embedding map.").wait_for(timeout=WAIT_S * 1000)
-    if "focus_notice" in (ROOT / "pages" / "failures.py").read_text():  # Failures honours the focus (its branch)
-        page.locator("[data-testid='stSidebarNav']").get_by_text("Failures").click()  # the same session
-        page.get_by_role("heading", name="Failures").wait_for(timeout=WAIT_S * 1000)
+    for title in ("Failures", "Ranked candidates"):  # both narrowed, in the same session
+        page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).click()
+        page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
         page.get_by_text(f"Narrowed to the {n} left(s) picked on the embedding map.").wait_for(timeout=WAIT_S * 1000)
         _settle(page)
 

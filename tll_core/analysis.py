@@ -5,7 +5,7 @@ lay out what these return.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import hashlib
 import math
@@ -91,24 +91,73 @@ class Failure:
     truth_rank: int
     margin: float  # best score minus the truth's score (how far the truth was beaten)
     beaten_by: tuple[int, ...]  # positions of the candidates scoring >= the truth, best first
+    truth_score: float
+
+
+# the orders failures() can list in, by the names the studio shows; the first is the default
+FAILURE_SORTS = ("worst rank first", "largest margin", "smallest margin", "lowest truth score", "task order")
+_SORT_KEYS = {  # ties fall back to the task order, so every order is total and stable
+    "worst rank first": lambda f: (-f.truth_rank, -f.margin, f.index),
+    "largest margin": lambda f: (-f.margin, -f.truth_rank, f.index),
+    "smallest margin": lambda f: (f.margin, -f.truth_rank, f.index),
+    "lowest truth score": lambda f: (f.truth_score, -f.truth_rank, f.index),
+    "task order": lambda f: f.index,
+}
 
 
 def failures(tasks: TaskSet, scores: np.ndarray, *, min_rank: int = 3, max_rank: int = 20,
-             max_margin: float | None = None) -> list[Failure]:
-    """Lefts whose truth ranks in [min_rank, max_rank] (default: outside the top 2), worst first
-    (lowest truth rank, then largest margin)."""
+             min_margin: float | None = None, max_margin: float | None = None,
+             min_truth_score: float | None = None, max_truth_score: float | None = None,
+             lefts: Collection[str] | None = None, sort: str = FAILURE_SORTS[0]) -> list[Failure]:
+    """Lefts whose truth ranks in [min_rank, max_rank] (default: outside the top 2), whose margin and truth
+    score lie in the given closed ranges (None: unbounded) and, with ``lefts``, whose name is one of them;
+    listed in the order ``sort`` names (one of :data:`FAILURE_SORTS`; by default the worst first: lowest
+    truth rank, then largest margin)."""
+    if sort not in _SORT_KEYS:
+        raise ValueError(f"unknown failure order {sort!r}; choose from {', '.join(FAILURE_SORTS)}")
     ranks = truth_ranks(scores, tasks.truth)
-    n = np.arange(len(scores))
-    truth_score = scores[n, tasks.truth]
+    truth_score = scores[np.arange(len(scores)), tasks.truth]
     margin = scores.max(axis=1) - truth_score
     keep = (ranks >= min_rank) & (ranks <= max_rank)
-    if max_margin is not None:
-        keep &= margin <= max_margin
+    keep &= _within(margin, min_margin, max_margin) & _within(truth_score, min_truth_score, max_truth_score)
+    if lefts is not None:
+        wanted = set(lefts)
+        keep &= np.fromiter((name in wanted for name in tasks.left_names), bool, len(tasks.left_names))
+    rows = np.flatnonzero(keep)
+    order = np.argsort(-scores[rows], axis=1, kind="stable")  # one sort for every failure kept
     out = []
-    for i in np.flatnonzero(keep):
-        beating = [int(p) for p in np.argsort(-scores[i], kind="stable") if p != tasks.truth[i] and scores[i, p] >= truth_score[i]]
-        out.append(Failure(int(i), tasks.left_names[i], int(ranks[i]), float(margin[i]), tuple(beating)))
-    return sorted(out, key=lambda f: (-f.truth_rank, -f.margin, f.index))
+    for i, row_order in zip(rows, order):
+        beating = row_order[(row_order != tasks.truth[i]) & (scores[i, row_order] >= truth_score[i])]
+        out.append(Failure(int(i), tasks.left_names[i], int(ranks[i]), float(margin[i]),
+                           tuple(int(p) for p in beating), float(truth_score[i])))
+    return sorted(out, key=_SORT_KEYS[sort])
+
+
+def _within(values: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    """Whether each value lies in [low, high]; a missing bound does not limit."""
+    inside = np.ones(len(values), dtype=bool)
+    if low is not None:
+        inside &= values >= low
+    if high is not None:
+        inside &= values <= high
+    return inside
+
+
+@dataclass(frozen=True)
+class FailureRanges:
+    """The spans of the failures' margins and truth scores (the bounds of the studio's range filters)."""
+
+    margin: tuple[float, float]
+    truth_score: tuple[float, float]
+
+
+def failure_ranges(found: Sequence[Failure]) -> FailureRanges:
+    """The smallest and largest margin and truth score among ``found``; (0, 0) spans when it is empty."""
+    if not found:
+        return FailureRanges((0.0, 0.0), (0.0, 0.0))
+    margins = [f.margin for f in found]
+    truths = [f.truth_score for f in found]
+    return FailureRanges((min(margins), max(margins)), (min(truths), max(truths)))
 
 
 @dataclass(frozen=True)
