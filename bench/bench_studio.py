@@ -49,7 +49,9 @@ def measure(data: Path) -> dict[str, float]:
             out["first map draw"] = took
     for page in PAGES:
         out[f"switch to {page}"] = timed(lambda: at.switch_page(page).run())
+        assert not at.exception, (page, at.exception)  # a figure of an error page is no figure
         out[f"rerun {page}"] = statistics.median(timed(at.run) for _ in range(5))
+        assert not at.exception and at.title, (page, at.exception)
     at.switch_page("pages/ranked.py").run()
     times = []
     for _ in range(10):

@@ -25,7 +25,8 @@ def range_slider(where, label: str, bounds: tuple[float, float], key: str) -> tu
     an end left at its bound is no limit (None), so no failure is lost to the slider's rounding."""
     lo, hi = bounds
     hi = hi if hi > lo else lo + 1e-6  # a slider needs a span
-    if st.session_state.get(f"{key}_bounds") != (lo, hi):
+    if st.session_state.get(f"{key}_bounds") != (lo, hi) or key not in st.session_state:  # (a widget's state
+        # goes when a run does not draw it: on another page)
         st.session_state[f"{key}_bounds"] = (lo, hi)
         st.session_state[key] = (lo, hi)
     low, high = where.slider(label, lo, hi, step=(hi - lo) / 200, format="%.3f", key=key)

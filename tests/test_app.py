@@ -549,3 +549,14 @@ def test_missing_weights_are_told_in_the_studio_s_words(app: AppTest, monkeypatc
     assert not app.exception
     message = app.error[0].value.replace("\\", "")
     assert "resnet50" in message and "restart the studio with TLL_WEIGHTS_DIR=" in message and "--weights" not in message
+
+
+def test_every_page_renders_again_after_another_page(app: AppTest) -> None:
+    """Back on a page after another (whose run dropped this page's widget state): drawn again, no exception."""
+    for page in PAGES:
+        app.switch_page(page).run()
+        _ok(app)
+    for page in PAGES:
+        app.switch_page(page).run()
+        _ok(app)
+        assert len(app.title) == 1
