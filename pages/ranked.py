@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import focus_notice, open_why, scores_or_stop, selection, show_left, shown_left
+from studio.state import focus_notice, open_why, opened_left, scores_or_stop, selection, show_left, shown_left
 from studio.widgets import md, show_image
 from tll_core.analysis import Candidate, RankedTask, next_miss, ranked_task
 
@@ -20,8 +20,8 @@ eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Ranked candidates")
 names = list(tasks.left_names)
-focus = set(focus_notice())
-order = [k for k, name in enumerate(names) if name in focus] or list(range(len(names)))  # the lefts stepped through
+focus = focus_notice()  # the map's picks, and a left opened by name since (a click, a link) among them
+order = [k for k, name in enumerate(names) if name in {*focus, opened_left()}] if focus else list(range(len(names)))
 if "left_index" not in st.session_state and shown_left() in names:  # ?left=NAME, or opened from another page
     st.session_state["left_index"] = names.index(shown_left())
 if st.session_state.get("left_index") not in order:

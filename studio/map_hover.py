@@ -7,8 +7,9 @@ figure stays as the page drew it and a script does the rest: it runs in an ``st.
 page), finds the chart's graph div in the parent document (again after every rerun, which may replace it)
 and listens to plotly's ``plotly_hover`` / ``plotly_unhover`` / ``plotly_selected`` / ``plotly_deselect``.
 Streamlit hears only ``plotly_selected``, and with the box or lasso tool active it turns plotly's
-click-to-select off; so a click on a point follows the page's own link to that left in Ranked
-(``ranked?…&left=NAME``, the selection's URL kept), as a shared link would.
+click-to-select off; so a click on a point turns the page's URL into Ranked's with ``?left=NAME`` (the
+selection's URL kept) and tells Streamlit as the back button would: Streamlit runs Ranked in the same session,
+and ``studio.state.follow_links`` shows the left the URL names.
 It draws into one absolutely placed ``<svg>`` and one ``<img>`` inside the graph div (pointer events off:
 clicks, box and lasso still reach plotly), removed when the iframe goes.
 
@@ -138,17 +139,14 @@ _SCRIPT = """
   const onDeselect = () => { selected = []; draw(); };
   const onRelayout = () => { hovered = null; draw(); };
   const onClick = e => {  // a click on a point opens its left in Ranked: Streamlit hears no click in select mode,
-    const p = e && e.points && e.points.length ? e.points[0] : null;  // so the page's own link (?left=NAME) is
-    const k = p ? pointOf(p) : undefined;                               // followed, keeping the selection's URL
-    if (k === undefined || !D.open[k]) return;
+    const p = e && e.points && e.points.length ? e.points[0] : null;  // so the page's URL becomes Ranked's with
+    const k = p ? pointOf(p) : undefined;                               // ?left=NAME and Streamlit is told, as by
+    if (k === undefined || !D.open[k]) return;                          // the back button: same session, no reload
     const url = new URL(window.parent.location.href);
     url.pathname = url.pathname.replace(/[^/]*$/, 'ranked');
     url.searchParams.set('left', D.open[k]);
-    const a = doc.createElement('a');  // a link of the page itself, followed: the iframe may not navigate it
-    a.href = url.toString();
-    doc.body.appendChild(a);
-    a.click();
-    a.remove();
+    window.parent.history.pushState(null, '', url.toString());
+    window.parent.dispatchEvent(new PopStateEvent('popstate'));
   };
   const HANDLERS = [['plotly_hover', onHover], ['plotly_unhover', onUnhover], ['plotly_selected', onSelected],
                     ['plotly_deselect', onDeselect], ['plotly_relayout', onRelayout], ['plotly_afterplot', draw],

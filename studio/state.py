@@ -138,10 +138,21 @@ def why_candidate() -> str | None:
     return view("candidate") or None
 
 
-def open_in_ranked(name: str) -> None:
-    """Open a left in Ranked candidates (a button's callback on any page)."""
+def _open_left(name: str) -> None:
+    """Ranked shows ``name`` next, even outside the map's focus (it was asked for by name)."""
     st.session_state.setdefault("views", {})["left"] = name
     st.session_state.pop("left_index", None)  # Ranked finds the index of the name
+    st.session_state["opened_left"] = name
+
+
+def opened_left() -> str | None:
+    """The left last opened by name (a button, a click on the map, a link) since the map's focus was set."""
+    return st.session_state.get("opened_left")
+
+
+def open_in_ranked(name: str) -> None:
+    """Open a left in Ranked candidates (a button's callback on any page)."""
+    _open_left(name)
     st.session_state["switch_to"] = "pages/ranked.py"
 
 
@@ -154,7 +165,11 @@ def open_why(left: str, candidate: str) -> None:
 
 
 def follow_links() -> None:
-    """Called by app.py before the page runs: a left opened from another page switches to the page asked for."""
+    """Called by app.py before the page runs: a left opened from another page switches to the page asked for;
+    a ``?left=`` that changed under a running session (the map's click, the browser's back button) is shown."""
+    left = st.query_params.get("left")
+    if left and "views" in st.session_state and left != view("left"):
+        _open_left(left)
     target = st.session_state.pop("switch_to", None)
     if target:
         st.switch_page(target)
@@ -168,6 +183,7 @@ def map_focus() -> tuple[str, ...]:
 def set_map_focus(lefts: list[str] | tuple[str, ...]) -> None:
     """Narrow Failures and Ranked to these lefts (the embedding map's selection); () shows every left again."""
     st.session_state["map_focus"] = tuple(dict.fromkeys(lefts))
+    st.session_state.pop("opened_left", None)
 
 
 def focus_notice(where=st) -> tuple[str, ...]:  # where: st or a container

@@ -535,6 +535,10 @@ def test_ranked_steps_through_the_lefts_picked_on_the_map(app: AppTest) -> None:
     assert app.get("image")[0].proto.imgs[0].caption == f"left {names[2]}"
     next(b for b in app.main.button if b.label == "next ▶").click().run()
     assert app.get("image")[0].proto.imgs[0].caption == f"left {names[5]}"
+    app.query_params["left"] = names[9]  # a left outside the picks, opened by name (a click on the map, a link)
+    app.run()
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {names[9]}"
+    assert app.selectbox(key="left_index").options == [names[2], names[5], names[9]]
     next(b for b in app.main.button if b.label == "show every left").click().run()
     _ok(app)
     assert app.selectbox(key="left_index").options == names
@@ -560,3 +564,15 @@ def test_every_page_renders_again_after_another_page(app: AppTest) -> None:
         app.switch_page(page).run()
         _ok(app)
         assert len(app.title) == 1
+
+
+def test_a_left_named_by_the_url_under_a_running_session_is_shown(app: AppTest) -> None:
+    """The map's click and the back button change ?left= under a session that runs on: Ranked shows that left."""
+    app.switch_page("pages/ranked.py").run()
+    names = app.selectbox(key="left_index").options
+    app.query_params["left"] = names[7]
+    app.run()
+    _ok(app)
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {names[7]}"
+    next(b for b in app.main.button if b.label == "next ▶").click().run()  # and stepping on from it still works
+    assert app.get("image")[0].proto.imgs[0].caption == f"left {names[8]}" and app.query_params["left"] == names[8]

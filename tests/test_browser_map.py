@@ -94,7 +94,20 @@ def test_a_lasso_lists_the_images_and_narrows_failures_and_ranked(studio: str, p
 
 
 def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
+    """In the same session (no page load: what the session holds, such as the map's focus, stays), also for a
+    left outside the focus; the back button returns to the map."""
     _open_map(studio, page)
+    area = page.locator(".nsewdrag").first.bounding_box()  # a focus first: the lefts of a box in one corner
+    page.mouse.move(area["x"] + 2, area["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] / 2, area["y"] + area["height"] / 2, steps=8)
+    page.mouse.up()
+    focus = page.get_by_role("button", name=re.compile(r"^Show only these \d+ lefts in Failures and Ranked$"))
+    focus.wait_for(timeout=WAIT_S * 1000)
+    focus.click()
+    page.get_by_text("picked on the embedding map").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
+    page.evaluate("() => { window.tllSameDocument = true; }")  # gone if the page were loaded again
     point = _lonely_point(page, 0)
     page.mouse.move(point["x"], point["y"], steps=4)
     page.locator(HOVER_IMG).wait_for(state="visible", timeout=30_000)
@@ -103,4 +116,9 @@ def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
     _settle(page)
     assert f"left={point['name']}" in page.url
     page.get_by_text(f"left {point['name']}", exact=True).wait_for(timeout=WAIT_S * 1000)
+    assert page.evaluate("() => window.tllSameDocument === true")  # the same session, no reload
+    assert page.get_by_text("picked on the embedding map").count() == 1  # its focus kept
     assert page.locator(HOVER_IMG).count() == 0  # the map's hover layer went with the map
+    page.go_back()
+    page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
+    _settle(page)
