@@ -13,7 +13,7 @@ from tll_core.register import REGISTER, Part, option
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py",
+PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/why.py",
          "pages/embedding_map.py", "pages/train.py", "pages/submission.py"]
 
 

@@ -28,8 +28,8 @@ CHROMIUM = "/usr/bin/chromium"
 # minutes on a loaded 2-core machine (120 s was exceeded under load)
 WAIT_S = 600
 PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates", "failures": "Failures",
-         "compare": "Compare methods", "embedding_map": "Embedding map", "train": "Train a learned matcher",
-         "submission": "Submission"}
+         "compare": "Compare methods", "why": "Why this match?", "embedding_map": "Embedding map",
+         "train": "Train a learned matcher", "submission": "Submission"}
 NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Train", "Submission"]  # app.py's
 GALLERY_COLUMNS = ["recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"]
 
