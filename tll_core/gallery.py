@@ -27,6 +27,7 @@ import torch
 
 from .errors import TLLError
 from .matchers import LearnedMatcher, Matcher, ZeroShot
+from .matchers.zero_shot import scored_mean
 from .metrics import _tensor, _unit, bootstrap_ci, check_finite, truth_ranks
 from .rerank import rerank
 
@@ -75,7 +76,7 @@ def unit_vectors(left: np.ndarray, gallery: np.ndarray, centre: bool = True) -> 
 
 
 def _centred(left: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.concatenate([left, gallery]).mean(axis=0, dtype=np.float64).astype(np.float32)
+    mean = scored_mean(left, gallery)
     return left - mean, gallery - mean
 
 

@@ -27,20 +27,20 @@ from PIL import Image
 from .backbones.registry import get_cfg
 from .backbones.weight_free import (COMBINED_WEIGHTS, HIST_BINS, HOG_BINS, HOG_BLOCK, HOG_CELL, HOG_SCALES,
                                     TINY_SIZE)
+from .engine import ENSEMBLE_SEP, Engine
 from .errors import TLLError
 from .images import decode_rgb
+from .matchers.zero_shot import scored_mean
 
 if TYPE_CHECKING:
     import torch
 
     from .backbones.deep import TorchBackbone
-    from .engine import Engine
     from .tasks import TaskSet
 
 Kind = Literal["deep", "descriptor"]
 Region = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the image's width and height
 WHOLE: Region = (0.0, 0.0, 1.0, 1.0)
-ENSEMBLE_SEP = "+"
 
 READING: dict[Kind, str] = {
     "deep": ("Each cell of an image's last feature map against the other image's whole embedding (cosine): "
@@ -128,8 +128,7 @@ def why(engine: Engine, backbone: str, left_id: str, candidate_id: str, *, membe
 def centre_of(engine: Engine, tasks: TaskSet, member: str) -> np.ndarray:
     """What the zero-shot matcher subtracts before its cosine: the mean ``member`` embedding of the task
     set's lefts and rights (the engine's cached vectors)."""
-    left, right = engine.task_embeddings(tasks, member)
-    return np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)
+    return scored_mean(*engine.task_embeddings(tasks, member))
 
 
 def _with_note(pair: WhyPair, note: str) -> WhyPair:

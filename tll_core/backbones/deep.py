@@ -109,6 +109,9 @@ class DeepFamily:
     def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
         raise NotImplementedError
 
+    def in_hub_cache(self, cfg: BackboneCfg) -> bool:
+        return in_hub_cache(cfg)
+
 
 def _family(cfg: BackboneCfg) -> DeepFamily:
     family = REGISTER.get("family", cfg.family).create()

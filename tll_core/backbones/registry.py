@@ -18,7 +18,6 @@ from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess  # re-expor
 from ..register import REGISTER
 from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
 from . import deep  # noqa: F401
-from .deep import in_hub_cache
 from .packaged import PackagedWeights, packaged_weights_ok
 
 DEFAULT_BACKBONE = "combined"
@@ -132,4 +131,4 @@ def weights_available(name: str) -> bool:
         return True
     if cfg.packaged is not None and packaged_weights_ok(cfg.packaged):
         return True
-    return in_hub_cache(cfg)
+    return REGISTER.get("family", cfg.family).create().in_hub_cache(cfg)

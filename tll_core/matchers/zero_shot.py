@@ -11,6 +11,12 @@ from ..register import checked, option, register
 from .base import Fixed
 
 
+def scored_mean(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The mean embedding of the scored images, lefts and rights together (no labels used): what centring
+    subtracts, here and wherever zero-shot's scores are reproduced (the full gallery, the Why view)."""
+    return np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 @register("matcher", "zero-shot", help="a metric on the backbone's embeddings, nothing learned (the MobileNet + cosine baseline)")
 @dataclass(frozen=True)
 class ZeroShot(Fixed):
@@ -30,6 +36,6 @@ class ZeroShot(Fixed):
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         if self.centre:
-            mean = np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)
+            mean = scored_mean(left, right)
             left, right = left - mean, right - mean
         return score_candidates(left, right, candidates, self.metric)
