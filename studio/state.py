@@ -138,10 +138,15 @@ def why_candidate() -> str | None:
     return view("candidate") or None
 
 
+def _show_left_next(name: str) -> None:
+    """The left the next page shows (Ranked, Why): remembered as the view; Ranked finds its index."""
+    st.session_state.setdefault("views", {})["left"] = name
+    st.session_state.pop("left_index", None)
+
+
 def _open_left(name: str) -> None:
     """Ranked shows ``name`` next, even outside the map's focus (it was asked for by name)."""
-    st.session_state.setdefault("views", {})["left"] = name
-    st.session_state.pop("left_index", None)  # Ranked finds the index of the name
+    _show_left_next(name)
     st.session_state["opened_left"] = name
 
 
@@ -158,8 +163,7 @@ def open_in_ranked(name: str) -> None:
 
 def open_why(left: str, candidate: str) -> None:
     """Open the Why view on a left and one of its candidates (a button's callback on any page)."""
-    st.session_state.setdefault("views", {})["left"] = left
-    st.session_state.pop("left_index", None)
+    _show_left_next(left)
     st.session_state["why_candidate"] = candidate
     st.session_state["switch_to"] = "pages/why.py"
 
@@ -255,10 +259,6 @@ class Memo:
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)
         return answer
-
-    def clear(self) -> None:
-        with self._lock:
-            self._answers.clear()
 
 
 @st.cache_resource
