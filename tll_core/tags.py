@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import Failure
-from .cache import default_cache_dir
+from .cache import DAMAGED, default_cache_dir  # a damaged file is named as the cache names its own
 from .errors import DataError, TLLError, one_line
 from .files import read_regular
 from .metrics import truth_ranks
@@ -39,7 +39,6 @@ from .tasks import TaskSet
 MAX_TAG_CHARS = 40
 MAX_FILE_BYTES = 16 * 2**20  # far beyond any hand-made labelling; a larger file is not read
 SEPARATOR = ";"  # between a left's tags in the CSV export, so never inside a tag
-DAMAGED = ".damaged-"
 CSV_HEADER = ("left", "tags", "truth rank", "margin", "truth score", "top-2 hit")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
