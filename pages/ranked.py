@@ -61,7 +61,9 @@ def full_size(task: RankedTask, cand: Candidate) -> None:
     versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.4f} (rank {truth.rank})"
     st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · column c{cand.position}"
              f"{' · **the truth**' if cand.is_truth else ''}{versus}")
-    st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
+    if st.button("Why this match?", type="primary"):  # a dialog's button reruns only the dialog (a fragment):
+        open_why(task.left, cand.name)  # the whole app must run again for app.py to switch pages
+        st.rerun()
 
 
 def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:

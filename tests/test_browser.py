@@ -261,7 +261,10 @@ def test_ranked_shows_all_20_and_the_truth_and_answers_the_keyboard(studio: str,
     _settle(page)
     assert "rank 3 of 20" in dialog.inner_text() and dialog.locator("img").count() == 2
     page.screenshot(path=str(_shots() / "ranked-full-size.png"))
-    page.keyboard.press("Escape")
+    dialog.get_by_role("button", name="Why this match?").click()  # a dialog's button reruns only the dialog:
+    page.get_by_role("heading", name="Why this match?").wait_for(timeout=WAIT_S * 1000)  # the app must switch
+    _settle(page)
+    assert "candidate=" in page.url
 
 
 def test_score_and_download_a_submission(studio: str, page, tmp_path: Path) -> None:
