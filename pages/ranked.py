@@ -6,7 +6,8 @@ import numpy as np
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import focus_notice, open_why, opened_left, scores_or_stop, selection, show_left, shown_left
+from studio.state import (focus_notice, open_why, opened_left, run_app_if_leaving, scores_or_stop, selection,
+                          show_left, shown_left)
 from studio.widgets import md, show_image
 from tll_core.analysis import Candidate, RankedTask, next_miss, ranked_task
 
@@ -61,9 +62,8 @@ def full_size(task: RankedTask, cand: Candidate) -> None:
     versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.4f} (rank {truth.rank})"
     st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · column c{cand.position}"
              f"{' · **the truth**' if cand.is_truth else ''}{versus}")
-    if st.button("Why this match?", type="primary"):  # a dialog's button reruns only the dialog (a fragment):
-        open_why(task.left, cand.name)  # the whole app must run again for app.py to switch pages
-        st.rerun()
+    st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
+    run_app_if_leaving()
 
 
 def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:

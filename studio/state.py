@@ -179,6 +179,13 @@ def follow_links() -> None:
         st.switch_page(target)
 
 
+def run_app_if_leaving() -> None:
+    """In a fragment (a dialog): once a callback asked for another page (``open_why``, ``open_in_ranked``), run
+    the whole app, where :func:`follow_links` switches; a button in a fragment reruns only the fragment."""
+    if "switch_to" in st.session_state:
+        st.rerun()
+
+
 def map_focus() -> tuple[str, ...]:
     """The lefts picked on the embedding map that Failures and Ranked are narrowed to; () when none."""
     return tuple(st.session_state.get("map_focus", ()))
