@@ -16,7 +16,7 @@ from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
-from .errors import TLLError, one_line, os_problem
+from .errors import TLLError, bounded_line, os_problem
 from .metrics import METRICS
 from .register import REGISTER, Part
 from .results import PROTOCOLS
@@ -34,12 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = int(args.run(args) or 0)
         args.notices += [_notice(str(w.message)) for w in caught]
         for notice in dict.fromkeys(args.notices):
-            print(one_line(notice), file=sys.stderr)
+            print(bounded_line(notice), file=sys.stderr)
         return code
     except TLLError as exc:
         if args.debug:
             raise
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {bounded_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted (finished batches are cached)", file=sys.stderr)
@@ -47,12 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the machine, not the input: a full disk, a read-only or vanished folder
         if args.debug:
             raise
-        print(f"error: {one_line(os_problem(exc))}", file=sys.stderr)
+        print(f"error: {bounded_line(os_problem(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a bug, but still one line for the user
         if args.debug:
             raise
-        print(one_line(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"),
+        print(bounded_line(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"),
               file=sys.stderr)
         return 1
 
@@ -66,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line is one line too (``error: …``, exit 2), not the usage block."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_ERROR, f"error: {one_line(f'{self.prog}: {message}')} (see --help)\n")
+        self.exit(EXIT_ERROR, f"error: {bounded_line(f'{self.prog}: {message}')} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -445,9 +445,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     problems = submission_problems(args.file, args.data)
     if problems:
-        print(one_line(f"{args.file}: {len(problems)} problem(s)"), file=sys.stderr)
+        print(bounded_line(f"{args.file}: {len(problems)} problem(s)"), file=sys.stderr)
         for problem in problems:
-            print(f"  {one_line(problem)}", file=sys.stderr)
+            print(f"  {bounded_line(problem)}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid")
     return 0

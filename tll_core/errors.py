@@ -58,6 +58,30 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)
 
 
+MAX_NAME_CHARS = 80
+"""A name quoted in a message (a file, a row's cell, an option) is cut to this many characters."""
+MAX_LINE_CHARS = 2000
+"""A whole message line is cut to this many characters (a long list of problems is summarised before that)."""
+
+
+def shown(name: object, limit: int = MAX_NAME_CHARS) -> str:
+    """A name from the user's input as a message quotes it: one printable line (:func:`one_line`), and at most
+    ``limit`` characters — a longer one keeps its start and end around ``…`` and says how long it was, so a
+    100,000-character cell neither floods the terminal nor hides which one it was."""
+    text = one_line(str(name))
+    if len(text) <= limit:
+        return text
+    head = max(1, (limit - 24) * 2 // 3)
+    tail = max(1, limit - 24 - head)
+    return f"{text[:head]}…{text[-tail:]} ({len(text):,} characters)"
+
+
+def bounded_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (the end cut, and said to be)."""
+    line = one_line(text)
+    return line if len(line) <= limit else line[: limit - 20] + f"… ({len(line):,} characters)"
+
+
 def os_problem(exc: OSError) -> str:
     """An OSError in one line naming its file: ``/x/cache.db: No space left on device``."""
     where = exc.filename if exc.filename is not None else "a file"
