@@ -110,3 +110,92 @@ def test_dual_softmax_demotes_a_right_claimed_by_another_left() -> None:
     scores[1, :2] = [0.52, 0.5]
     out = dual_softmax(scores, candidates, 38, 0.05)
     assert out[0].argmax() == 0 and out[1].argmax() == 1
+
+
+# ------------------------------------------------ no order carries the answer (issue 18, defect 2)
+
+RERANKERS = ("none", "csls", "sinkhorn", "dual-softmax", "hungarian")
+CHANCE_TOP2 = 2 / 20
+BAND = 0.035  # 4.5 binomial standard deviations of a top-2 over 1500 tasks at chance
+
+
+def _pairs(n: int) -> tuple:
+    from tll_core.dataset import Pair
+
+    return tuple(Pair(f"l{i}", f"r{i}", f"L{i}", f"R{i}") for i in range(n))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
+@pytest.mark.parametrize("name", RERANKERS)
+def test_an_uninformative_scorer_is_at_chance_under_every_rerank_and_metric(name: str, metric: str) -> None:
+    """Embeddings drawn independently of the pairs: whatever the re-ranker reads (pool order, columns,
+    ties), top-2 stays at 2/20 over 5 seeds x 300 validation tasks."""
+    from tll_core.metrics import score_candidates
+    from tll_core.tasks import random_foil_tasks
+
+    n, hits = 300, []
+    for seed in range(5):
+        tasks = random_foil_tasks(_pairs(n), seed=seed)
+        rng = np.random.default_rng([seed, 99])
+        left, right = rng.normal(size=(n, 16)), rng.normal(size=(n, 16))
+        scores = score_candidates(left.astype(np.float32), right.astype(np.float32), tasks.candidates, metric)
+        hits.append(evaluate_scores(rerank(scores, tasks.candidates, n, name), tasks.truth).top2)
+    assert abs(np.mean(hits) - CHANCE_TOP2) < BAND, hits
+
+
+@pytest.mark.parametrize("name", RERANKERS)
+def test_a_constant_scorer_never_beats_chance_where_the_lists_carry_nothing(name: str) -> None:
+    """Every score equal (a folder of identical images) on tasks where every right is listed exactly 20 times:
+    no re-ranker may find the truth — on old main ``hungarian`` read it from the pool order (top-2 1.0)."""
+    n, hits = 300, []
+    for seed in range(5):
+        rng = np.random.default_rng([seed, 7])
+        offsets = np.r_[0, rng.choice(np.arange(1, n), 19, replace=False)]
+        order = rng.permutation(n)  # the pool in a random order, as tasks.py makes it
+        candidates = order[(np.arange(n)[:, None] + offsets[None, :]) % n]
+        columns = rng.permuted(np.tile(np.arange(20), (n, 1)), axis=1)
+        candidates = np.take_along_axis(candidates, columns, axis=1)
+        truth = np.argmax(columns == 0, axis=1)
+        scores = np.zeros(candidates.shape, dtype=np.float32)
+        hits.append(evaluate_scores(rerank(scores, candidates, n, name), truth).top2)
+    assert np.mean(hits) < CHANCE_TOP2 + BAND, hits
+
+
+def test_validation_pools_are_in_a_seeded_order_that_is_not_the_pair_order() -> None:
+    """Right i of the pool is not left i's truth (old main: it always was), the order depends on the seed, and
+    the truth's pool index is still the pair's right."""
+    from tll_core.tasks import random_foil_tasks, truth_rights
+
+    pairs = _pairs(200)
+    a, b = random_foil_tasks(pairs, seed=0), random_foil_tasks(pairs, seed=1)
+    for tasks in (a, b):
+        at = truth_rights(tasks)
+        assert [tasks.right_ids[j] for j in at] == [p.right_id for p in pairs]
+        assert (at == np.arange(200)).mean() < 0.05
+    assert a.right_ids != b.right_ids
+
+
+@pytest.mark.slow
+def test_identical_images_give_no_figure_above_chance_end_to_end(tmp_path) -> None:
+    """The issue's case: a folder whose every image has the same bytes, evaluated through the engine on the
+    task protocol and on the full gallery with the assignment re-ranker (old main: top-2 1.0, recall@1 1.0)."""
+    import shutil
+
+    from conftest import image, write_csv
+    from tll_core.cache import EmbeddingCache
+    from tll_core.dataset import load_dataset
+    from tll_core.engine import Engine, Method
+
+    root = tmp_path / "same"
+    one = image(tmp_path / "one.jpg", seed=5)
+    pairs = [[f"l{i:03d}", f"r{i:03d}"] for i in range(200)]
+    for left, right in pairs:
+        for side, name in (("left", left), ("right", right)):
+            (root / "train" / side).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(one, root / "train" / side / f"{name}.jpg")
+    write_csv(root / "train.csv", [["left", "right"], *pairs])
+    engine = Engine(load_dataset(root), EmbeddingCache(tmp_path / "cache"))
+    row, = engine.evaluate(["tiny-image"], methods=[Method(rerank="hungarian")], val_fraction=1.0)
+    assert row.top2 < CHANCE_TOP2 + 0.07  # 200 tasks: 3.3 standard deviations
+    g, = engine.evaluate_gallery(["tiny-image"], [Method(rerank="hungarian")], val_fraction=1.0)
+    assert g.recall_at_1 < 0.05

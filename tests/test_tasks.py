@@ -26,7 +26,9 @@ def test_fixed_seed_gives_fixed_tasks_on_any_machine() -> None:
     tasks = random_foil_tasks(val, 0)
     assert [p.left for p in val][:6] == ["l0", "l1", "l2", "l3", "l4", "l10"]
     assert tasks.truth[:6].tolist() == [15, 1, 6, 17, 13, 7]
-    assert tasks.candidates[0, :5].tolist() == [15, 18, 6, 4, 5]
+    assert tasks.candidates[0, :5].tolist() == [18, 9, 1, 5, 13]  # the pool in its seeded order (since issue 18)
+    assert tasks.candidate_names(0)[:5] == ["r28", "r37", "r11", "r4", "r10"]
+    assert tasks.right_names[:5] == ("r18", "r11", "r22", "r20", "r2")
 
 
 def test_foils_never_come_from_the_fit_part() -> None:
@@ -55,11 +57,13 @@ def test_hard_foils_are_the_nearest_rights() -> None:
     rng = np.random.default_rng(0)
     sim = rng.random((30, 30))
     tasks = hard_foil_tasks(val, sim)
+    pair_of = {p.right: k for k, p in enumerate(val)}  # pool index -> pair index (the pool is shuffled)
     for i in range(30):
-        foils = [j for k, j in enumerate(tasks.candidates[i]) if k != tasks.truth[i]]
+        cands = [pair_of[tasks.right_names[j]] for j in tasks.candidates[i]]
+        foils = [j for k, j in enumerate(cands) if k != tasks.truth[i]]
         others = np.delete(np.arange(30), i)
         expected = set(others[np.argsort(-sim[i, others])[:19]].tolist())
-        assert set(foils) == expected and tasks.candidates[i, tasks.truth[i]] == i
+        assert set(foils) == expected and cands[tasks.truth[i]] == i
 
 
 def test_too_few_pairs_and_bad_fraction() -> None:
@@ -86,5 +90,16 @@ def test_engine_hard_foils_are_harder_than_random(demo_dir: Path, warm_demo_cach
     random_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0)
     hard_row, = engine.evaluate(["combined"], ["cosine"], val_fraction=1.0, foils="hard", foil_backbone="combined")
     assert hard_row.n == random_row.n and hard_row.top2 < random_row.top2
+    # each left's foils are the 19 validation rights nearest to it (centred cosine), the pool being shuffled
+    hard = engine.validation(1.0, foils="hard", foil_backbone="combined").tasks
+    left, right = engine.task_embeddings(hard, "combined")
+    both = np.concatenate([left, right])
+    left, right = left - both.mean(0), right - both.mean(0)
+    sim = (left / np.linalg.norm(left, axis=1, keepdims=True)) @ (right / np.linalg.norm(right, axis=1, keepdims=True)).T
+    truth = hard.candidates[np.arange(len(hard)), hard.truth]
+    for i in range(len(hard)):
+        others = np.delete(np.arange(len(right)), truth[i])
+        nearest = set(others[np.argsort(-sim[i, others], kind="stable")[:19]].tolist())
+        assert set(hard.candidates[i].tolist()) - {truth[i]} == nearest
     with pytest.raises(TLLError, match="unknown foil mode"):
         engine.evaluate(["combined"], ["cosine"], foils="impossible")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import truth_ranks
-from .tasks import TaskSet
+from .tasks import TaskSet, truth_rights
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def map_points(tasks: TaskSet) -> MapPoints:
     n_left = len(tasks)
     partners: list[int | None] = [None] * (n_left + len(tasks.right_ids))
     if tasks.has_truth:
-        truth_right = tasks.candidates[np.arange(n_left), tasks.truth]
+        truth_right = truth_rights(tasks)
         for i, j in enumerate(truth_right):
             partners[i] = n_left + int(j)
             if partners[n_left + int(j)] is None:

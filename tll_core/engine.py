@@ -27,7 +27,7 @@ from .metrics import check_finite, evaluate_scores
 from .register import REGISTER, OptionSpec, Part
 from .rerank import rerank
 from .results import ResultRow
-from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks,
+from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,
                     validation_split)
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
@@ -168,18 +168,19 @@ class Engine:
             raise TLLError(f"unknown foil mode {foils!r}; choose random or hard")
         left, right = self.task_embeddings(split.tasks, foil_backbone, progress)
         n = len(split.tasks)
-        similarity = ZeroShot("cosine").score(left, right, np.tile(np.arange(n), (n, 1)))
+        # column k: the truth of left k (the pool itself is in a seeded order)
+        similarity = ZeroShot("cosine").score(left, right, np.tile(truth_rights(split.tasks), (n, 1)))
         return replace(split, tasks=hard_foil_tasks(split.validation, similarity, seed))
 
-    def test(self) -> TaskSet:
-        return candidate_tasks(self.dataset)
+    def test(self, seed: int = DEFAULT_SEED) -> TaskSet:
+        return candidate_tasks(self.dataset, seed)
 
     def tasks_for(self, split: str = "validation", val_fraction: float = DEFAULT_VAL_FRACTION,
                   seed: int = DEFAULT_SEED) -> tuple[TaskSet, tuple[Pair, ...]]:
         """The task set of a split and the pairs a learned matcher is fitted on for it: validation tasks and
         the rest of the train pairs, or the test tasks and all train pairs."""
         if split == "test":
-            return self.test(), self.dataset.train_pairs
+            return self.test(seed), self.dataset.train_pairs
         if split != "validation":
             raise TLLError(f"unknown split {split!r}; choose validation or test")
         chosen = self.validation(val_fraction, seed)
@@ -288,7 +289,7 @@ class Engine:
         """Every backbone x method under the full-gallery protocol: each validation left ranked against all
         validation rights (``tll_core/gallery.py``); learned matchers fitted on the split's fit part."""
         split = validation_split(self.dataset, val_fraction, seed)
-        truth = np.arange(len(split.validation))  # left i's match is validation right i
+        truth = truth_rights(split.tasks)  # left i's match: its truth's index in the (shuffled) right pool
         rows = []
         for backbone in backbones:
             for method in methods:

@@ -3,6 +3,13 @@
 A :class:`TaskSet` holds unique left and right *pools* and, per left, the indices of its 20
 candidates in the right pool. Embedding each pool image once and gathering by index keeps all
 scoring vectorised.
+
+No order carries the answer. Built from pairs, right *i* of the pool would be left *i*'s truth, and a
+re-ranker that resolves ties by index (``linear_sum_assignment`` returns the diagonal on a constant matrix)
+would read it: so the right pool is put in a seeded random order (:func:`pool_order`) before anything scores,
+and the truth's column among the 20 candidates is seeded too. The test pool (first-appearance order in
+``test_candidates.csv``) is shuffled the same way. Ties between scores count against the truth everywhere
+(:func:`tll_core.metrics.truth_ranks`).
 """
 from __future__ import annotations
 
@@ -41,6 +48,11 @@ class TaskSet:
         return [self.right_names[j] for j in self.candidates[i]]
 
 
+def truth_rights(tasks: TaskSet) -> np.ndarray:
+    """Each left's truth as an index into the right pool (tasks with known truth)."""
+    return tasks.candidates[np.arange(len(tasks)), tasks.truth]
+
+
 @dataclass(frozen=True)
 class Split:
     """The fit part (for learned matchers) and the validation tasks built from the held-out pairs."""
@@ -52,8 +64,21 @@ class Split:
     seed: int
 
 
-def candidate_tasks(dataset: Dataset) -> TaskSet:
-    """The competition's test tasks, as given in test_candidates.csv (truth unknown)."""
+def pool_order(n: int, seed: int, salt: int = 3) -> np.ndarray:
+    """A seeded random order of ``n`` pool items (numpy's PCG64: the same on every machine)."""
+    return np.random.default_rng([seed, salt]).permutation(n)
+
+
+def _positions(order: np.ndarray) -> np.ndarray:
+    """Where each item of the old order stands in ``order``: the inverse permutation."""
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return position
+
+
+def candidate_tasks(dataset: Dataset, seed: int = DEFAULT_SEED) -> TaskSet:
+    """The competition's test tasks, as given in test_candidates.csv (truth unknown); the right pool in a
+    seeded order (the columns stay as given: a submission lists c0..c19 in the file's order)."""
     if not dataset.test_rows:
         raise DataError(f"{dataset.root}: no test part (test_candidates.csv)")
     right_index: dict[str, int] = {}
@@ -64,13 +89,15 @@ def candidate_tasks(dataset: Dataset) -> TaskSet:
                 right_index[image_id] = len(right_index)
                 right_names.append(name)
     candidates = np.array([[right_index[i] for i in row.candidate_ids] for row in dataset.test_rows], dtype=np.int64)
+    right_ids = tuple(right_index)
+    order = pool_order(len(right_ids), seed)
     return TaskSet(
         name="test",
         left_names=tuple(r.left for r in dataset.test_rows),
         left_ids=tuple(r.left_id for r in dataset.test_rows),
-        right_names=tuple(right_names),
-        right_ids=tuple(right_index),
-        candidates=candidates,
+        right_names=tuple(right_names[k] for k in order),
+        right_ids=tuple(right_ids[k] for k in order),
+        candidates=_positions(order)[candidates],
         truth=np.full(len(dataset.test_rows), UNKNOWN, dtype=np.int64),
     )
 
@@ -96,7 +123,7 @@ def split_pairs(
 def random_foil_tasks(validation: tuple[Pair, ...], seed: int = DEFAULT_SEED, name: str = "validation") -> TaskSet:
     """Each left: its truth plus 19 foils drawn from the *other validation rights*, truth position shuffled."""
     candidates, truth = random_candidates(len(validation), np.random.default_rng([seed, 1]))
-    return _task_set(validation, candidates, truth, name)
+    return _task_set(validation, candidates, truth, name, seed)
 
 
 def random_candidates(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +146,7 @@ def hard_foil_tasks(
     sim = similarity.astype(np.float64, copy=True)
     np.fill_diagonal(sim, -np.inf)
     foils = np.argsort(-sim, axis=1, kind="stable")[:, : N_CANDIDATES - 1]
-    return _task_set(validation, *_place_truth(foils, np.random.default_rng([seed, 2])), name)
+    return _task_set(validation, *_place_truth(foils, np.random.default_rng([seed, 2])), name, seed)
 
 
 def _place_truth(foils: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -132,14 +159,17 @@ def _place_truth(foils: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return candidates, truth.astype(np.int64)
 
 
-def _task_set(pairs: tuple[Pair, ...], candidates: np.ndarray, truth: np.ndarray, name: str) -> TaskSet:
+def _task_set(pairs: tuple[Pair, ...], candidates: np.ndarray, truth: np.ndarray, name: str, seed: int) -> TaskSet:
+    """Tasks over ``pairs`` whose ``candidates`` index the pairs (pair i's right is left i's truth): the right
+    pool is put in a seeded order, so that no right's index says whose truth it is."""
+    order = pool_order(len(pairs), seed)
     return TaskSet(
         name=name,
         left_names=tuple(p.left for p in pairs),
         left_ids=tuple(p.left_id for p in pairs),
-        right_names=tuple(p.right for p in pairs),
-        right_ids=tuple(p.right_id for p in pairs),
-        candidates=candidates,
+        right_names=tuple(pairs[k].right for k in order),
+        right_ids=tuple(pairs[k].right_id for k in order),
+        candidates=_positions(order)[candidates],
         truth=truth,
     )
 
