@@ -157,3 +157,20 @@ def test_reproduce_lists_weight_free_rows_and_skips_with_reasons(demo_dir: Path,
     assert any(r["method"] == "zero-shot+sinkhorn" for r in ran) and any(r["method"].startswith("pair-classifier") for r in ran)
     assert {r["backbone"] for r in skipped} >= {"vgg16", "resnet50", "clip-rn50x4"}
     assert all("weights" in r["skipped"] for r in skipped)
+
+
+@pytest.mark.parametrize("method", ["adaptation", "pair-classifier"])
+def test_training_with_nothing_left_to_train_on_exits_2_naming_the_counts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str) -> None:
+    """Issue 18, defect 5: ``holdout=0.99`` on 40 fit pairs exited 0 with a figure and library warnings."""
+    import warnings
+
+    data = make_kaggle(tmp_path / "data", n_pairs=MIN_FIT_PAIRS + N_CANDIDATES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run(capsys, "evaluate", "--data", str(data), "--backbone", "tiny-image", "--method", method,
+                             "--option", "holdout=0.99", "--quiet")
+    assert code == 2 and out == "", (out, err)
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert "holds back 40 of 40 fit pairs and leaves 0 to train on" in err and "at least 20" in err
+    assert not [w for w in caught if not issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]

@@ -177,3 +177,31 @@ def test_options_are_checked() -> None:
         create_matcher("adaptation", temprature=0.1)
     with pytest.raises(TLLError, match="choose from balanced, 1:19"):
         create_matcher("pair-classifier", sampling="1:1")
+
+
+@pytest.mark.parametrize("name", ["adaptation", "siamese", "pair-classifier"])
+@pytest.mark.parametrize("holdout,held,left", [(0.99, 40, 0), (0.6, 24, 16)])
+def test_a_holdout_that_leaves_too_few_pairs_to_train_on_is_refused_naming_the_counts(
+        name: str, holdout: float, held: int, left: int) -> None:
+    """Issue 18, defect 5: on old main ``holdout=0.99`` held back every fit pair, trained on none and 'succeeded'."""
+    from tll_core.matchers.learned import MIN_FIT_PAIRS, MIN_HELD_BACK, MIN_TRAIN_PAIRS
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(MIN_FIT_PAIRS, 16)).astype(np.float32)
+    matcher = create_matcher(name, holdout=holdout, epochs=2, pca_dim=8)
+    with pytest.raises(TLLError) as refused:
+        matcher.fit(emb, emb + 0.1 * rng.normal(size=emb.shape).astype(np.float32))
+    message = str(refused.value)
+    assert f"holds back {held} of {MIN_FIT_PAIRS} fit pairs and leaves {left} to train on" in message
+    assert f"at least {MIN_TRAIN_PAIRS}" in message and f"at least {MIN_HELD_BACK}" in message
+    assert "\n" not in message
+
+
+def test_the_smallest_split_allowed_trains() -> None:
+    from tll_core.matchers.learned import MIN_FIT_PAIRS
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(MIN_FIT_PAIRS, 16)).astype(np.float32)
+    matcher = create_matcher("adaptation", holdout=0.5, epochs=2, pca_dim=8)  # 20 held back, 20 to train on
+    matcher.fit(emb, emb)
+    assert len(matcher.curve.holdout_top2) == 2

@@ -26,7 +26,20 @@ from ..register import REGISTER, checked, option, register
 from .base import EpochReport, TrainingCallback, TrainingCurve, views_of
 
 
-MIN_FIT_PAIRS = 2 * N_CANDIDATES  # fewer cannot hold back 20-candidate early-stopping tasks and still train
+MIN_HELD_BACK = N_CANDIDATES  # the early-stopping tasks need 20 rights to draw 20 candidates from
+MIN_TRAIN_PAIRS = N_CANDIDATES  # a training part smaller than one task's candidates teaches nothing
+MIN_FIT_PAIRS = MIN_HELD_BACK + MIN_TRAIN_PAIRS
+
+
+def held_back(n_fit: int, holdout: float, name: str) -> int:
+    """How many of ``n_fit`` fit pairs ``holdout`` holds back for early stopping (at least ``MIN_HELD_BACK``);
+    a split that leaves fewer than ``MIN_TRAIN_PAIRS`` to train on is refused, naming the counts."""
+    n_hold = max(MIN_HELD_BACK, int(round(n_fit * holdout)))
+    if n_fit - n_hold < MIN_TRAIN_PAIRS:
+        raise TLLError(f"{name}: holdout {holdout:g} holds back {n_hold} of {n_fit} fit pairs and leaves "
+                       f"{n_fit - n_hold} to train on; training needs at least {MIN_TRAIN_PAIRS} "
+                       f"(and the held-back part at least {MIN_HELD_BACK}): lower holdout")
+    return n_hold
 
 
 @dataclass(frozen=True)
@@ -159,7 +172,7 @@ class LearnedMatcher:
             raise TLLError(f"{self.name}: the fit embeddings hold NaN or infinity (a broken backbone or weights file)")
         generator = torch.Generator().manual_seed(cfg.seed)  # local: no global seed, so concurrent fits can't interfere
         order = np.random.default_rng([cfg.seed, 4]).permutation(len(left))
-        n_hold = max(N_CANDIDATES, int(round(len(left) * cfg.holdout)))
+        n_hold = held_back(len(left), cfg.holdout, self.name)
         hold, train = order[:n_hold], order[n_hold:]
         self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
         a, b = self._project(left[train]), self._project(right[train])
