@@ -220,3 +220,66 @@ def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, stored_mat
     second = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
     assert second.evaluate(["combined"], methods=[method]) == rows  # retrained: the same figures
     assert second.trained == 1
+
+
+# ------------------------------------------------ figures independent of the thread count (issue 18, defect 9)
+
+_FIT_AND_SCORE = """
+import hashlib, sys
+import numpy as np
+from tll_core.matchers import create_matcher
+rng = np.random.default_rng(0)
+left = rng.normal(size=(800, 1280)).astype(np.float32)
+right = (left @ rng.normal(size=(1280, 1280)) * 0.03 + rng.normal(size=left.shape)).astype(np.float32)
+candidates = np.stack([np.r_[i, rng.choice(200, 19)] for i in range(200)])
+for name in ("adaptation", "siamese", "pair-classifier"):
+    matcher = create_matcher(name, epochs=3, patience=3)
+    matcher.fit(left[:600], right[:600])
+    digest = hashlib.sha256(matcher.score(left[600:], right[600:], candidates).tobytes())
+    for key, value in sorted(matcher.state().items()):
+        digest.update(key.encode() + np.ascontiguousarray(value).tobytes())
+    print(name, digest.hexdigest())
+    if len(sys.argv) > 1:
+        np.save(f"{sys.argv[1]}/{name}.npy", matcher.score(left[600:], right[600:], candidates))
+"""
+
+
+def _fit_and_score(env_update: dict[str, str], out: Path | None = None) -> list[str]:
+    """Fit and score every learned matcher in a fresh interpreter (thread counts and kernel choices are read at
+    import), with these environment variables: their digests (and their scores saved under ``out``)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and k != "ATEN_CPU_CAPABILITY"}
+    env.update(env_update, PYTHONPATH=str(root))
+    argv = [sys.executable, "-c", _FIT_AND_SCORE] + ([str(out)] if out else [])
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split("\n")
+
+
+@pytest.mark.slow
+def test_training_and_scoring_are_bit_identical_under_any_thread_count() -> None:
+    """Each learned matcher fitted and scored under OMP_NUM_THREADS=1, 2 and 3 stores the same state and gives
+    the same scores, bit for bit (old main: numpy's OpenBLAS PCA differed in the last bits with the thread count,
+    and so did every score, CSV and stored matcher after it)."""
+    digests = {threads: _fit_and_score({"OMP_NUM_THREADS": threads}) for threads in ("1", "2", "3")}
+    assert digests["1"] == digests["2"] == digests["3"], digests
+
+
+@pytest.mark.slow
+def test_across_cpu_kernels_scores_differ_only_in_the_last_bits_and_never_in_order(tmp_path: Path) -> None:
+    """What the README claims across CPU kinds: torch's default (no SIMD) and AVX2 kernels round differently,
+    so scores may differ in the last bits (here under 1e-5 of their range) but every candidate order is the
+    same (CI's machines are AVX2 or AVX-512; ``ATEN_CPU_CAPABILITY`` forces the others)."""
+    scores = {}
+    for kind in ("default", "avx2"):
+        (tmp_path / kind).mkdir()
+        _fit_and_score({"ATEN_CPU_CAPABILITY": kind}, tmp_path / kind)
+        scores[kind] = {n: np.load(tmp_path / kind / f"{n}.npy") for n in ("adaptation", "siamese", "pair-classifier")}
+    for name, base in scores["default"].items():
+        other = scores["avx2"][name]
+        assert np.abs(other - base).max() <= 1e-5 * (base.max() - base.min()), name
+        assert (np.argsort(-other, axis=1, kind="stable") == np.argsort(-base, axis=1, kind="stable")).all(), name

@@ -5,6 +5,9 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -32,3 +35,26 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(ok)
+
+
+_BLAS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _blas_controller():  # -> threadpoolctl.ThreadpoolController over the BLAS libraries loaded (numpy's OpenBLAS)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS/LAPACK on one thread, one caller at a time.
+
+    OpenBLAS's results depend on its thread count: a learned matcher's PCA fitted under ``OMP_NUM_THREADS=1``
+    and under the default differed in the last bits, and so did every score and CSV after it (issue 18). One
+    thread makes them the same whatever the environment says; the lock keeps a concurrent caller (another
+    studio session) from restoring the thread count in the middle of a fit.
+    """
+    with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
+        yield

@@ -23,6 +23,7 @@ from ..errors import TLLError
 from ..metrics import evaluate_scores
 from ..tasks import random_candidates
 from ..register import REGISTER, checked, option, register
+from ..runtime import one_blas_thread
 from .base import EpochReport, TrainingCallback, TrainingCurve, views_of
 
 
@@ -104,7 +105,8 @@ class Projection:
         mean = x.mean(axis=0)
         if dim <= 0:
             return cls(mean, np.eye(x.shape[1], dtype=np.float32))
-        _, sv, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
+        with one_blas_thread():  # the same basis under any thread count
+            _, sv, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
         dim = min(dim, len(sv))
         basis = vt[:dim].T
         if whiten:
@@ -112,7 +114,7 @@ class Projection:
         return cls(mean, basis)
 
     def __call__(self, x: np.ndarray) -> torch.Tensor:
-        with np.errstate(all="ignore"):  # an overflow shows up as a non-finite loss, reported as divergence
+        with np.errstate(all="ignore"), one_blas_thread():  # overflow: a non-finite loss, reported as divergence
             return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
 
 
