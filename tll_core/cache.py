@@ -3,7 +3,8 @@
 :class:`EmbeddingCache` (``<cache>/embeddings``) keys vectors by ``backbone identity | SHA-1 of the image
 bytes``. The identity carries the backbone, its weights (tag, file hash or random seed) and the
 preprocessing version, so renamed or duplicated images are not recomputed and changed ones are. A value is
-raw bytes: magic, dim, float32 data and a BLAKE2 digest.
+raw bytes: magic, dim, float32 data and a BLAKE2 digest of the key and those bytes (:func:`bound_digest`),
+so a value moved to another key — rows' values swapped or rotated in the database — fails there.
 :class:`MatcherStore` (``<cache>/matchers``) keeps fitted matchers as magic, BLAKE2 digest and safetensors
 bytes of named arrays; a state that fails its digest or holds a non-finite number is treated as missing
 (the matcher is trained again; names, shapes and dtypes are checked by the matcher's ``load_state``).
@@ -49,7 +50,7 @@ from .errors import TLLError
 
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
-MAGIC = b"TLLE1"
+MAGIC = b"TLLE2"  # 2: the digest covers the key (TLLE1 entries are misses, recomputed)
 STATE_MAGIC = b"TLLM1"
 DIGEST_BYTES = 16
 DEFAULT_SIZE_LIMIT = 4 * 2**30
@@ -328,18 +329,31 @@ class _Store:
         self._close_quietly()
 
 
-def encode_vector(vector: np.ndarray) -> bytes:
+def bound_digest(key: str, payload: bytes) -> bytes:
+    """The BLAKE2 digest of a stored value *and the key it is stored under*: a value moved to another key (rows'
+    values swapped or rotated in the database, value files swapped) fails its check there. The key's length
+    comes first, so no split of key + payload into two other parts gives the same digest."""
+    name = key.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    digest.update(struct.pack("<Q", len(name)))
+    digest.update(name)
+    digest.update(payload)
+    return digest.digest()
+
+
+def encode_vector(key: str, vector: np.ndarray) -> bytes:
+    """The bytes stored under ``key``: magic, dim, float32 data and the digest of key and all before it."""
     data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
     body = MAGIC + struct.pack("<I", vector.size) + data
-    return body + hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest()
+    return body + bound_digest(key, body)
 
 
-def decode_vector(blob: bytes) -> np.ndarray | None:
-    """The vector, or None if the bytes are damaged in any way."""
+def decode_vector(key: str, blob: bytes) -> np.ndarray | None:
+    """The vector, or None if the bytes are damaged in any way, an old format, or were stored under another key."""
     if not isinstance(blob, bytes) or len(blob) < len(MAGIC) + 4 + DIGEST_BYTES or not blob.startswith(MAGIC):
         return None
     body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
-    if hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest() != digest:
+    if bound_digest(key, body) != digest:
         return None
     (dim,) = struct.unpack_from("<I", body, len(MAGIC))
     data = body[len(MAGIC) + 4 :]
@@ -378,8 +392,9 @@ class EmbeddingCache(_Store):
         return f"{identity}|{sha1}"
 
     def get(self, identity: str, sha1: str) -> np.ndarray | None:
-        blob = self._guard(lambda: _read(self._db(), self.key(identity, sha1)))
-        return None if blob is None else decode_vector(blob)
+        key = self.key(identity, sha1)
+        blob = self._guard(lambda: _read(self._db(), key))
+        return None if blob is None else decode_vector(key, blob)
 
     def put_many(self, identity: str, vectors: dict[str, np.ndarray]) -> None:
         """Store a batch in one transaction: it lands whole or not at all."""
@@ -389,7 +404,8 @@ class EmbeddingCache(_Store):
         cache = self._db()
         with cache.transact():
             for sha1, vector in vectors.items():
-                cache.set(self.key(identity, sha1), encode_vector(vector))
+                key = self.key(identity, sha1)
+                cache.set(key, encode_vector(key, vector))
 
     def volume(self) -> int:
         return self._guard(lambda: self._db().volume())
