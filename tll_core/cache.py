@@ -6,7 +6,8 @@ preprocessing version, so renamed or duplicated images are not recomputed and ch
 raw bytes: magic, dim, float32 data and a BLAKE2 digest of the key and those bytes (:func:`bound_digest`),
 so a value moved to another key — rows' values swapped or rotated in the database — fails there.
 :class:`MatcherStore` (``<cache>/matchers``) keeps fitted matchers as magic, BLAKE2 digest and safetensors
-bytes of named arrays; a state that fails its digest or holds a non-finite number is treated as missing
+bytes of named arrays, the digest bound to the key the same way (two matchers' values swapped fail it); a
+state that fails its digest, has an old magic or holds a non-finite number is treated as missing
 (the matcher is trained again; names, shapes and dtypes are checked by the matcher's ``load_state``).
 A value that fails its check is treated as missing (and recomputed), never crashed on.
 Each embedding batch is committed as it finishes, so a run killed half-way keeps what it finished.
@@ -51,7 +52,7 @@ from .errors import TLLError
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
 MAGIC = b"TLLE2"  # 2: the digest covers the key (TLLE1 entries are misses, recomputed)
-STATE_MAGIC = b"TLLM1"
+STATE_MAGIC = b"TLLM2"  # 2: the digest covers the key (TLLM1 states are misses, trained again)
 DIGEST_BYTES = 16
 DEFAULT_SIZE_LIMIT = 4 * 2**30
 SIZE_LIMIT_ENV = "TLL_CACHE_SIZE_LIMIT"  # bytes; the least recently stored embeddings are evicted past it
@@ -425,16 +426,18 @@ def _read(cache: diskcache.Cache, key: str) -> Any:
         return None
 
 
-def encode_state(state: Mapping[str, np.ndarray]) -> bytes:
+def encode_state(key: str, state: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes stored under ``key``: magic, the digest of key and safetensors bytes, the safetensors bytes."""
     from safetensors.numpy import save
 
     data = save({k: np.ascontiguousarray(v) for k, v in state.items()})
-    return STATE_MAGIC + hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() + data
+    return STATE_MAGIC + bound_digest(key, data) + data
 
 
-def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
-    """The named arrays, or None if the bytes are damaged, an old format or hold a non-finite number.
-    (Whether the arrays fit a matcher — names, shapes, dtypes — is the matcher's check: ``load_state``.)"""
+def decode_state(key: str, blob: Any) -> dict[str, np.ndarray] | None:
+    """The named arrays, or None if the bytes are damaged, an old format, were stored under another key (two
+    matchers' values swapped) or hold a non-finite number. (Whether the arrays fit a matcher — names, shapes,
+    dtypes — is the matcher's check: ``load_state``.)"""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -442,7 +445,7 @@ def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
     if not isinstance(blob, bytes) or len(blob) < head or not blob.startswith(STATE_MAGIC):
         return None
     digest, data = blob[len(STATE_MAGIC) : head], blob[head:]
-    if hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() != digest:
+    if bound_digest(key, data) != digest:
         return None
     try:
         state = load(data)
@@ -454,17 +457,17 @@ def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
 
 
 class MatcherStore(_Store):
-    """Fitted matchers by key: named arrays as digest-checked safetensors bytes (no pickle), on the same
-    NoPickleDisk."""
+    """Fitted matchers by key: named arrays as safetensors bytes (no pickle) with a digest bound to the key,
+    on the same NoPickleDisk."""
 
     SUBFOLDER = "matchers"
 
     def get(self, key: str) -> dict[str, np.ndarray] | None:
         """The stored state, or None (train again) when it is missing or damaged."""
-        return decode_state(self._guard(lambda: _read(self._db(), key)))
+        return decode_state(key, self._guard(lambda: _read(self._db(), key)))
 
     def put(self, key: str, state: Mapping[str, np.ndarray]) -> None:
-        blob = encode_state(state)
+        blob = encode_state(key, state)
         self._guard(lambda: self._db().set(key, blob))
 
 
