@@ -153,6 +153,31 @@ def test_unreadable_images_are_all_reported(folder: list[Path], tmp_path: Path) 
     assert "2 unreadable images" in str(info.value) and "2.jpg" in str(info.value) and "6.jpg" in str(info.value)
 
 
+def test_each_extraction_reports_its_own_unreadable_images(folder: list[Path], kaggle_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """Extractions sharing one stats object (an engine's, shared by the studio's sessions) each report the
+    unreadable images among their own paths: never those of an earlier extraction again."""
+    folder[2].unlink()  # refused when read
+    folder[6].write_bytes(folder[6].read_bytes()[: folder[6].stat().st_size * 2 // 3])  # refused when decoded
+    stats, backbone, cache = EmbeddingStats(), create_backbone("combined"), EmbeddingCache(tmp_path / "c")
+    for paths, bad in ((folder[:5], "2.jpg"), (folder[5:], "6.jpg"), (folder[:5], "2.jpg"), (folder, None)):
+        with pytest.raises(DataError) as info:
+            embed_paths(paths, backbone, cache, stats=stats)
+        problems = info.value.problems
+        assert [Path(p.split(":")[0]).name for p in problems] == ([bad] if bad else ["2.jpg", "6.jpg"]), problems
+
+    from tll_core.dataset import load_dataset
+    from tll_core.engine import Engine
+
+    engine = Engine(load_dataset(kaggle_dir), cache)
+    broken = engine.dataset.path(engine.dataset.train_pairs[3].left_id)  # l003
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size * 2 // 3])
+    for _ in range(3):
+        with pytest.raises(DataError) as info:
+            engine.embed([p.left_id for p in engine.dataset.train_pairs], "combined")
+        assert len(info.value.problems) == 1 and "l003" in str(info.value), info.value.problems
+
+
 def test_progress_reaches_the_total(folder: list[Path]) -> None:
     seen: list[tuple[int, int]] = []
     embed_paths(folder, create_backbone("tiny-image"), None, batch_size=4, progress=lambda d, t: seen.append((d, t)))
