@@ -8,6 +8,7 @@ diskcache and the code under test.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
@@ -15,15 +16,19 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import diskcache
 import numpy as np
 import pytest
 
+from conftest import make_kaggle
 from tll_core.cache import (DBNAME, DEFAULT_SIZE_LIMIT, CacheError, CacheNotice, EmbeddingCache, MatcherStore,
                             clear_cache, damaged_copies, default_cache_dir)
 from tll_core.cli import main
+from tll_core.dataset import load_dataset
+from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -494,3 +499,76 @@ def test_old_format_matcher_state_is_none(tmp_path: Path) -> None:
     old.set("k", save(STATE))  # what the store wrote before it had a digest
     old.close()
     assert MatcherStore(tmp_path / "c").get("k") is None
+
+
+def swap_rows(db_path: Path) -> None:
+    """Swap the stored values of the database's two entries (in the database or as value files) by SQL."""
+    columns = "mode, filename, value"
+    with closing(sqlite3.connect(db_path)) as db, db:
+        (a, *va), (b, *vb) = db.execute(f"SELECT rowid, {columns} FROM Cache ORDER BY rowid").fetchall()
+        for rowid, values in ((a, vb), (b, va)):
+            db.execute("UPDATE Cache SET mode = ?, filename = ?, value = ? WHERE rowid = ?", (*values, rowid))
+
+
+@pytest.mark.parametrize("size", [3, 100])  # a 12-weight state inside the database; 40 kB ones as value files
+def test_swapped_matcher_states_are_none(tmp_path: Path, size: int) -> None:
+    store = MatcherStore(tmp_path / "c")
+    one, two = {"w": np.ones((size, size), np.float32)}, {"w": np.full((size, size), 2, np.float32)}
+    store.put("one", one)
+    store.put("two", two)
+    store.close()
+    assert len(value_files(tmp_path / "c")) == (2 if size == 100 else 0)
+    swap_rows(tmp_path / "c" / "matchers" / DBNAME)
+    store = MatcherStore(tmp_path / "c")
+    assert store.get("one") is None and store.get("two") is None
+    store.put("one", one)  # trained again: stored over the swapped value
+    np.testing.assert_array_equal(store.get("one")["w"], one["w"])
+
+
+# two matchers of the same shapes; a 960 x 16 float32 PCA basis (61 kB) makes each state a value file
+TWO_MATCHERS = [Method("adaptation", options=(("epochs", e), ("pca_dim", 16))) for e in (2, 3)]
+
+
+def _evaluated(data: Path, cache: Path) -> tuple[Engine, list]:
+    engine = Engine(load_dataset(data), EmbeddingCache(cache))
+    rows = engine.evaluate(["tiny-image"], methods=TWO_MATCHERS)
+    engine.cache.close()
+    engine.store.close()
+    return engine, rows
+
+
+@pytest.fixture
+def fit_dir(tmp_path: Path) -> Path:
+    """A folder with enough train pairs for a learned matcher's fit part (60 of 80)."""
+    return make_kaggle(tmp_path / "data", n_pairs=80)
+
+
+def test_two_matchers_with_swapped_value_files_are_retrained(fit_dir: Path, tmp_path: Path) -> None:
+    """Two trained matchers of the same shapes, their value files' contents swapped: each digest names the
+    other key, so both are trained again (and the figures are the undamaged run's), never used for the other."""
+    first, expected = _evaluated(fit_dir, tmp_path / "c")
+    assert first.trained == 2
+    a, b = sorted(value_files(tmp_path / "c" / "matchers"))
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    second, rows = _evaluated(fit_dir, tmp_path / "c")
+    assert second.trained == 2 and rows == expected
+    third, rows = _evaluated(fit_dir, tmp_path / "c")  # the retrained states were stored over the swapped ones
+    assert third.trained == 0 and rows == expected
+
+
+def test_old_magic_matcher_state_is_retrained(fit_dir: Path, tmp_path: Path) -> None:
+    """A state of the format before it was bound to its key (magic TLLM1, digest of the safetensors bytes
+    alone) is a miss: trained again, not used and not an error."""
+    from tll_core.cache import NoPickleDisk
+
+    first, expected = _evaluated(fit_dir, tmp_path / "c")
+    with closing(diskcache.Cache(str(tmp_path / "c" / "matchers"), disk=NoPickleDisk)) as raw:
+        keys = list(raw)
+        assert len(keys) == 2
+        for key in keys:
+            data = raw[key][5 + 16 :]  # magic, digest, safetensors bytes
+            raw[key] = b"TLLM1" + hashlib.blake2b(data, digest_size=16).digest() + data
+    second, rows = _evaluated(fit_dir, tmp_path / "c")
+    assert second.trained == 2 and rows == expected

@@ -141,6 +141,27 @@ def test_dataset_notices_show_on_the_overview(tmp_path: Path) -> None:
     assert "r000" in notes, notes
 
 
+def _times_named(at: AppTest, name: str) -> list[int]:
+    """For each error box naming ``name``: how many times it names it (each unreadable image is listed)."""
+    errors = [e.value.replace("\\", "") for e in at.error]
+    return [text.count(name) for text in errors if name in text]
+
+
+def test_unreadable_images_are_counted_afresh_in_every_session_and_rerun(tmp_path: Path) -> None:
+    """One image whose header reads but whose pixels do not: every session and rerun reports that one image,
+    not the failures of every extraction the shared engine has made before (5, 10, 15, …)."""
+    data = make_kaggle(tmp_path / "data")
+    bad = data / "train/left/l003.jpg"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size * 2 // 3])  # truncated pixel data: found on decoding
+    for _session in range(2):  # two sessions in one process share the cached engine
+        at = _app(data, "pages/ranked.py")
+        for _run in range(2):
+            if _run:
+                at.run()
+            assert _times_named(at, "l003.jpg") == [1], [e.value for e in at.error]
+            assert not [e for e in at.error if "unreadable images" in e.value]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("option,value,fragment", [("lr", 0.0, "lr=0.0: must be above 0"),
                                                    ("holdout", 1.0, "holdout=1.0: must be below 1")])

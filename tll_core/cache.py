@@ -3,9 +3,11 @@
 :class:`EmbeddingCache` (``<cache>/embeddings``) keys vectors by ``backbone identity | SHA-1 of the image
 bytes``. The identity carries the backbone, its weights (tag, file hash or random seed) and the
 preprocessing version, so renamed or duplicated images are not recomputed and changed ones are. A value is
-raw bytes: magic, dim, float32 data and a BLAKE2 digest.
+raw bytes: magic, dim, float32 data and a BLAKE2 digest of the key and those bytes (:func:`bound_digest`),
+so a value moved to another key — rows' values swapped or rotated in the database — fails there.
 :class:`MatcherStore` (``<cache>/matchers``) keeps fitted matchers as magic, BLAKE2 digest and safetensors
-bytes of named arrays; a state that fails its digest or holds a non-finite number is treated as missing
+bytes of named arrays, the digest bound to the key the same way (two matchers' values swapped fail it); a
+state that fails its digest, has an old magic or holds a non-finite number is treated as missing
 (the matcher is trained again; names, shapes and dtypes are checked by the matcher's ``load_state``).
 A value that fails its check is treated as missing (and recomputed), never crashed on.
 Each embedding batch is committed as it finishes, so a run killed half-way keeps what it finished.
@@ -49,8 +51,8 @@ from .errors import TLLError
 
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
-MAGIC = b"TLLE1"
-STATE_MAGIC = b"TLLM1"
+MAGIC = b"TLLE2"  # 2: the digest covers the key (TLLE1 entries are misses, recomputed)
+STATE_MAGIC = b"TLLM2"  # 2: the digest covers the key (TLLM1 states are misses, trained again)
 DIGEST_BYTES = 16
 DEFAULT_SIZE_LIMIT = 4 * 2**30
 SIZE_LIMIT_ENV = "TLL_CACHE_SIZE_LIMIT"  # bytes; the least recently stored embeddings are evicted past it
@@ -328,18 +330,31 @@ class _Store:
         self._close_quietly()
 
 
-def encode_vector(vector: np.ndarray) -> bytes:
+def bound_digest(key: str, payload: bytes) -> bytes:
+    """The BLAKE2 digest of a stored value *and the key it is stored under*: a value moved to another key (rows'
+    values swapped or rotated in the database, value files swapped) fails its check there. The key's length
+    comes first, so no split of key + payload into two other parts gives the same digest."""
+    name = key.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    digest.update(struct.pack("<Q", len(name)))
+    digest.update(name)
+    digest.update(payload)
+    return digest.digest()
+
+
+def encode_vector(key: str, vector: np.ndarray) -> bytes:
+    """The bytes stored under ``key``: magic, dim, float32 data and the digest of key and all before it."""
     data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
     body = MAGIC + struct.pack("<I", vector.size) + data
-    return body + hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest()
+    return body + bound_digest(key, body)
 
 
-def decode_vector(blob: bytes) -> np.ndarray | None:
-    """The vector, or None if the bytes are damaged in any way."""
+def decode_vector(key: str, blob: bytes) -> np.ndarray | None:
+    """The vector, or None if the bytes are damaged in any way, an old format, or were stored under another key."""
     if not isinstance(blob, bytes) or len(blob) < len(MAGIC) + 4 + DIGEST_BYTES or not blob.startswith(MAGIC):
         return None
     body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
-    if hashlib.blake2b(body, digest_size=DIGEST_BYTES).digest() != digest:
+    if bound_digest(key, body) != digest:
         return None
     (dim,) = struct.unpack_from("<I", body, len(MAGIC))
     data = body[len(MAGIC) + 4 :]
@@ -378,8 +393,9 @@ class EmbeddingCache(_Store):
         return f"{identity}|{sha1}"
 
     def get(self, identity: str, sha1: str) -> np.ndarray | None:
-        blob = self._guard(lambda: _read(self._db(), self.key(identity, sha1)))
-        return None if blob is None else decode_vector(blob)
+        key = self.key(identity, sha1)
+        blob = self._guard(lambda: _read(self._db(), key))
+        return None if blob is None else decode_vector(key, blob)
 
     def put_many(self, identity: str, vectors: dict[str, np.ndarray]) -> None:
         """Store a batch in one transaction: it lands whole or not at all."""
@@ -389,7 +405,8 @@ class EmbeddingCache(_Store):
         cache = self._db()
         with cache.transact():
             for sha1, vector in vectors.items():
-                cache.set(self.key(identity, sha1), encode_vector(vector))
+                key = self.key(identity, sha1)
+                cache.set(key, encode_vector(key, vector))
 
     def volume(self) -> int:
         return self._guard(lambda: self._db().volume())
@@ -409,16 +426,18 @@ def _read(cache: diskcache.Cache, key: str) -> Any:
         return None
 
 
-def encode_state(state: Mapping[str, np.ndarray]) -> bytes:
+def encode_state(key: str, state: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes stored under ``key``: magic, the digest of key and safetensors bytes, the safetensors bytes."""
     from safetensors.numpy import save
 
     data = save({k: np.ascontiguousarray(v) for k, v in state.items()})
-    return STATE_MAGIC + hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() + data
+    return STATE_MAGIC + bound_digest(key, data) + data
 
 
-def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
-    """The named arrays, or None if the bytes are damaged, an old format or hold a non-finite number.
-    (Whether the arrays fit a matcher — names, shapes, dtypes — is the matcher's check: ``load_state``.)"""
+def decode_state(key: str, blob: Any) -> dict[str, np.ndarray] | None:
+    """The named arrays, or None if the bytes are damaged, an old format, were stored under another key (two
+    matchers' values swapped) or hold a non-finite number. (Whether the arrays fit a matcher — names, shapes,
+    dtypes — is the matcher's check: ``load_state``.)"""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -426,7 +445,7 @@ def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
     if not isinstance(blob, bytes) or len(blob) < head or not blob.startswith(STATE_MAGIC):
         return None
     digest, data = blob[len(STATE_MAGIC) : head], blob[head:]
-    if hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest() != digest:
+    if bound_digest(key, data) != digest:
         return None
     try:
         state = load(data)
@@ -438,17 +457,17 @@ def decode_state(blob: Any) -> dict[str, np.ndarray] | None:
 
 
 class MatcherStore(_Store):
-    """Fitted matchers by key: named arrays as digest-checked safetensors bytes (no pickle), on the same
-    NoPickleDisk."""
+    """Fitted matchers by key: named arrays as safetensors bytes (no pickle) with a digest bound to the key,
+    on the same NoPickleDisk."""
 
     SUBFOLDER = "matchers"
 
     def get(self, key: str) -> dict[str, np.ndarray] | None:
         """The stored state, or None (train again) when it is missing or damaged."""
-        return decode_state(self._guard(lambda: _read(self._db(), key)))
+        return decode_state(key, self._guard(lambda: _read(self._db(), key)))
 
     def put(self, key: str, state: Mapping[str, np.ndarray]) -> None:
-        blob = encode_state(state)
+        blob = encode_state(key, state)
         self._guard(lambda: self._db().set(key, blob))
 
 

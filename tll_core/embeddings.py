@@ -39,10 +39,12 @@ def view_identity(backbone: Backbone, view: str) -> str:
 
 @dataclass
 class EmbeddingStats:
+    """Counts summed over every extraction given the same stats (an engine's, shared by the studio's sessions).
+    Unreadable images are not kept here: each extraction reports its own, in the DataError it raises."""
+
     images: int = 0
     computed: int = 0  # vectors the backbone computed in this run
     cached: int = 0  # vectors taken from the cache
-    failures: list[str] = field(default_factory=list)
 
 
 def embed_paths(
@@ -57,7 +59,8 @@ def embed_paths(
     view: str = "",
     read: Callable[[Any], ImageBytes] = read_image_bytes,
 ) -> np.ndarray:
-    """``[len(paths), dim]`` float32 embeddings. Unreadable images are all collected into one DataError.
+    """``[len(paths), dim]`` float32 embeddings. This call's unreadable images (and only this call's: not those
+    of earlier calls given the same ``stats``) are all collected into one DataError.
 
     ``view``: a key of :data:`VIEWS` (``""`` is the image itself); each view is cached separately.
     ``read``: how an item of ``paths`` becomes bytes; the default takes it as a file path (a regular file,
@@ -68,6 +71,7 @@ def embed_paths(
     identity = view_identity(backbone, view)
     stats = stats if stats is not None else EmbeddingStats()
     stats.images += len(paths)
+    failures: list[str] = []  # this call's own
     out = np.zeros((len(paths), backbone.cfg.dim), dtype=np.float32)
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -78,7 +82,7 @@ def embed_paths(
             for row, image in zip(chunk, pool.map(lambda item: _read(read, item), [paths[i] for i in chunk])):
                 vector = None
                 if isinstance(image, str):
-                    stats.failures.append(image)
+                    failures.append(image)
                 elif cache is not None:
                     vector = cache.get(identity, image.sha1)
                 if vector is not None:
@@ -88,16 +92,16 @@ def embed_paths(
                     batch.add(row, image, pool.submit(_prepare_one, backbone, image, transform))
             done += len(chunk) - len(batch.rows)
             if pending is not None:  # embed the previous batch while the workers prepare this one
-                done += _finish(pending, backbone, identity, cache, out, stats)
+                done += _finish(pending, backbone, identity, cache, out, stats, failures)
             pending = batch
             if progress:
                 progress(done, len(paths))
         if pending is not None:
-            done += _finish(pending, backbone, identity, cache, out, stats)
+            done += _finish(pending, backbone, identity, cache, out, stats, failures)
     if progress:
         progress(done, len(paths))
-    if stats.failures:
-        raise DataError(stats.failures, what="unreadable image")
+    if failures:
+        raise DataError(failures, what="unreadable image")
     return out
 
 
@@ -128,11 +132,12 @@ def _prepare_one(backbone: Backbone, image: ImageBytes, transform: Callable[[Ima
 
 
 def _finish(batch: _Batch, backbone: Backbone, identity: str, cache: EmbeddingCache | None, out: np.ndarray,
-            stats: EmbeddingStats) -> int:
-    """Embed a prepared batch, commit it to the cache and place it in ``out``. Returns its row count."""
+            stats: EmbeddingStats, failures: list[str]) -> int:
+    """Embed a prepared batch, commit it to the cache and place it in ``out``; its images that could not be
+    decoded are added to ``failures``. Returns its row count."""
     prepared = [f.result() for f in batch.prepared]
     good = [(r, im, p) for r, im, p in zip(batch.rows, batch.images, prepared) if not isinstance(p, DataError)]
-    stats.failures.extend(str(p) for p in prepared if isinstance(p, DataError))
+    failures.extend(str(p) for p in prepared if isinstance(p, DataError))
     if good:
         vectors = backbone.embed([p for _, _, p in good])
         stats.computed += len(good)
