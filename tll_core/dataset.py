@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, shown
 from .files import cannot_read, read_regular
 from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
@@ -337,43 +337,68 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
     if rows and missing:
         problems.extend(missing)
         return
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}  # a left's file (its name where it names none) → (line, name)
     for line, cells in rows:
         where = f"{csv_name} line {line}"
         if len(problems) >= MAX_PROBLEMS:
             problems.append(f"{csv_name}: not checked past line {line} (over {MAX_PROBLEMS:,} problems)")
             return
-        if cells[0] in seen:
-            problems.append(f"{where}: duplicate left {cells[0]!r} (first on line {seen[cells[0]]})")
+        key = lefts.image_id(cells[0]) or cells[0]
+        if key in seen:
+            first, name = seen[key]
+            problems.append(f"{where}: duplicate left '{shown(cells[0])}' (first on line {first}{_as(name, cells[0], key)})")
             continue
-        seen[cells[0]] = line
+        seen[key] = line, cells[0]
         yield where, cells, lefts, rights
+
+
+def _as(first: str, again: str, image_id: str) -> str:
+    """How a name written again differs from its first writing: nothing when it is the same text, else the
+    first name and the one file both resolve to (``ace`` and ``ace.jpg``)."""
+    return "" if first == again else f" as '{shown(first)}': both are {shown(image_id)}"
 
 
 def _kaggle_pairs(root: Path, problems: list[str], notes: list[str]) -> list[Pair]:
     pairs = []
-    right_lines: dict[str, str] = {}
+    right_lines: dict[str, tuple[str, str]] = {}  # a right's file → (the line it is first on, its name there)
     for where, (left, right), lefts, rights in _read_part(root, TRAIN_CSV, ("left", "right"), "train", problems):
         left_id = _resolve(lefts, left, where, problems)
         right_id = _resolve(rights, right, where, problems)
         if left_id and right_id:
             pairs.append(Pair(left, right, left_id, right_id))
             if right_id in right_lines:
-                notes.append(f"{where}: right {right!r} is also the right of {right_lines[right_id]}")
-            right_lines.setdefault(right_id, where.removeprefix(f"{TRAIN_CSV} "))
+                line, name = right_lines[right_id]
+                notes.append(f"{where}: right '{shown(right)}' is also the right of {line}{_as(name, right, right_id)}")
+            right_lines.setdefault(right_id, (where.removeprefix(f"{TRAIN_CSV} "), right))
     return pairs
 
 
 def _kaggle_test(root: Path, problems: list[str]) -> list[TestRow]:
     out = []
     for where, (left, *candidates), lefts, rights in _read_part(root, TEST_CSV, ("left", *CANDIDATE_COLUMNS), "test", problems):
-        if len(set(candidates)) != len(candidates):
-            problems.append(f"{where}: a candidate is listed twice")
+        twice = _listed_twice(rights, candidates)
+        if twice:
+            problems.append(f"{where}: a candidate is listed twice ({twice})")
         left_id = _resolve(lefts, left, where, problems)
         cand_ids = [_resolve(rights, c, f"{where} ({col})", problems) for c, col in zip(candidates, CANDIDATE_COLUMNS)]
         if left_id and all(cand_ids):
             out.append(TestRow(left, tuple(candidates), left_id, tuple(cand_ids)))  # type: ignore[arg-type]
     return out
+
+
+def _listed_twice(rights: _Folder, candidates: list[str]) -> str | None:
+    """The first two columns of a test row that name one file (``x`` and ``x.jpg`` do: duplicates go by the
+    file a name resolves to, or by the name where it resolves to none), as ``c3 and c7 'x'`` or ``c3 and c7:
+    'x' and 'x.jpg' are both test/right/x.jpg``; None when no two do."""
+    first: dict[str, tuple[str, str]] = {}
+    for name, col in zip(candidates, CANDIDATE_COLUMNS):
+        key = rights.image_id(name) or name
+        if key in first:
+            col0, name0 = first[key]
+            return f"{col0} and {col}" + (f" '{shown(name)}'" if name == name0 else
+                                          f": '{shown(name0)}' and '{shown(name)}' are both {shown(key)}")
+        first[key] = col, name
+    return None
 
 
 def _load_release(root: Path, resolved: Path) -> Dataset:
