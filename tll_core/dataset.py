@@ -267,16 +267,7 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
             return [], [f"{path.name}: empty file (expected the header {','.join(expected)})"]
         header = [h.strip() for h in header]
         if header != list(expected):
-            missing = [c for c in expected if c not in header]
-            extra = [c for c in header if c not in expected]
-            detail = []
-            if missing:
-                detail.append("missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
-            if extra:
-                detail.append("unexpected column" + ("s " if len(extra) > 1 else " ") + ", ".join(extra))
-            if not detail:
-                detail.append("columns out of order")
-            return [], [f"{path.name}: bad header ({'; '.join(detail)}; expected {','.join(expected)})"]
+            return [], [header_problem(path.name, header, expected)]
         rows = []
         for cells in reader:
             line = reader.line_num
@@ -292,6 +283,25 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
         problems.append(f"{path.name} line {reader.line_num}: not valid CSV ({exc})")
         return [], problems
     return rows, problems
+
+
+def header_problem(name: str, header: list[str], expected: tuple[str, ...]) -> str:
+    """What is wrong with a CSV's header, in the expected names and column positions only: never a cell of
+    it (a file that is no CSV of ours — ``/etc/passwd``, ``/proc/self/environ`` — would be quoted)."""
+    missing = [c for c in expected if c not in header]
+    extra = [i for i, c in enumerate(header, 1) if c not in expected]
+    detail = []
+    if missing:
+        detail.append("missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
+    if extra:
+        listed = ", ".join(map(str, extra[:5])) + (f" and {len(extra) - 5:,} more" if len(extra) > 5 else "")
+        detail.append(f"unexpected column{'s' if len(extra) > 1 else ''} at position{'s' if len(extra) > 1 else ''} {listed}")
+    if len(header) != len(expected):
+        detail.append(f"found {len(header):,} column{'s' if len(header) != 1 else ''}")
+    if not detail:
+        at = next(i for i, (got, want) in enumerate(zip(header, expected)) if got != want)
+        detail.append(f"columns out of order: column {at + 1} should be {expected[at]}")
+    return f"{shown(name)}: bad header ({'; '.join(detail)}; expected {','.join(expected)})"
 
 
 def _resolve(folder: _Folder, code: str, where: str, problems: list[str]) -> str | None:
