@@ -199,6 +199,34 @@ def test_nothing_outside_the_data_root_is_opened(tmp_path: Path, capsys: pytest.
     assert touched == [], touched
 
 
+def test_a_row_is_reported_at_the_line_it_starts_on(tmp_path: Path, capsys) -> None:
+    """A quoted cell may run over several lines: its row is told by the line it starts on (csv's line_num is
+    the line it ends on), and so is every row after it."""
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").write_text('left,right\nl000,r000\n"l0\n01",r001\nl002,r002,x\n"l003","r0\n\n03",x\nl004\n')
+    rows, problems = read_csv_rows(data / "train.csv", ("left", "right"))
+    assert rows == [(2, ["l000", "r000"]), (3, ["l0\n01", "r001"])]
+    assert problems == ["train.csv line 5: expected 2 columns, found 3",
+                        "train.csv line 6 (through line 8): expected 2 columns, found 3",
+                        "train.csv line 9: expected 2 columns, found 1"]
+    write_csv(data / "train.csv", [["left", "right"], ["l000", "r000"], ["l0\n01", "r001"], ["l002", "r002"]])
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv line 3: missing image train/left/l0 01.jpg" in text, text
+
+
+def test_a_submission_row_of_the_wrong_width_is_one_problem(kaggle_dir: Path, tmp_path: Path) -> None:
+    """One row with an extra (or a missing) column is reported once, for itself; the rows after it are still
+    matched with their own rows of test_candidates.csv, and the row count counts it."""
+    good = [[f"q{i:03d}", *[str(0.5 + k) for k in range(20)]] for i in range(3)]
+    for bad, found in ((good[0] + ["1"], 22), (good[0][:-1], 20)):
+        sub = write_csv(tmp_path / "sub.csv", [list(HEADER), bad, *good[1:]])
+        assert submission_problems(sub, kaggle_dir) == [f"sub.csv line 2: expected 21 columns, found {found}"]
+    sub = write_csv(tmp_path / "sub.csv", [list(HEADER), good[0], good[1] + ["1"], ["q00\n2", *good[2][1:]]])
+    assert submission_problems(sub, kaggle_dir) == [
+        "sub.csv line 3: expected 21 columns, found 22",
+        "sub.csv line 4: left 'q00 2', expected 'q002' (rows must follow test_candidates.csv)"]
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=400))
 def test_csv_reader_never_crashes_on_bytes(tmp_path_factory, blob: bytes) -> None:

@@ -242,8 +242,8 @@ class _Folder:
 # ---------------------------------------------------------------- CSV reading
 
 
-def read_csv_rows(path: Path, expected: tuple[str, ...], *,
-                  confined: bool = True) -> tuple[list[tuple[int, list[str]]], list[str]]:
+def read_csv_rows(path: Path, expected: tuple[str, ...], *, confined: bool = True,
+                  every_row: bool = False) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """Rows of a CSV with an exact expected header: ([(line number, cells)], problems).
 
     The file must be a regular file of at most MAX_CSV_BYTES and, when ``confined`` (a data folder's CSV),
@@ -251,6 +251,11 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
     Tolerates a UTF-8 BOM, CRLF line ends and spaces around header names; cells are kept as written
     (a name with spaces names a file with spaces). Reports a wrong header, wrong column counts and
     undecodable text with the file and line.
+
+    A row's line number is the line it *starts* on (a quoted cell may run over several lines; csv's own
+    ``line_num`` is the line a row ends on). A row of the wrong width is reported once, for itself; it is
+    left out of the rows unless ``every_row`` (for a caller that matches rows by position: the submission
+    validator, whose later rows must still meet their own rows of test_candidates.csv).
     """
     problems: list[str] = []
     root = Path(os.path.realpath(path.parent)) if confined else None
@@ -261,6 +266,7 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
     except DataError as exc:
         return [], exc.problems
     reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1  # the line the next row starts on: the one after the last line of the previous row
     try:
         header = next(reader, None)
         if header is None:
@@ -268,21 +274,30 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
         header = [h.strip() for h in header]
         if header != list(expected):
             return [], [header_problem(path.name, header, expected)]
-        rows = []
+        rows, counted = [], 0
+        start = reader.line_num + 1
         for cells in reader:
-            line = reader.line_num
+            line, start = start, reader.line_num + 1
             if not cells or all(not c.strip() for c in cells):
                 continue
-            if len(rows) + len(problems) >= MAX_CSV_ROWS:
+            counted += 1
+            if counted > MAX_CSV_ROWS:
                 return [], [f"{path.name}: more than {MAX_CSV_ROWS:,} rows (a TLL CSV has a few thousand)"]
             if len(cells) != len(expected):
-                problems.append(f"{path.name} line {line}: expected {len(expected)} columns, found {len(cells)}")
-                continue
+                problems.append(f"{path.name} line {line}{_through(line, reader.line_num)}: expected "
+                                f"{len(expected)} columns, found {len(cells)}")
+                if not every_row:
+                    continue
             rows.append((line, cells))
     except csv.Error as exc:
-        problems.append(f"{path.name} line {reader.line_num}: not valid CSV ({exc})")
+        problems.append(f"{path.name} line {start}{_through(start, reader.line_num)}: not valid CSV ({exc})")
         return [], problems
     return rows, problems
+
+
+def _through(start: int, end: int) -> str:
+    """`` (through line 9)`` for a row whose quoted cell runs on past the line it starts on, else ``""``."""
+    return f" (through line {end})" if end > start else ""
 
 
 def header_problem(name: str, header: list[str], expected: tuple[str, ...]) -> str:

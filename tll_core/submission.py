@@ -115,12 +115,16 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     unreadable = _file_problem(submission)
     if unreadable:
         return [unreadable]
-    rows, problems = read_csv_rows(submission, HEADER, confined=False)  # a user's file: anywhere, but regular and capped
+    # a user's file: anywhere, but regular and capped; every row, so that row k is matched with row k of
+    # test_candidates.csv even after a row of the wrong width (reported there, once)
+    rows, problems = read_csv_rows(submission, HEADER, confined=False, every_row=True)
     if not rows and problems:  # unreadable, empty or a bad header (told by position, never quoted): nothing more
         return problems  # to check; the cells below are quoted only from a file headed left,c0..c19
     expected = [cells[0] for _, cells in expected_rows]
     got_lefts = [cells[0] for _, cells in rows]
     for (line, cells), want in zip(rows, expected):
+        if len(cells) != len(HEADER):
+            continue  # its width is its problem
         if cells[0] != want:
             problems.append(f"{submission.name} line {line}: left '{shown(cells[0])}', expected '{shown(want)}' (rows must follow {TEST_CSV})")
         for col, value in zip(CANDIDATE_COLUMNS, cells[1:]):
