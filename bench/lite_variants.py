@@ -27,6 +27,7 @@ from tll_core.backbones.packaged import load_packaged_state, map_efficientnet_py
 from tll_core.backbones.deep import _normalise, preprocess_transform  # noqa: E402
 from tll_core.backbones.registry import REGISTRY, Preprocess  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
+from tll_core.images import open_image  # noqa: E402
 from tll_core.matchers import ZeroShot  # noqa: E402
 from tll_core.metrics import evaluate_scores  # noqa: E402
 from tll_core.runtime import tune_malloc  # noqa: E402
@@ -83,7 +84,7 @@ def retrieval(model: torch.nn.Module, tf, paths: list[Path], tasks) -> tuple[flo
     feats = []
     start = time.perf_counter()
     for i in range(0, len(paths), 32):
-        batch = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[i : i + 32]])
+        batch = torch.stack([tf(open_image(p).convert("RGB")) for p in paths[i : i + 32]])
         feats.append(model.forward_head(model.forward_features(batch.contiguous(memory_format=torch.channels_last)),
                                         pre_logits=True).numpy())
     rate = len(paths) / (time.perf_counter() - start)

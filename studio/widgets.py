@@ -13,7 +13,8 @@ from typing import Any
 import streamlit as st
 
 from tll_core.engine import Engine
-from tll_core.errors import TLLError
+from tll_core.errors import TLLError, shown
+from tll_core.images import check_bytes
 from tll_core.register import OptionSpec
 
 _MARKDOWN = re.compile(r"[!-/:-@\[-`{-~]")  # every ASCII punctuation character: all of them may be escaped
@@ -37,14 +38,20 @@ def show_error(problem: object, where: Any = st) -> None:  # where: st or a cont
 
 
 def show_image(where: Any, eng: Engine, image_id: str, caption: str = "", **kwargs: Any) -> None:
-    """An image from bytes read through the dataset's confined reader (re-resolved and checked now); a
-    refused or vanished file is a one-line message in its place. ``where``: st or a container."""
+    """An image from bytes read through the dataset's confined reader (re-resolved and checked now) and
+    checked as the engine checks them (one of ``IMAGE_FORMATS``, within the pixel and decode limits) before
+    Streamlit's own, unrestricted ``Image.open`` sees them; a refused, vanished or unreadable file is a
+    one-line message in its place. ``where``: st or a container."""
     try:
-        data = eng.dataset.read_image(image_id).data
+        image = eng.dataset.read_image(image_id)
     except TLLError as exc:
         show_error(exc, where)
         return
-    where.image(data, caption=caption or None, **kwargs)
+    problem = check_bytes(image, shown(image_id))
+    if problem:
+        show_error(problem, where)
+        return
+    where.image(image.data, caption=caption or None, **kwargs)
 
 
 def option_input(where: Any, spec: OptionSpec, value: Any, key: str) -> Any:

@@ -174,6 +174,85 @@ def test_tiff_header_with_huge_tag_arrays_stays_within_a_few_times_its_size(tmp_
     assert decoded is not None and "lists 1,000,000 values" in decoded
 
 
+# ---------------------------------------------------------------- only the raster formats meant: no Ghostscript
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"  # two lines: Pillow's EPS plugin takes it
+
+
+@pytest.fixture
+def fake_gs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``gs`` first on PATH that leaves a marker file when run (and fails, as a broken Ghostscript would);
+    Pillow's memo of where Ghostscript is is cleared, so Pillow would look for it again. Returns the marker."""
+    from PIL import EpsImagePlugin
+
+    marker = tmp_path / "gs-was-run"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 1\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    return marker
+
+
+def test_an_eps_named_jpg_is_one_line_and_never_runs_ghostscript(tmp_path: Path, fake_gs: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train/left/l003.jpg").write_bytes(EPS)
+    code, _, err = _run(capsys, "evaluate", "--data", str(data), *FAST, "--val-fraction", "1.0",
+                        "--cache-dir", str(tmp_path / "c"))
+    _one_line_error(code, err)
+    assert "train/left/l003.jpg: not a readable image" in err and "JPEG" in err, err
+    assert not fake_gs.exists()
+
+
+def test_decoding_eps_bytes_is_refused_without_ghostscript(tmp_path: Path, fake_gs: Path) -> None:
+    """Past the load-time check (bytes changed since, or read by another path): the decoder refuses too."""
+    from tll_core.images import ImageBytes
+
+    path = tmp_path / "ace.jpg"
+    path.write_bytes(EPS)
+    with pytest.raises(DataError, match="ace.jpg: not a readable image"):
+        decode_rgb(ImageBytes(path, EPS))
+    assert "not a readable image" in (check_header(path) or "")
+    assert not fake_gs.exists()
+
+
+def test_the_studio_never_hands_an_eps_to_streamlit(tmp_path: Path, fake_gs: Path) -> None:
+    """An image replaced by EPS bytes after the folder was loaded: ``show_image`` checks the bytes it read,
+    so Streamlit's own ``Image.open`` (every plugin, EPS included) never sees them."""
+    import streamlit as st
+
+    from studio.widgets import show_image
+    from tll_core.engine import Engine
+
+    data = make_kaggle(tmp_path / "data")
+    engine = Engine.open(data, cache_dir=tmp_path / "c")
+    left = engine.dataset.train_pairs[0].left_id
+    (data / left).write_bytes(EPS)
+
+    class Where:  # records what is shown, and shows images with the real st.image
+        def __init__(self) -> None:
+            self.errors: list[str] = []
+            self.images: list[bytes] = []
+
+        def error(self, text: str) -> None:
+            self.errors.append(text)
+
+        def image(self, data: bytes, **kwargs) -> None:
+            self.images.append(data)
+            st.image(data, **kwargs)
+
+    where = Where()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # streamlit's "no script run context" outside a running app
+        try:
+            show_image(where, engine, left)
+        except Exception:  # noqa: BLE001 - what Streamlit raised on the EPS: the failure is asserted below
+            pass
+    assert where.images == [] and len(where.errors) == 1 and "not a readable image" in where.errors[0]
+    assert not fake_gs.exists()
+
+
 # ---------------------------------------------------------------- no data lost, no hang
 
 

@@ -71,7 +71,7 @@ DATA_CASES = [
     ("unreadable file (dangling link)", lambda d: ((d / "train/left/l008.jpg").unlink(), (d / "train/left/l008.jpg").symlink_to(d / "train/left/gone.jpg")), 2, "l008.jpg: cannot read"),
     ("image linked from outside the folder", lambda d: ((d / "train/left/l009.jpg").unlink(), (d / "train/left/l009.jpg").symlink_to(d.parent / "secret.jpg")), 2, "resolves outside the data folder"),
     ("csv missing a column", lambda d: write_csv(d / "train.csv", [["left"], ["l000"]]), 2, "train.csv: bad header (missing column right"),
-    ("csv extra column", lambda d: write_csv(d / "train.csv", [["left", "right", "note"], ["l000", "r000", "x"]]), 2, "unexpected column note"),
+    ("csv extra column", lambda d: write_csv(d / "train.csv", [["left", "right", "note"], ["l000", "r000", "x"]]), 2, "train.csv: bad header (unexpected column at position 3; found 3 columns; expected left,right)"),
     ("csv duplicate lefts", _train_rows(["l000", "r000"], ["l001", "r001"], ["l000", "r002"]), 2, "train.csv line 4: duplicate left 'l000'"),
     ("csv empty", lambda d: (d / "train.csv").write_bytes(b""), 2, "train.csv: empty file"),
     ("csv header only, no test part", lambda d: ((d / "train.csv").write_text("left,right\n"), (d / "test_candidates.csv").unlink()), 2, "hold no rows"),
@@ -145,6 +145,43 @@ def test_bad_submission(case, mutate, fragment, tmp_path: Path, capsys: pytest.C
     assert fragment in capsys.readouterr().err
 
 
+SECRET = "sk_live_" + "7f3a9c" * 30  # a header of secret text, long enough to be cut short if it were quoted
+SECRET_FILES = {
+    "secret header": f"{SECRET},{SECRET[::-1]}\nq000,1\n",
+    "21 secret columns": ",".join([SECRET] * 21) + "\n",  # the right count, the wrong names
+    "passwd-like": f"root:x:0:0:{SECRET}:/root:/bin/bash\ndaemon:x:1:1:,,,:/usr/sbin:/usr/sbin/nologin\n",
+    "environ-like": "".join(f"KEY{i}={SECRET},{i}\0" for i in range(30)),  # NUL-separated, no line end
+}
+
+
+@pytest.mark.parametrize("how", ["a file", "a link to a file outside the data folder"])
+@pytest.mark.parametrize("content", list(SECRET_FILES.values()), ids=list(SECRET_FILES))
+def test_the_validator_never_quotes_the_file_it_refuses(content: str, how: str, tmp_path: Path, capsys) -> None:
+    """A bad header is told by the expected names and column positions, never by its cells: a submission
+    that is really ``/etc/passwd`` or ``/proc/self/environ`` (read whole: its size says 0) prints none of it."""
+    data = make_kaggle(tmp_path / "data")
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text(content)
+    sub = secret
+    if how != "a file":
+        sub = data / "sub.csv"
+        sub.symlink_to(secret)
+    assert main(["validate-submission", "--data", str(data), str(sub)]) == 1
+    err = capsys.readouterr().err
+    assert "bad header" in err and "expected left,c0,c1" in err, err
+    assert "sk_live" not in err and "7f3a9c" not in err and "c9a3f7" not in err and "root:" not in err, err
+    assert "KEY" not in err and "\\x00" not in err, err
+
+
+def test_a_data_csv_header_of_secret_text_is_never_quoted(tmp_path: Path, capsys) -> None:
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").write_text(f"left,{SECRET}\nl000,r000\n")
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv: bad header (missing column right; unexpected column at position 2;" in text, text
+    assert "sk_live" not in text and "7f3a9c" not in text, text
+
+
 def test_nothing_outside_the_data_root_is_opened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An audit hook records every file opened while a folder full of escape attempts is loaded and embedded."""
     data = make_kaggle(tmp_path / "data")
@@ -160,6 +197,34 @@ def test_nothing_outside_the_data_root_is_opened(tmp_path: Path, capsys: pytest.
     assert "secret" in err
     touched = [p for p in opened if "secret" in p]
     assert touched == [], touched
+
+
+def test_a_row_is_reported_at_the_line_it_starts_on(tmp_path: Path, capsys) -> None:
+    """A quoted cell may run over several lines: its row is told by the line it starts on (csv's line_num is
+    the line it ends on), and so is every row after it."""
+    data = make_kaggle(tmp_path / "data")
+    (data / "train.csv").write_text('left,right\nl000,r000\n"l0\n01",r001\nl002,r002,x\n"l003","r0\n\n03",x\nl004\n')
+    rows, problems = read_csv_rows(data / "train.csv", ("left", "right"))
+    assert rows == [(2, ["l000", "r000"]), (3, ["l0\n01", "r001"])]
+    assert problems == ["train.csv line 5: expected 2 columns, found 3",
+                        "train.csv line 6 (through line 8): expected 2 columns, found 3",
+                        "train.csv line 9: expected 2 columns, found 1"]
+    write_csv(data / "train.csv", [["left", "right"], ["l000", "r000"], ["l0\n01", "r001"], ["l002", "r002"]])
+    got, text = _evaluate(data, tmp_path, capsys)
+    assert got == 2 and "train.csv line 3: missing image train/left/l0 01.jpg" in text, text
+
+
+def test_a_submission_row_of_the_wrong_width_is_one_problem(kaggle_dir: Path, tmp_path: Path) -> None:
+    """One row with an extra (or a missing) column is reported once, for itself; the rows after it are still
+    matched with their own rows of test_candidates.csv, and the row count counts it."""
+    good = [[f"q{i:03d}", *[str(0.5 + k) for k in range(20)]] for i in range(3)]
+    for bad, found in ((good[0] + ["1"], 22), (good[0][:-1], 20)):
+        sub = write_csv(tmp_path / "sub.csv", [list(HEADER), bad, *good[1:]])
+        assert submission_problems(sub, kaggle_dir) == [f"sub.csv line 2: expected 21 columns, found {found}"]
+    sub = write_csv(tmp_path / "sub.csv", [list(HEADER), good[0], good[1] + ["1"], ["q00\n2", *good[2][1:]]])
+    assert submission_problems(sub, kaggle_dir) == [
+        "sub.csv line 3: expected 21 columns, found 22",
+        "sub.csv line 4: left 'q00 2', expected 'q002' (rows must follow test_candidates.csv)"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -137,6 +137,36 @@ def test_candidate_listed_twice(kaggle_dir: Path) -> None:
     assert "test_candidates.csv line 2: a candidate is listed twice" in _load_error(kaggle_dir)
 
 
+def test_a_left_written_with_and_without_its_extension_is_a_duplicate(kaggle_dir: Path) -> None:
+    """Duplicates go by the file a name resolves to: ``l000`` and ``l000.jpg`` are one left."""
+    rows = [["left", "right"], ["l000", "r000"], ["l001", "r001"], ["l000.jpg", "r002"]]
+    write_csv(kaggle_dir / "train.csv", rows)
+    assert ("train.csv line 4: duplicate left 'l000.jpg' (first on line 2 as 'l000': both are "
+            "train/left/l000.jpg)") in _load_error(kaggle_dir)
+    rights = [f"t{i:03d}" for i in range(20)]
+    write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000.jpg", *rights], ["q001", *rights], ["q000", *rights]])
+    assert ("test_candidates.csv line 4: duplicate left 'q000' (first on line 2 as 'q000.jpg': both are "
+            "test/left/q000.jpg)") in _load_error(kaggle_dir)
+
+
+def test_a_right_written_with_and_without_its_extension_is_the_shared_right_notice(kaggle_dir: Path) -> None:
+    """A right shared by two lefts is a notice (not refused), however each row writes it; it names both."""
+    write_csv(kaggle_dir / "train.csv", [["left", "right"], ["l000", "r000.jpg"], ["l001", "r001"], ["l002", "r000"]])
+    ds = load_dataset(kaggle_dir)
+    assert len(ds.train_pairs) == 3
+    assert ds.warnings == ("train.csv line 4: right 'r000' is also the right of line 2 as 'r000.jpg': both are "
+                           "train/right/r000.jpg",)
+
+
+def test_a_candidate_written_with_and_without_its_extension_is_listed_twice(kaggle_dir: Path) -> None:
+    rights = [f"t{i:03d}" for i in range(19)]
+    write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000", *rights[:5], "t000.jpg", *rights[5:18], "t018"]])
+    assert ("test_candidates.csv line 2: a candidate is listed twice (c0 and c5: 't000' and 't000.jpg' are both "
+            "test/right/t000.jpg)") in _load_error(kaggle_dir)
+    write_csv(kaggle_dir / "test_candidates.csv", [HEADER, ["q000", *rights, "t003"]])
+    assert "test_candidates.csv line 2: a candidate is listed twice (c3 and c19 't003')" in _load_error(kaggle_dir)
+
+
 def test_read_image_returns_the_file_bytes(kaggle_dir: Path) -> None:
     ds = load_dataset(kaggle_dir)
     image_id = ds.train_pairs[2].right_id

@@ -1,5 +1,5 @@
-"""The package's shape: no import cycle anywhere in ``tll_core`` (function-level imports included), and the
-engine never imports streamlit."""
+"""The package's shape: no import cycle anywhere in ``tll_core`` (function-level imports included), the
+engine never imports streamlit, and one function (``tll_core.images.open_image``) opens every image."""
 from __future__ import annotations
 
 import ast
@@ -88,3 +88,42 @@ def test_every_page_starts_by_entering_through_app_py() -> None:
         first = statements[0]
         assert isinstance(first, ast.Expr) and ast.unparse(first) == "enter()", f"{path.name}: first statement {ast.unparse(first)}"
         assert f'st.Page("pages/{path.name}"' in (root / "app.py").read_text(), path.name
+
+
+def _image_opens(path: Path) -> list[str]:
+    """Where ``path`` calls Pillow's ``Image.open`` (as ``Image.open``, ``PIL.Image.open`` or an imported
+    ``open`` from ``PIL.Image``): ``function:line`` of each."""
+    tree = ast.parse(path.read_text())
+    imported = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "PIL.Image"
+                for a in n.names if a.name == "open"}
+    enclosing = {child: node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for child in ast.walk(node)}  # a nested function's calls: walked later, so the innermost wins
+    found = []
+    for node in ast.walk(tree):
+        f = node.func if isinstance(node, ast.Call) else None
+        if ((isinstance(f, ast.Attribute) and f.attr == "open" and ast.unparse(f.value).split(".")[-1] == "Image")
+                or (isinstance(f, ast.Name) and f.id in imported)):
+            found.append(f"{enclosing.get(node, '<module>')}:{node.lineno}")
+    return found
+
+
+def test_only_open_image_calls_pillows_image_open() -> None:
+    """Every image is opened by ``tll_core.images.open_image``, which lets Pillow try only the raster formats
+    meant (its EPS plugin would run Ghostscript on a file's content): no other code calls ``Image.open``."""
+    root = PACKAGE.parent
+    files = [root / "app.py", *(p for d in ("tll_core", "studio", "pages", "bench") for p in (root / d).rglob("*.py"))]
+    assert len(files) > 40
+    calls = {str(p.relative_to(root)): c for p in files if (c := _image_opens(p))}
+    assert list(calls) == ["tll_core/images.py"] and [c.split(":")[0] for c in calls["tll_core/images.py"]] == ["open_image"], calls
+    assert _image_opens_in("from PIL import Image\ndef f(p):\n    return Image.open(p)\n") == ["f:3"]
+    assert _image_opens_in("import PIL.Image\nPIL.Image.open('x')\n") == ["<module>:2"]
+    assert _image_opens_in("from PIL.Image import open as o\no('x')\n") == ["<module>:2"]
+
+
+def _image_opens_in(source: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.py"
+        path.write_text(source)
+        return _image_opens(path)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, shown
 from .files import cannot_read, read_regular
 from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
@@ -242,8 +242,8 @@ class _Folder:
 # ---------------------------------------------------------------- CSV reading
 
 
-def read_csv_rows(path: Path, expected: tuple[str, ...], *,
-                  confined: bool = True) -> tuple[list[tuple[int, list[str]]], list[str]]:
+def read_csv_rows(path: Path, expected: tuple[str, ...], *, confined: bool = True,
+                  every_row: bool = False) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """Rows of a CSV with an exact expected header: ([(line number, cells)], problems).
 
     The file must be a regular file of at most MAX_CSV_BYTES and, when ``confined`` (a data folder's CSV),
@@ -251,6 +251,11 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
     Tolerates a UTF-8 BOM, CRLF line ends and spaces around header names; cells are kept as written
     (a name with spaces names a file with spaces). Reports a wrong header, wrong column counts and
     undecodable text with the file and line.
+
+    A row's line number is the line it *starts* on (a quoted cell may run over several lines; csv's own
+    ``line_num`` is the line a row ends on). A row of the wrong width is reported once, for itself; it is
+    left out of the rows unless ``every_row`` (for a caller that matches rows by position: the submission
+    validator, whose later rows must still meet their own rows of test_candidates.csv).
     """
     problems: list[str] = []
     root = Path(os.path.realpath(path.parent)) if confined else None
@@ -261,37 +266,57 @@ def read_csv_rows(path: Path, expected: tuple[str, ...], *,
     except DataError as exc:
         return [], exc.problems
     reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1  # the line the next row starts on: the one after the last line of the previous row
     try:
         header = next(reader, None)
         if header is None:
             return [], [f"{path.name}: empty file (expected the header {','.join(expected)})"]
         header = [h.strip() for h in header]
         if header != list(expected):
-            missing = [c for c in expected if c not in header]
-            extra = [c for c in header if c not in expected]
-            detail = []
-            if missing:
-                detail.append("missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
-            if extra:
-                detail.append("unexpected column" + ("s " if len(extra) > 1 else " ") + ", ".join(extra))
-            if not detail:
-                detail.append("columns out of order")
-            return [], [f"{path.name}: bad header ({'; '.join(detail)}; expected {','.join(expected)})"]
-        rows = []
+            return [], [header_problem(path.name, header, expected)]
+        rows, counted = [], 0
+        start = reader.line_num + 1
         for cells in reader:
-            line = reader.line_num
+            line, start = start, reader.line_num + 1
             if not cells or all(not c.strip() for c in cells):
                 continue
-            if len(rows) + len(problems) >= MAX_CSV_ROWS:
+            counted += 1
+            if counted > MAX_CSV_ROWS:
                 return [], [f"{path.name}: more than {MAX_CSV_ROWS:,} rows (a TLL CSV has a few thousand)"]
             if len(cells) != len(expected):
-                problems.append(f"{path.name} line {line}: expected {len(expected)} columns, found {len(cells)}")
-                continue
+                problems.append(f"{path.name} line {line}{_through(line, reader.line_num)}: expected "
+                                f"{len(expected)} columns, found {len(cells)}")
+                if not every_row:
+                    continue
             rows.append((line, cells))
     except csv.Error as exc:
-        problems.append(f"{path.name} line {reader.line_num}: not valid CSV ({exc})")
+        problems.append(f"{path.name} line {start}{_through(start, reader.line_num)}: not valid CSV ({exc})")
         return [], problems
     return rows, problems
+
+
+def _through(start: int, end: int) -> str:
+    """`` (through line 9)`` for a row whose quoted cell runs on past the line it starts on, else ``""``."""
+    return f" (through line {end})" if end > start else ""
+
+
+def header_problem(name: str, header: list[str], expected: tuple[str, ...]) -> str:
+    """What is wrong with a CSV's header, in the expected names and column positions only: never a cell of
+    it (a file that is no CSV of ours — ``/etc/passwd``, ``/proc/self/environ`` — would be quoted)."""
+    missing = [c for c in expected if c not in header]
+    extra = [i for i, c in enumerate(header, 1) if c not in expected]
+    detail = []
+    if missing:
+        detail.append("missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
+    if extra:
+        listed = ", ".join(map(str, extra[:5])) + (f" and {len(extra) - 5:,} more" if len(extra) > 5 else "")
+        detail.append(f"unexpected column{'s' if len(extra) > 1 else ''} at position{'s' if len(extra) > 1 else ''} {listed}")
+    if len(header) != len(expected):
+        detail.append(f"found {len(header):,} column{'s' if len(header) != 1 else ''}")
+    if not detail:
+        at = next(i for i, (got, want) in enumerate(zip(header, expected)) if got != want)
+        detail.append(f"columns out of order: column {at + 1} should be {expected[at]}")
+    return f"{shown(name)}: bad header ({'; '.join(detail)}; expected {','.join(expected)})"
 
 
 def _resolve(folder: _Folder, code: str, where: str, problems: list[str]) -> str | None:
@@ -337,43 +362,68 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
     if rows and missing:
         problems.extend(missing)
         return
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}  # a left's file (its name where it names none) → (line, name)
     for line, cells in rows:
         where = f"{csv_name} line {line}"
         if len(problems) >= MAX_PROBLEMS:
             problems.append(f"{csv_name}: not checked past line {line} (over {MAX_PROBLEMS:,} problems)")
             return
-        if cells[0] in seen:
-            problems.append(f"{where}: duplicate left {cells[0]!r} (first on line {seen[cells[0]]})")
+        key = lefts.image_id(cells[0]) or cells[0]
+        if key in seen:
+            first, name = seen[key]
+            problems.append(f"{where}: duplicate left '{shown(cells[0])}' (first on line {first}{_as(name, cells[0], key)})")
             continue
-        seen[cells[0]] = line
+        seen[key] = line, cells[0]
         yield where, cells, lefts, rights
+
+
+def _as(first: str, again: str, image_id: str) -> str:
+    """How a name written again differs from its first writing: nothing when it is the same text, else the
+    first name and the one file both resolve to (``ace`` and ``ace.jpg``)."""
+    return "" if first == again else f" as '{shown(first)}': both are {shown(image_id)}"
 
 
 def _kaggle_pairs(root: Path, problems: list[str], notes: list[str]) -> list[Pair]:
     pairs = []
-    right_lines: dict[str, str] = {}
+    right_lines: dict[str, tuple[str, str]] = {}  # a right's file → (the line it is first on, its name there)
     for where, (left, right), lefts, rights in _read_part(root, TRAIN_CSV, ("left", "right"), "train", problems):
         left_id = _resolve(lefts, left, where, problems)
         right_id = _resolve(rights, right, where, problems)
         if left_id and right_id:
             pairs.append(Pair(left, right, left_id, right_id))
             if right_id in right_lines:
-                notes.append(f"{where}: right {right!r} is also the right of {right_lines[right_id]}")
-            right_lines.setdefault(right_id, where.removeprefix(f"{TRAIN_CSV} "))
+                line, name = right_lines[right_id]
+                notes.append(f"{where}: right '{shown(right)}' is also the right of {line}{_as(name, right, right_id)}")
+            right_lines.setdefault(right_id, (where.removeprefix(f"{TRAIN_CSV} "), right))
     return pairs
 
 
 def _kaggle_test(root: Path, problems: list[str]) -> list[TestRow]:
     out = []
     for where, (left, *candidates), lefts, rights in _read_part(root, TEST_CSV, ("left", *CANDIDATE_COLUMNS), "test", problems):
-        if len(set(candidates)) != len(candidates):
-            problems.append(f"{where}: a candidate is listed twice")
+        twice = _listed_twice(rights, candidates)
+        if twice:
+            problems.append(f"{where}: a candidate is listed twice ({twice})")
         left_id = _resolve(lefts, left, where, problems)
         cand_ids = [_resolve(rights, c, f"{where} ({col})", problems) for c, col in zip(candidates, CANDIDATE_COLUMNS)]
         if left_id and all(cand_ids):
             out.append(TestRow(left, tuple(candidates), left_id, tuple(cand_ids)))  # type: ignore[arg-type]
     return out
+
+
+def _listed_twice(rights: _Folder, candidates: list[str]) -> str | None:
+    """The first two columns of a test row that name one file (``x`` and ``x.jpg`` do: duplicates go by the
+    file a name resolves to, or by the name where it resolves to none), as ``c3 and c7 'x'`` or ``c3 and c7:
+    'x' and 'x.jpg' are both test/right/x.jpg``; None when no two do."""
+    first: dict[str, tuple[str, str]] = {}
+    for name, col in zip(candidates, CANDIDATE_COLUMNS):
+        key = rights.image_id(name) or name
+        if key in first:
+            col0, name0 = first[key]
+            return f"{col0} and {col}" + (f" '{shown(name)}'" if name == name0 else
+                                          f": '{shown(name0)}' and '{shown(name)}' are both {shown(key)}")
+        first[key] = col, name
+    return None
 
 
 def _load_release(root: Path, resolved: Path) -> Dataset:

@@ -1,5 +1,9 @@
 """Safe image decoding: any mode to RGB, EXIF orientation applied, decompression bombs refused.
 
+Only the raster formats of :data:`IMAGE_FORMATS` are ever decoded: every image is opened by
+:func:`open_image` (the project's one call of Pillow's ``Image.open``, tests/test_structure.py checks), which
+tries no other plugin — Pillow's EPS plugin would run Ghostscript on a file's content.
+
 Memory is bounded whatever a folder holds: files over :data:`MAX_IMAGE_BYTES` are refused before being read,
 large JPEGs are decoded at a reduced size (libjpeg's DCT scaling, deterministic) and other images whose
 decoding would need more than :data:`MAX_DECODE_BYTES` are refused. Images no larger than
@@ -34,8 +38,23 @@ DRAFT_SIDE = 1024
 """JPEGs with a longer side are decoded at 1/2, 1/4 or 1/8 scale, still at least this long (backbones use ~260 px)."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""The Pillow formats decoded (those IMAGE_SUFFIXES name, whatever a file is called): raster formats whose
+plugins run no other program. Anything else — EPS (Ghostscript), PDF, … — is "not a readable image"."""
+_FORMATS_SAID = ", ".join(IMAGE_FORMATS[:-1]) + f" or {IMAGE_FORMATS[-1]}"
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard, as a second line of defence
+
+
+def open_image(fp: str | os.PathLike[str] | BinaryIO) -> Image.Image:
+    """Pillow's ``Image.open`` trying only :data:`IMAGE_FORMATS` (UnidentifiedImageError for any other
+    format). Every image the project opens goes through here: never ``Image.open`` itself."""
+    return Image.open(fp, formats=IMAGE_FORMATS)
+
+
+def not_readable(shown: str | os.PathLike[str]) -> str:
+    """The one line for a file that is no image of :data:`IMAGE_FORMATS`."""
+    return f"{shown}: not a readable image (the formats read are {_FORMATS_SAID})"
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,12 @@ def check_header(path: Path, shown: str | None = None, *, root: Path | None = No
             return _header_problem(fh, shown)
     except DataError as exc:
         return str(exc)
+
+
+def check_bytes(image: ImageBytes, shown: str) -> str | None:
+    """:func:`check_header` of bytes already read: a one-line problem naming ``shown``, or None. For bytes
+    handed on undecoded (the studio shows them), which must be an image this module would decode."""
+    return _header_problem(io.BytesIO(image.data), shown)
 
 
 MAX_TIFF_TAG_VALUES = 65_536
@@ -113,12 +138,12 @@ def _header_problem(fh: BinaryIO, shown: str) -> str | None:
         problem = tiff_problem(fh, shown)
         if problem:
             return problem
-        with _quiet(), Image.open(fh) as im:
+        with _quiet(), open_image(fh) as im:
             return _size_problem(shown, im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"{shown}: {_bomb(exc)}"
     except UnidentifiedImageError:
-        return f"{shown}: not a readable image"
+        return not_readable(shown)
     except (OSError, ValueError, SyntaxError) as exc:  # ValueError: e.g. a PNG text chunk over Pillow's limit
         return f"{shown}: corrupt image ({_one_line(exc)})"
 
@@ -200,7 +225,7 @@ def decode_rgb(image: ImageBytes) -> Image.Image:
         if problem:
             raise DataError(problem)
         with _quiet():
-            im = Image.open(data)
+            im = open_image(data)
             problem = _size_problem(image.path, im)
         if problem:
             raise DataError(problem)
@@ -213,7 +238,7 @@ def decode_rgb(image: ImageBytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{image.path}: {_bomb(exc)}") from None
     except UnidentifiedImageError:
-        raise DataError(f"{image.path}: not a readable image") from None
+        raise DataError(not_readable(image.path)) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{image.path}: corrupt image ({_one_line(exc)})") from None
 

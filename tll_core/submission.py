@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CANDIDATE_COLUMNS, MAX_CSV_BYTES, TEST_CSV, allowed_data_folder, read_csv_rows
-from .errors import DataError, SubmissionError, TLLError
+from .errors import DataError, SubmissionError, TLLError, shown
 from .tasks import TaskSet
 
 HEADER = ("left", *CANDIDATE_COLUMNS)
@@ -115,14 +115,18 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     unreadable = _file_problem(submission)
     if unreadable:
         return [unreadable]
-    rows, problems = read_csv_rows(submission, HEADER, confined=False)  # a user's file: anywhere, but regular and capped
-    if not rows and problems:  # unreadable, empty or a bad header: nothing more to check
-        return problems
+    # a user's file: anywhere, but regular and capped; every row, so that row k is matched with row k of
+    # test_candidates.csv even after a row of the wrong width (reported there, once)
+    rows, problems = read_csv_rows(submission, HEADER, confined=False, every_row=True)
+    if not rows and problems:  # unreadable, empty or a bad header (told by position, never quoted): nothing more
+        return problems  # to check; the cells below are quoted only from a file headed left,c0..c19
     expected = [cells[0] for _, cells in expected_rows]
     got_lefts = [cells[0] for _, cells in rows]
     for (line, cells), want in zip(rows, expected):
+        if len(cells) != len(HEADER):
+            continue  # its width is its problem
         if cells[0] != want:
-            problems.append(f"{submission.name} line {line}: left {cells[0]!r}, expected {want!r} (rows must follow {TEST_CSV})")
+            problems.append(f"{submission.name} line {line}: left '{shown(cells[0])}', expected '{shown(want)}' (rows must follow {TEST_CSV})")
         for col, value in zip(CANDIDATE_COLUMNS, cells[1:]):
             bad = _score_problem(value)
             if bad:
@@ -154,9 +158,9 @@ def _score_problem(value: str) -> str | None:
     if _NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
     if not _NUMBER.fullmatch(value):
-        return f"{value!r} is not a number (Kaggle takes plain ASCII decimals such as 0.25 or -1.5e-3)"
+        return f"'{shown(value)}' is not a number (Kaggle takes plain ASCII decimals such as 0.25 or -1.5e-3)"
     if not math.isfinite(float(value)):
-        return f"{value} is not finite (too large)"
+        return f"{shown(value)} is not finite (too large)"
     return None
 
 
