@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import quoted
 from .metrics import truth_ranks
 from .tasks import TaskSet, truth_rights
 
@@ -114,7 +115,7 @@ def failures(tasks: TaskSet, scores: np.ndarray, *, min_rank: int = 3, max_rank:
     listed in the order ``sort`` names (one of :data:`FAILURE_SORTS`; by default the worst first: lowest
     truth rank, then largest margin)."""
     if sort not in _SORT_KEYS:
-        raise ValueError(f"unknown failure order {sort!r}; choose from {', '.join(FAILURE_SORTS)}")
+        raise ValueError(f"unknown failure order {quoted(sort)}; choose from {', '.join(FAILURE_SORTS)}")
     ranks = truth_ranks(scores, tasks.truth)
     truth_score = scores[np.arange(len(scores)), tasks.truth]
     margin = scores.max(axis=1) - truth_score
@@ -245,7 +246,7 @@ def map_groups(tasks: TaskSet, scores: np.ndarray, colour_by: str = "side", k: i
     """The legend group of each map point: its side, or (``"hit / miss"``, when the truth is known) whether
     each left's truth is in the top ``k``, and ``"right"`` for the rights."""
     if colour_by not in MAP_COLOURINGS:
-        raise ValueError(f"unknown colouring {colour_by!r}; choose from {', '.join(MAP_COLOURINGS)}")
+        raise ValueError(f"unknown colouring {quoted(colour_by)}; choose from {', '.join(MAP_COLOURINGS)}")
     n_right = len(tasks.right_ids)
     if colour_by == "hit / miss" and tasks.has_truth:
         return np.concatenate([np.where(hits(tasks, scores, k), "hit", "miss"), np.full(n_right, "right")])
@@ -264,7 +265,7 @@ def project_2d(vectors: np.ndarray, method: str = "pca", *, seed: int = 0, n_nei
         reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed,
                             init="pca" if len(x) > n_neighbors + 2 else "random", n_jobs=1)
         return reducer.fit_transform(x).astype(np.float32)
-    raise ValueError(f"unknown projection {method!r}")
+    raise ValueError(f"unknown projection {quoted(method)}")
 
 
 def pca_2d(x: np.ndarray, *, seed: int = 0, oversample: int = 10, passes: int = 4) -> np.ndarray:

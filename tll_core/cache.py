@@ -47,7 +47,8 @@ from typing import Any, TypeVar
 import diskcache
 import numpy as np
 
-from .errors import TLLError
+from .errors import TLLError, quoted
+from .numbers import WHOLE
 
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
@@ -81,7 +82,7 @@ def default_cache_dir() -> Path:
 def check_size_limit(size_limit: int) -> int:
     """The limit, if it is a positive number of bytes (0 would evict every embedding as it is stored)."""
     if isinstance(size_limit, bool) or not isinstance(size_limit, int) or not 0 < size_limit < 2**63:  # SQLite's INTEGER
-        raise TLLError(f"cache size limit {size_limit!r}: must be a positive number of bytes below 2^63 "
+        raise TLLError(f"cache size limit {quoted(size_limit)}: must be a positive number of bytes below 2^63 "
                        f"(to empty the cache, use `python -m tll_core cache --clear`)")
     return size_limit
 
@@ -91,8 +92,8 @@ def env_size_limit() -> int | None:
     text = os.environ.get(SIZE_LIMIT_ENV, "").strip()
     if not text:
         return None
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:  # "²".isdigit() is true too
-        raise TLLError(f"{SIZE_LIMIT_ENV}={text!r}: must be a positive whole number of bytes")
+    if not WHOLE.fullmatch(text) or int(text) <= 0:
+        raise TLLError(f"{SIZE_LIMIT_ENV}={quoted(text)}: must be a positive whole number of bytes")
     return int(text)
 
 

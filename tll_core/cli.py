@@ -16,7 +16,8 @@ from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
-from .errors import TLLError, bounded_line, os_problem
+from .errors import TLLError, bounded_line, os_problem, quoted, shown
+from .numbers import decimal_arg, whole_arg
 from .metrics import METRICS
 from .register import REGISTER, Part
 from .results import PROTOCOLS
@@ -68,6 +69,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(EXIT_ERROR, f"error: {bounded_line(f'{self.prog}: {message}')} (see --help)\n")
 
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's choice check, quoting the value shortened (argparse's own message echoes it whole)."""
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(action, f"invalid choice: {quoted(value)} "
+                                                 f"(choose from {', '.join(map(str, action.choices))})")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m tll_core", description="Totally-Looks-Like matching engine")
@@ -93,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
     p.add_argument("--metric", action="append", choices=METRICS,
                    help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
     p.add_argument("--foils", choices=("random", "hard"), default="random",
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
@@ -127,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
-    p.add_argument("--size-limit", type=int, help="bytes: set the limit (older embeddings are evicted past it)")
+    p.add_argument("--size-limit", type=whole_arg, help="bytes: set the limit (older embeddings are evicted past it)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--info", action="store_true", help="(default)")
     group.add_argument("--clear", action="store_true")
@@ -139,8 +146,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="a TLL folder (Kaggle or release layout)")
     p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
     p.add_argument("--no-cache", action="store_true", help="compute every embedding afresh")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    p.add_argument("--batch-size", type=whole_arg, default=32)
+    p.add_argument("--workers", type=whole_arg, default=2, help="image decoding threads")
     p.add_argument("--weights", action="append", default=[], metavar="[NAME=]FILE",
                    help="local weights file for a deep backbone (NAME= needed with several backbones)")
     p.add_argument("--random-weights", action="store_true", help="deep backbones with seeded random weights (testing)")
@@ -196,7 +203,7 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
         owners = [q for q in parts + rerankers if key in _settable(q)]
         if not owners:
             names_ = ", ".join(q.name for q in parts + rerankers)
-            raise TLLError(f"--option {key}: not an option of {names_}; see `python -m tll_core parts`")
+            raise TLLError(f"--option {shown(key)}: not an option of {names_}; see `python -m tll_core parts`")
     # each value parsed by its option's own spec: wrong types and ranges fail now, before any work
     rerank_options = {r.name: _parsed(r, texts) for r in rerankers}
     out = []
@@ -255,7 +262,7 @@ def _small_fit(args: argparse.Namespace, method):  # -> Method
 def _split_option(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise TLLError(f"--option {text}: expected KEY=VALUE")
+        raise TLLError(f"--option {shown(text)}: expected KEY=VALUE")
     return key.strip(), value
 
 
@@ -273,7 +280,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
         if not sep:
             deep = [b for b in parts if REGISTRY.get(b) and REGISTRY[b].needs_weights]
             if len(deep) != 1:
-                raise TLLError(f"--weights {spec}: say which backbone it is for, as NAME=FILE")
+                raise TLLError(f"--weights {shown(spec)}: say which backbone it is for, as NAME=FILE")
             name, file = deep[0], spec
         weights[name] = file
     dataset = load_dataset(args.data)
@@ -296,8 +303,8 @@ def _check_backbones(names: list[str]) -> None:
     for name in names:
         for part in _parts(name):
             if part not in REGISTRY:
-                where = f" (in {name!r})" if part != name else ""
-                raise TLLError(f"unknown backbone {part!r}{where}; choose from: {', '.join(REGISTRY)} "
+                where = f" (in {quoted(name)})" if part != name else ""
+                raise TLLError(f"unknown backbone {quoted(part)}{where}; choose from: {', '.join(REGISTRY)} "
                                f"or an ensemble of them joined with +")
 
 

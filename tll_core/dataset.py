@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, shown
+from .errors import DataError, quoted, shown
 from .files import cannot_read, read_regular
 from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
@@ -136,7 +136,7 @@ def confined_path(root: Path, image_id: str) -> Path:
     """``root / image_id`` resolved now (symlink loops left unresolved, to fail when opened), refused outside ``root``."""
     path = Path(os.path.realpath(root / image_id))
     if not path.is_relative_to(root):
-        raise DataError(f"{image_id}: resolves outside the data folder {root}")
+        raise DataError(f"{shown(image_id)}: resolves outside the data folder {root}")
     return path
 
 
@@ -147,9 +147,9 @@ def name_problem(name: str) -> str | None:
     if "\x00" in name:
         return "name contains a NUL byte"
     if "/" in name or "\\" in name or ":" in name:
-        return f"name {name!r} contains a path separator"
+        return f"name {quoted(name)} contains a path separator"
     if name in (".", "..") or name.startswith(".."):
-        return f"name {name!r} would escape the data folder"
+        return f"name {quoted(name)} would escape the data folder"
     return None
 
 
@@ -163,7 +163,7 @@ def allowed_data_folder(folder: str | os.PathLike[str], roots: str | None = None
     path = Path(folder).expanduser().resolve()
     allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
     if allowed and not any(path == r or path.is_relative_to(r) for r in allowed):
-        raise DataError(f"{folder}: outside the allowed data folders (${DATA_ROOTS_ENV})")
+        raise DataError(f"{shown(folder)}: outside the allowed data folders (${DATA_ROOTS_ENV})")
     return path
 
 
@@ -184,9 +184,9 @@ def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True) -> 
 
 def _load(root: Path) -> Dataset:
     if not root.exists():
-        raise DataError(f"{root}: no such data folder")
+        raise DataError(f"{shown(root)}: no such data folder")
     if not root.is_dir():
-        raise DataError(f"{root}: is a file, not a data folder")
+        raise DataError(f"{shown(root)}: is a file, not a data folder")
     os.listdir(root)  # an unreadable folder fails here, by name
     resolved = Path(os.path.realpath(root))
     if os.path.lexists(root / TRAIN_CSV) or os.path.lexists(root / TEST_CSV):
@@ -327,10 +327,10 @@ def _resolve(folder: _Folder, code: str, where: str, problems: list[str]) -> str
     image_id = folder.image_id(code)
     ambiguous = folder.ambiguity(code)
     if ambiguous:
-        problems.append(f"{where}: {code!r} could be {ambiguous} (rename one, or write the file name)")
+        problems.append(f"{where}: {quoted(code)} could be {ambiguous} (rename one, or write the file name)")
     elif image_id is None:
         hint = " (the name has leading or trailing spaces)" if code != code.strip() else ""
-        problems.append(f"{where}: missing image {folder.rel}/{code}.jpg{hint}")
+        problems.append(f"{where}: missing image {shown(f'{folder.rel}/{code}.jpg')}{hint}")
     return image_id
 
 
@@ -429,7 +429,7 @@ def _listed_twice(rights: _Folder, candidates: list[str]) -> str | None:
 def _load_release(root: Path, resolved: Path) -> Dataset:
     lefts, rights = _Folder(root, "left"), _Folder(root, "right")
     problems = [f.problem for f in (lefts, rights) if f.problem]
-    problems += [" and ".join(f"{f.rel}/{n}" for n in names) + f": two images named {stem!r} (pairs go by name; keep one)"
+    problems += [" and ".join(f"{f.rel}/{n}" for n in names) + f": two images named {quoted(stem)} (pairs go by name; keep one)"
                  for f in (lefts, rights) for stem, names in sorted(f.by_stem.items()) if len(names) > 1]
     if problems:
         raise DataError(problems)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import TLLError
+from .errors import TLLError, quoted
 
 if TYPE_CHECKING:
     import torch
@@ -34,10 +34,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         name = name.type
     if name not in DEVICES:
-        raise TLLError(f"unknown device {name!r}; choose from: {', '.join(DEVICES)}")
+        raise TLLError(f"unknown device {quoted(name)}; choose from: {', '.join(DEVICES)}")
     here = available_devices()
     if name == "auto":
         return torch.device(here[0])
     if name not in here:
-        raise TLLError(f"device {name} was asked for but is not available here; available: {', '.join(['auto', *here])}")
+        raise TLLError(f"device {quoted(name)} was asked for but is not available here; available: {', '.join(['auto', *here])}")
     return torch.device(name)

@@ -20,7 +20,7 @@ from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .device import resolve_device
-from .errors import TLLError
+from .errors import TLLError, quoted
 from .gallery import gallery_metrics, matcher_ranks
 from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
 from .metrics import check_finite, evaluate_scores
@@ -165,7 +165,7 @@ class Engine:
         if foils == "random":
             return split
         if foils != "hard":
-            raise TLLError(f"unknown foil mode {foils!r}; choose random or hard")
+            raise TLLError(f"unknown foil mode {quoted(foils)}; choose random or hard")
         left, right = self.task_embeddings(split.tasks, foil_backbone, progress)
         n = len(split.tasks)
         # column k: the truth of left k (the pool itself is in a seeded order)
@@ -182,7 +182,7 @@ class Engine:
         if split == "test":
             return self.test(seed), self.dataset.train_pairs
         if split != "validation":
-            raise TLLError(f"unknown split {split!r}; choose validation or test")
+            raise TLLError(f"unknown split {quoted(split)}; choose validation or test")
         chosen = self.validation(val_fraction, seed)
         return chosen.tasks, chosen.fit
 

@@ -76,6 +76,12 @@ def shown(name: object, limit: int = MAX_NAME_CHARS) -> str:
     return f"{text[:head]}…{text[-tail:]} ({len(text):,} characters)"
 
 
+def quoted(name: object, limit: int = MAX_NAME_CHARS) -> str:
+    """``'name'`` as a message quotes a user's name: :func:`shown` between single quotes (never ``repr``, which
+    neither shortens nor keeps to one readable line)."""
+    return f"'{shown(name, limit)}'"
+
+
 def bounded_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
     """``text`` as one printable line of at most ``limit`` characters (the end cut, and said to be)."""
     line = one_line(text)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import TLLError
+from .errors import TLLError, quoted
 from .matchers import LearnedMatcher, Matcher, ZeroShot
 from .matchers.zero_shot import scored_mean
 from .metrics import _tensor, _unit, bootstrap_ci, check_finite, truth_ranks
@@ -192,7 +192,7 @@ def faiss_importable() -> bool:
 def resolve_backend(backend: str, m: int) -> str:
     """``auto``: faiss when importable and the gallery is larger than ``FAISS_THRESHOLD``, else exact."""
     if backend not in BACKENDS:
-        raise TLLError(f"unknown gallery backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+        raise TLLError(f"unknown gallery backend {quoted(backend)}; choose from: {', '.join(BACKENDS)}")
     if backend == "auto":
         return "faiss" if m > FAISS_THRESHOLD and faiss_importable() else "exact"
     return backend

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import TLLError
+from .errors import TLLError, quoted
 
 METRICS = ("cosine", "euclidean", "manhattan")
 _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
@@ -23,7 +23,7 @@ _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
-        raise TLLError(f"unknown metric {metric!r}; choose from: {', '.join(METRICS)}")
+        raise TLLError(f"unknown metric {quoted(metric)}; choose from: {', '.join(METRICS)}")
     return metric
 
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints
 
-from .errors import TLLError
+from .errors import TLLError, quoted, shown
+from .numbers import RULES, WHOLE, parse_decimal
 
 Kind = Literal["family", "matcher", "rerank"]
 KINDS: tuple[Kind, ...] = ("family", "matcher", "rerank")
@@ -86,13 +87,14 @@ class OptionSpec:
                 return text.lower() == "true"
             if self.kind in (int, float):
                 try:
-                    value: Any = int(text) if self.kind is int and _is_integer_text(text) else float(text)
+                    value: Any = (int(text) if self.kind is int and WHOLE.fullmatch(text)
+                                  else parse_decimal(text, non_finite=True))
                 except (ValueError, OverflowError):
-                    raise TLLError(f"expected {_EXPECTED[self.kind]}") from None
+                    raise TLLError(f"expected {_EXPECTED[self.kind]} ({RULES[self.kind]})") from None
                 return self.check(value, quiet=True)
             return self.check(text, quiet=True)
         except TLLError as exc:
-            raise TLLError(f"option {self.name}={text}: {exc}") from None
+            raise TLLError(f"option {self.name}={shown(text)}: {exc}") from None
 
     def check(self, value: Any, *, quiet: bool = False) -> Any:
         """``value`` (a whole float made an int for an int option), or one line naming the option and the
@@ -101,7 +103,7 @@ class OptionSpec:
             value = int(value)
         problem = self._type_problem(value) or self._range_problem(value)
         if problem:
-            raise TLLError(problem if quiet else f"option {self.name}={value!r}: {problem}")
+            raise TLLError(problem if quiet else f"option {self.name}={quoted(value)}: {problem}")
         return value
 
     def _type_problem(self, value: Any) -> str | None:
@@ -138,9 +140,6 @@ def _num(value: float) -> str:
         return str(int(value))
     return format(value, ".3g")
 
-
-def _is_integer_text(text: str) -> bool:
-    return text.lstrip("+-").isdigit()
 
 
 def options_of(cfg: type | None) -> tuple[OptionSpec, ...]:
@@ -186,7 +185,7 @@ class Part:
         for spec in self.options:
             if spec.name == name:
                 return spec
-        raise TLLError(f"{self.name}: unknown option {name}; "
+        raise TLLError(f"{self.name}: unknown option {quoted(name)}; "
                        f"settable: {', '.join(s.name for s in self.options) or 'none'}")
 
     def checked_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +229,7 @@ class Register:
         try:
             return self._parts[kind][name]
         except KeyError:
-            raise TLLError(f"unknown {_NOUN[kind]} {name!r}; choose from: {', '.join(self.names(kind))}") from None
+            raise TLLError(f"unknown {_NOUN[kind]} {quoted(name)}; choose from: {', '.join(self.names(kind))}") from None
 
     def names(self, kind: Kind) -> tuple[str, ...]:
         return tuple(self._parts[kind])

@@ -8,7 +8,8 @@ from typing import Any
 
 from .backbones.registry import REGISTRY
 from .engine import ENSEMBLE_SEP, Engine, Method, method_options
-from .errors import TLLError
+from .errors import TLLError, quoted
+from .numbers import WHOLE, parse_decimal
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
@@ -76,12 +77,12 @@ class Selection:
         if get("split") in SPLITS:
             sel = replace(sel, split=get("split"))
         try:
-            fraction = float(get("val_fraction") or "x")
+            fraction = parse_decimal(get("val_fraction") or "x")
             if 0 < fraction <= 1:
                 sel = replace(sel, val_fraction=fraction)
         except ValueError:
             pass
-        if (get("seed") or "").isdigit():
+        if WHOLE.fullmatch(get("seed") or "") and int(get("seed")) >= 0:
             sel = replace(sel, seed=int(get("seed")))
         options = _options(get("options"), sel.method)
         rerank_default = _DEFAULT.method.rerank_options if sel.rerank == _DEFAULT.method.rerank else ()
@@ -132,11 +133,11 @@ def chosen_method(sel: Selection, backbone: str, method: str, metric: str, reran
     options (what the compare page's "add a method" builds); an unknown part is a one-line error."""
     for kind, name in (("matcher", method), ("rerank", rerank)):
         if (kind, name) not in REGISTER:
-            raise TLLError(f"unknown {kind} {name!r}; choose from {', '.join(REGISTER.names(kind))}")
+            raise TLLError(f"unknown {kind} {quoted(name)}; choose from {', '.join(REGISTER.names(kind))}")
     if not _valid_backbone(backbone):
-        raise TLLError(f"unknown backbone {backbone!r}")
+        raise TLLError(f"unknown backbone {quoted(backbone)}")
     if metric not in METRICS:
-        raise TLLError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        raise TLLError(f"unknown metric {quoted(metric)}; choose from {', '.join(METRICS)}")
     return replace(sel, split="validation", backbone=backbone, method=method, metric=metric, rerank=rerank,
                    options=default_options(method), rerank_options=())
 

@@ -5,7 +5,6 @@ import csv
 import io
 import math
 import os
-import re
 import stat
 import tempfile
 from pathlib import Path
@@ -14,14 +13,11 @@ import numpy as np
 
 from .dataset import CANDIDATE_COLUMNS, MAX_CSV_BYTES, TEST_CSV, allowed_data_folder, read_csv_rows
 from .errors import DataError, SubmissionError, TLLError, shown
+from .numbers import DECIMAL, NON_FINITE
 from .tasks import TaskSet
 
 HEADER = ("left", *CANDIDATE_COLUMNS)
 MAX_SUBMISSION_BYTES = MAX_CSV_BYTES  # the real one is ~200 KB; the CSV reader's own cap (it reads it next)
-# What Kaggle parses: plain ASCII decimals with an optional exponent. Python's float() also takes
-# "1_000", Arabic-Indic or full-width digits, which the leaderboard would reject.
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-_NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 
 
 def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # dataset: Dataset
@@ -30,25 +26,25 @@ def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # da
     read-only file is kept) and, given the ``dataset``, none of the files it reads."""
     path = Path(path)
     if path.is_dir():
-        raise TLLError(f"{path}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
+        raise TLLError(f"{shown(path)}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
     try:
         st = os.lstat(path)
     except OSError:
         st = None
     if st is not None and not stat.S_ISLNK(st.st_mode):  # a symlink is replaced by the file, never followed
         if not stat.S_ISREG(st.st_mode):
-            raise TLLError(f"{path}: not a regular file; give a new or a regular file name for the submission")
+            raise TLLError(f"{shown(path)}: not a regular file; give a new or a regular file name for the submission")
         if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
-            raise TLLError(f"{path}: is read-only; make it writable or choose another file name")
+            raise TLLError(f"{shown(path)}: is read-only; make it writable or choose another file name")
     if dataset is not None and _reads(dataset, path):
-        raise TLLError(f"{path}: is a file of the data folder {dataset.root}; choose another file name")
+        raise TLLError(f"{shown(path)}: is a file of the data folder {dataset.root}; choose another file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # missing folders are created when writing
         parent = parent.parent
     if not parent.is_dir():
-        raise TLLError(f"{path}: cannot write there, {parent} is not a folder")
+        raise TLLError(f"{shown(path)}: cannot write there, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise TLLError(f"{path}: cannot write there, the folder {parent} is not writable")
+        raise TLLError(f"{shown(path)}: cannot write there, the folder {parent} is not writable")
     return path
 
 
@@ -87,7 +83,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise TLLError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise TLLError(f"{shown(path)}: cannot write ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o644)  # mkstemp makes it 0600; a submission is not secret
@@ -101,7 +97,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise TLLError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+            raise TLLError(f"{shown(path)}: cannot write ({exc.strerror or exc})") from exc
         raise
 
 
@@ -141,23 +137,23 @@ def _file_problem(path: Path) -> str | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return f"{path}: not found"
+        return f"{shown(path)}: not found"
     except OSError as exc:
-        return f"{path}: cannot read ({exc.strerror or exc})"
+        return f"{shown(path)}: cannot read ({exc.strerror or exc})"
     if stat.S_ISDIR(st.st_mode):
-        return f"{path}: is a folder, not a CSV file"
+        return f"{shown(path)}: is a folder, not a CSV file"
     if not stat.S_ISREG(st.st_mode):
-        return f"{path}: not a regular file"
+        return f"{shown(path)}: not a regular file"
     if st.st_size > MAX_SUBMISSION_BYTES:
-        return f"{path}: {st.st_size / 2**20:.0f} MiB, more than a submission can be ({MAX_SUBMISSION_BYTES // 2**20} MiB)"
+        return f"{shown(path)}: {st.st_size / 2**20:.0f} MiB, more than a submission can be ({MAX_SUBMISSION_BYTES // 2**20} MiB)"
     return None
 
 
 def _score_problem(value: str) -> str | None:
     value = value.strip(" \t")  # " 0.5" is read as 0.5 by Kaggle's CSV parser; a no-break space is not
-    if _NON_FINITE.fullmatch(value):
+    if NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
-    if not _NUMBER.fullmatch(value):
+    if not DECIMAL.fullmatch(value):
         return f"'{shown(value)}' is not a number (Kaggle takes plain ASCII decimals such as 0.25 or -1.5e-3)"
     if not math.isfinite(float(value)):
         return f"{shown(value)} is not finite (too large)"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsUnavailable
+from ..errors import WeightsUnavailable, quoted
 
 @dataclass(frozen=True)
 class PackagedWeights:
@@ -113,10 +113,10 @@ def map_efficientnet_pytorch(state: dict[str, torch.Tensor], target: dict[str, t
     mapped = {}
     for s, d in zip(src, dst):
         if not _same_role(s, d, blocks):
-            raise WeightsUnavailable(f"{source}: tensor {s!r} does not correspond to {d!r}; not this architecture")
+            raise WeightsUnavailable(f"{source}: tensor {quoted(s)} does not correspond to {quoted(d)}; not this architecture")
         if tuple(state[s].shape) != tuple(target[d].shape):
-            raise WeightsUnavailable(f"{source}: tensor {s!r} has shape {tuple(state[s].shape)}, "
-                                     f"{d!r} needs {tuple(target[d].shape)}")
+            raise WeightsUnavailable(f"{source}: tensor {quoted(s)} has shape {tuple(state[s].shape)}, "
+                                     f"{quoted(d)} needs {tuple(target[d].shape)}")
         mapped[d] = state[s]
     return mapped
 

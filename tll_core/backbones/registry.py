@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import TLLError
+from ..errors import TLLError, quoted
 from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess  # re-exported: the registry is the front door
 from ..register import REGISTER
 from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
@@ -88,7 +88,7 @@ def get_cfg(name: str) -> BackboneCfg:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise TLLError(f"unknown backbone {name!r}; choose from: {', '.join(REGISTRY)}") from None
+        raise TLLError(f"unknown backbone {quoted(name)}; choose from: {', '.join(REGISTRY)}") from None
 
 
 def local_weights_file(name: str, weights: str | os.PathLike[str] | None = None) -> Path | None:
