@@ -222,6 +222,11 @@ class LearnedMatcher:
                     break
         model.load_state_dict(best_state)
         self.model = model.eval()
+        # score from the state a store would keep, through the code that reloads it: a fresh and a reloaded
+        # matcher are then one computation (the trained module's tensors could otherwise take other kernels)
+        curve = self.curve  # the curve as trained (a stored one comes back rounded to float32)
+        self.load_state(self.state())
+        self.curve = curve
 
     def _diverged_hint(self) -> str:
         return ""
