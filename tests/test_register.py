@@ -271,7 +271,7 @@ def test_bool_and_choice_options_parse() -> None:
 
 def test_created_parts_carry_their_checked_options() -> None:
     assert create_matcher("adaptation", hidden=64.0).cfg.hidden == 64  # a whole float from a widget or JSON
-    with pytest.raises(TLLError, match="unknown option 'temprature'; settable: epochs"):
+    with pytest.raises(TLLError, match="unknown option temprature; settable: epochs"):
         create_matcher("adaptation", temprature=0.1)
     with pytest.raises(TLLError, match="unknown method 'nope'; choose from: zero-shot, adaptation"):
         matcher_part("nope")

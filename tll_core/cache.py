@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import diskcache
 import numpy as np
 
-from .errors import TLLError, quoted
+from .errors import TLLError, quoted, shown
 from .numbers import WHOLE
 
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
@@ -82,7 +82,7 @@ def default_cache_dir() -> Path:
 def check_size_limit(size_limit: int) -> int:
     """The limit, if it is a positive number of bytes (0 would evict every embedding as it is stored)."""
     if isinstance(size_limit, bool) or not isinstance(size_limit, int) or not 0 < size_limit < 2**63:  # SQLite's INTEGER
-        raise TLLError(f"cache size limit {quoted(size_limit)}: must be a positive number of bytes below 2^63 "
+        raise TLLError(f"cache size limit {shown(size_limit)}: must be a positive number of bytes below 2^63 "
                        f"(to empty the cache, use `python -m tll_core cache --clear`)")
     return size_limit
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import TLLError, quoted
+from .errors import TLLError, quoted, shown
 
 if TYPE_CHECKING:
     import torch
@@ -39,5 +39,5 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         return torch.device(here[0])
     if name not in here:
-        raise TLLError(f"device {quoted(name)} was asked for but is not available here; available: {', '.join(['auto', *here])}")
+        raise TLLError(f"device {shown(name)} was asked for but is not available here; available: {', '.join(['auto', *here])}")
     return torch.device(name)

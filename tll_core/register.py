@@ -103,7 +103,7 @@ class OptionSpec:
             value = int(value)
         problem = self._type_problem(value) or self._range_problem(value)
         if problem:
-            raise TLLError(problem if quiet else f"option {self.name}={quoted(value)}: {problem}")
+            raise TLLError(problem if quiet else f"option {self.name}={quoted(value) if isinstance(value, str) else shown(value)}: {problem}")
         return value
 
     def _type_problem(self, value: Any) -> str | None:
@@ -185,7 +185,7 @@ class Part:
         for spec in self.options:
             if spec.name == name:
                 return spec
-        raise TLLError(f"{self.name}: unknown option {quoted(name)}; "
+        raise TLLError(f"{self.name}: unknown option {shown(name)}; "
                        f"settable: {', '.join(s.name for s in self.options) or 'none'}")
 
     def checked_options(self, options: dict[str, Any]) -> dict[str, Any]:
