@@ -283,3 +283,28 @@ def test_across_cpu_kernels_scores_differ_only_in_the_last_bits_and_never_in_ord
         other = scores["avx2"][name]
         assert np.abs(other - base).max() <= 1e-5 * (base.max() - base.min()), name
         assert (np.argsort(-other, axis=1, kind="stable") == np.argsort(-base, axis=1, kind="stable")).all(), name
+
+
+@pytest.mark.slow
+def test_every_learned_matcher_gives_the_same_csv_on_every_run_and_thread_count(demo_dir: Path, tmp_path: Path) -> None:
+    """``submit`` twice on two threads and once on one, with no cache: the same bytes for each learned matcher
+    (found by an adversarial pass: a Siamese fit gave another CSV on each run, because indexing's backward
+    summed repeated negatives in a varying order)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for method in ("siamese", "adaptation", "pair-classifier"):
+        digests = set()
+        for run, threads in enumerate(("2", "2", "1")):
+            env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+            env.update(OMP_NUM_THREADS=threads, PYTHONPATH=str(root))
+            out = tmp_path / f"{method}-{run}.csv"
+            done = subprocess.run([sys.executable, "-m", "tll_core", "submit", "--data", str(demo_dir), "--backbone",
+                                   "tiny-image", "--method", method, "--option", "epochs=5", "--rerank", "none",
+                                   "--no-cache", "--quiet", "--out", str(out)],
+                                  capture_output=True, text=True, env=env, cwd=root, timeout=300)
+            assert done.returncode == 0, done.stderr[-2000:]
+            digests.add(out.read_bytes())
+        assert len(digests) == 1, method

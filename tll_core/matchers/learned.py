@@ -308,7 +308,12 @@ def _negatives(right: torch.Tensor, k: int, generator: torch.Generator) -> torch
     """``[n, k, d]``: for each pair, k rights of *other* pairs in the batch, drawn at random."""
     n = len(right)
     shift = torch.randint(1, n, (n, k), generator=generator).to(right.device)  # drawn on the CPU generator
-    return right[(torch.arange(n, device=right.device)[:, None] + shift) % n]
+    picked = (torch.arange(n, device=right.device)[:, None] + shift) % n
+    # a one-hot product, not ``right[picked]``: indexing's backward accumulates repeated rows in an order
+    # that varies between runs on several threads (a Siamese fit gave another CSV each run); a matmul's
+    # does not, and its forward is exactly the gathered rows (1 * x + 0 * the rest)
+    one_hot = torch.nn.functional.one_hot(picked.reshape(-1), n).to(right.dtype)
+    return (one_hot @ right).reshape(n, k, right.shape[1])
 
 
 # ---------------------------------------------------------------- adaptation function
