@@ -195,7 +195,13 @@ def test_identical_images_give_no_figure_above_chance_end_to_end(tmp_path) -> No
             shutil.copyfile(one, root / "train" / side / f"{name}.jpg")
     write_csv(root / "train.csv", [["left", "right"], *pairs])
     engine = Engine(load_dataset(root), EmbeddingCache(tmp_path / "cache"))
-    row, = engine.evaluate(["tiny-image"], methods=[Method(rerank="hungarian")], val_fraction=1.0)
-    assert row.top2 < CHANCE_TOP2 + 0.07  # 200 tasks: 3.3 standard deviations
+    methods = [Method(rerank=name) for name in RERANKERS]
+    for foils in ("random", "hard"):  # hard foils: equal similarities once chose the same 19 foils for every left
+        rows = engine.evaluate(["tiny-image"], methods=methods, val_fraction=1.0, foils=foils, foil_backbone="tiny-image")
+        for name, row in zip(RERANKERS, rows):
+            # 200 tasks: chance + 3.3 standard deviations; sinkhorn and dual-softmax may read the list counts
+            # (README, "No order carries the answer": about 0.15 and 0.12 on constant scores)
+            bound = CHANCE_TOP2 + 0.07 if name in ("none", "csls", "hungarian") else 0.25
+            assert row.top2 < bound, (foils, name, row.top2)
     g, = engine.evaluate_gallery(["tiny-image"], [Method(rerank="hungarian")], val_fraction=1.0)
     assert g.recall_at_1 < 0.05

@@ -145,7 +145,10 @@ def hard_foil_tasks(
         raise ValueError(f"similarity must be {n}x{n}, got {similarity.shape}")
     sim = similarity.astype(np.float64, copy=True)
     np.fill_diagonal(sim, -np.inf)
-    foils = np.argsort(-sim, axis=1, kind="stable")[:, : N_CANDIDATES - 1]
+    # equal similarities are ordered by a seeded random key, never by index: on identical images an index
+    # order gave every left the same 19 foils, and each truth was then the one right listed only once
+    tie_break = np.random.default_rng([seed, 5]).random(sim.shape)
+    foils = np.lexsort((tie_break, -sim), axis=1)[:, : N_CANDIDATES - 1]
     return _task_set(validation, *_place_truth(foils, np.random.default_rng([seed, 2])), name, seed)
 
 
