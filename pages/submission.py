@@ -38,7 +38,12 @@ if st.button("Score the test tasks", type="primary"):
     st.session_state["submission_path"] = str(path)
 path = st.session_state.get("submission_path")
 if path:
-    problems = submission_problems(path, eng.dataset.root)
+    try:
+        problems = submission_problems(path, eng.dataset.root)
+    except TLLError as exc:  # the written file is gone or replaced since (a bad input now, one line)
+        st.session_state.pop("submission_path", None)
+        show_error(exc)
+        st.stop()
     if problems:
         show_error(f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
     else:

@@ -324,9 +324,17 @@ def test_numbers_kaggle_rejects_are_problems(demo_dir: Path, tmp_path: Path, val
 
 
 def _validate_within(seconds: float, demo_dir: Path, path: Path) -> list[str]:
-    """submission_problems in a thread: a hang fails the test instead of stalling the suite."""
+    """submission_problems in a thread: a hang fails the test instead of stalling the suite. A file that cannot
+    be read at all is a bad input (TLLError: one line, exit 2), returned here as its one message."""
     result: list[list[str]] = []
-    worker = threading.Thread(target=lambda: result.append(submission_problems(path, demo_dir)), daemon=True)
+
+    def validate() -> None:
+        try:
+            result.append(submission_problems(path, demo_dir))
+        except TLLError as exc:
+            result.append(["refused: " + str(exc)])
+
+    worker = threading.Thread(target=validate, daemon=True)
     worker.start()
     worker.join(seconds)
     assert result, f"validating {path} did not return within {seconds}s"
@@ -337,7 +345,7 @@ def test_fifo_does_not_hang(demo_dir: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "sub.csv"
     os.mkfifo(fifo)
     try:
-        assert _validate_within(10, demo_dir, fifo) == [f"{fifo}: not a regular file"]
+        assert _validate_within(10, demo_dir, fifo) == [f"refused: {fifo}: not a regular file"]
     finally:
         try:  # unblock a reader stuck on the FIFO, should the check ever regress
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
@@ -349,9 +357,9 @@ def test_fifo_does_not_hang(demo_dir: Path, tmp_path: Path) -> None:
 def test_dev_zero_and_links_to_it_are_refused(demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     link = tmp_path / "sub.csv"
     link.symlink_to("/dev/zero")
-    assert _validate_within(10, demo_dir, Path("/dev/zero")) == ["/dev/zero: not a regular file"]
+    assert _validate_within(10, demo_dir, Path("/dev/zero")) == ["refused: /dev/zero: not a regular file"]
     code, _, err = run(capsys, "validate-submission", "--data", str(demo_dir), str(link))
-    assert code == 1 and f"{link}: not a regular file" in err
+    assert code == 2 and err == f"error: {link}: not a regular file\n"  # a bad input, not a verdict (exit 1)
 
 
 def test_oversized_file_is_refused_unread(demo_dir: Path, tmp_path: Path) -> None:
@@ -359,8 +367,9 @@ def test_oversized_file_is_refused_unread(demo_dir: Path, tmp_path: Path) -> Non
     with big.open("wb") as fh:
         fh.truncate(MAX_SUBMISSION_BYTES + 1)  # sparse: no disk used
     problems = _validate_within(10, demo_dir, big)
-    assert len(problems) == 1 and problems[0].startswith(f"{big}: ") and "more than a submission can be" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith(f"refused: {big}: ") and "more than a submission can be" in problems[0]
 
 
 def test_folder_as_submission_is_a_problem(demo_dir: Path, tmp_path: Path) -> None:
-    assert submission_problems(tmp_path, demo_dir) == [f"{tmp_path}: is a folder, not a CSV file"]
+    with pytest.raises(TLLError, match="is a folder, not a CSV file"):
+        submission_problems(tmp_path, demo_dir)

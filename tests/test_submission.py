@@ -5,7 +5,7 @@ import pytest
 
 from conftest import write_csv
 from tll_core.dataset import load_dataset
-from tll_core.errors import SubmissionError
+from tll_core.errors import SubmissionError, TLLError
 from tll_core.submission import HEADER, submission_problems, validate_submission, write_submission
 from tll_core.tasks import candidate_tasks
 
@@ -55,7 +55,8 @@ def test_validator_catches_each_kind_of_bad_csv(written: Path, kaggle_dir: Path,
 def test_empty_and_missing_files(written: Path, kaggle_dir: Path, tmp_path: Path) -> None:
     written.write_text("")
     assert "empty file" in submission_problems(written, kaggle_dir)[0]
-    assert "not found" in submission_problems(tmp_path / "none.csv", kaggle_dir)[0]
+    with pytest.raises(TLLError, match="not found"):  # not a submission to judge: a bad input (exit 2)
+        submission_problems(tmp_path / "none.csv", kaggle_dir)
 
 
 def test_writer_refuses_non_finite_scores(kaggle_dir: Path, tmp_path: Path) -> None:

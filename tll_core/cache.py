@@ -47,8 +47,8 @@ from typing import Any, TypeVar
 import diskcache
 import numpy as np
 
-from .errors import TLLError, quoted, shown
-from .numbers import WHOLE
+from .errors import TLLError, quoted, shown, shown_path
+from .numbers import WHOLE_RULE, parse_whole
 
 CACHE_DIR_ENV = "TLL_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
@@ -89,12 +89,16 @@ def check_size_limit(size_limit: int) -> int:
 
 def env_size_limit() -> int | None:
     """``$TLL_CACHE_SIZE_LIMIT`` in bytes, or None when unset; anything but a positive integer is an error."""
-    text = os.environ.get(SIZE_LIMIT_ENV, "").strip()
-    if not text:
+    text = os.environ.get(SIZE_LIMIT_ENV, "")
+    if not text.strip(" \t"):
         return None
-    if not WHOLE.fullmatch(text) or int(text) <= 0:
-        raise TLLError(f"{SIZE_LIMIT_ENV}={quoted(text)}: must be a positive whole number of bytes")
-    return int(text)
+    try:
+        limit = parse_whole(text)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise TLLError(f"{SIZE_LIMIT_ENV}={quoted(text)}: must be a positive whole number of bytes ({WHOLE_RULE})")
+    return limit
 
 
 # ------------------------------------------------------------------ failures of the cache itself
@@ -135,14 +139,14 @@ def failure_kind(exc: BaseException) -> tuple[str, str] | None:
 def cache_error(kind: str, detail: str, folder: Path) -> CacheError:
     """The one line a user sees for a cache folder that cannot be used."""
     advice = {
-        "full": f"free some space, run `python -m tll_core cache --clear --cache-dir {folder}`, or use --no-cache",
+        "full": f"free some space, run `python -m tll_core cache --clear --cache-dir {shown_path(folder)}`, or use --no-cache",
         "readonly": "use --no-cache, or set TLL_CACHE_DIR to a writable folder",
         "busy": "another process holds the cache; try again, or use --no-cache",
-        "damaged": f"run `python -m tll_core cache --clear --cache-dir {folder}` or delete the folder",
+        "damaged": f"run `python -m tll_core cache --clear --cache-dir {shown_path(folder)}` or delete the folder",
     }.get(kind, "use --no-cache, or set TLL_CACHE_DIR to another folder")
     what = {"full": "no space left for the cache", "readonly": "cache folder is not writable",
             "busy": "cache is locked", "damaged": "damaged cache database"}.get(kind, "cache is unusable")
-    return CacheError(f"{folder}: {what} ({detail}); {advice}", kind)
+    return CacheError(f"{shown_path(folder)}: {what} ({shown(detail, 200)}); {advice}", kind)
 
 
 def _inode(path: Path) -> int | None:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
 from .device import DEVICES
-from .errors import TLLError, bounded_line, os_problem, quoted, shown
+from .errors import TLLError, bounded_line, os_problem, quoted, shown, shown_path
 from .numbers import decimal_arg, whole_arg
 from .metrics import METRICS
 from .register import REGISTER, Part
@@ -280,7 +280,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
         if not sep:
             deep = [b for b in parts if REGISTRY.get(b) and REGISTRY[b].needs_weights]
             if len(deep) != 1:
-                raise TLLError(f"--weights {shown(spec)}: say which backbone it is for, as NAME=FILE")
+                raise TLLError(f"--weights {shown_path(spec)}: say which backbone it is for, as NAME=FILE")
             name, file = deep[0], spec
         weights[name] = file
     dataset = load_dataset(args.data)

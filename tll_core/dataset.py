@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError, quoted, shown
+from .errors import DataError, quoted, shown, shown_path
 from .files import cannot_read, read_regular
 from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
@@ -136,7 +136,7 @@ def confined_path(root: Path, image_id: str) -> Path:
     """``root / image_id`` resolved now (symlink loops left unresolved, to fail when opened), refused outside ``root``."""
     path = Path(os.path.realpath(root / image_id))
     if not path.is_relative_to(root):
-        raise DataError(f"{shown(image_id)}: resolves outside the data folder {root}")
+        raise DataError(f"{shown_path(image_id)}: resolves outside the data folder {root}")
     return path
 
 
@@ -163,7 +163,7 @@ def allowed_data_folder(folder: str | os.PathLike[str], roots: str | None = None
     path = Path(folder).expanduser().resolve()
     allowed = [Path(r).expanduser().resolve() for r in roots.split(os.pathsep) if r.strip()]
     if allowed and not any(path == r or path.is_relative_to(r) for r in allowed):
-        raise DataError(f"{shown(folder)}: outside the allowed data folders (${DATA_ROOTS_ENV})")
+        raise DataError(f"{shown_path(folder)}: outside the allowed data folders (${DATA_ROOTS_ENV})")
     return path
 
 
@@ -184,9 +184,9 @@ def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True) -> 
 
 def _load(root: Path) -> Dataset:
     if not root.exists():
-        raise DataError(f"{shown(root)}: no such data folder")
+        raise DataError(f"{shown_path(root)}: no such data folder")
     if not root.is_dir():
-        raise DataError(f"{shown(root)}: is a file, not a data folder")
+        raise DataError(f"{shown_path(root)}: is a file, not a data folder")
     os.listdir(root)  # an unreadable folder fails here, by name
     resolved = Path(os.path.realpath(root))
     if os.path.lexists(root / TRAIN_CSV) or os.path.lexists(root / TEST_CSV):
@@ -213,6 +213,9 @@ class _Folder:
         folder = root / rel
         self.exists = folder.is_dir()
         if not self.exists:
+            return
+        if not folder.resolve().is_relative_to(root.resolve()):  # a symlink out: never listed, so no message
+            self.problem = f"{rel}/: resolves outside the data folder {shown_path(root)}"
             return
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)

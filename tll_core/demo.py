@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from .dataset import CANDIDATE_COLUMNS, N_CANDIDATES, SAMPLE_CSV, TEST_CSV, TRAIN_CSV
-from .errors import TLLError, shown
+from .errors import TLLError, shown, shown_path
 from .files import read_regular
 
 PHOTOS = (
@@ -93,13 +93,13 @@ def write_demo(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise TLLError(f"{shown(out)}: is a file, not a folder; choose an empty or new folder for the demo")
+        raise TLLError(f"{shown_path(out)}: is a file, not a folder; choose an empty or new folder for the demo")
     if is_complete_demo(out) and not overwrite:
         return out
     if _missing_or_empty(out):
         return _write_fresh(out)
     if not overwrite or _marker_text(out) is None:
-        raise TLLError(f"{shown(out)}: folder is not empty and holds no complete demo (version {VERSION}); "
+        raise TLLError(f"{shown_path(out)}: folder is not empty and holds no complete demo (version {VERSION}); "
                        f"choose an empty or new folder for the demo")
     return _overwrite(out)
 
@@ -108,7 +108,7 @@ def _missing_or_empty(out: Path) -> bool:
     try:
         return not out.exists() or not any(out.iterdir())
     except OSError as exc:
-        raise TLLError(f"{shown(out)}: cannot read the folder ({exc.strerror or exc})") from exc
+        raise TLLError(f"{shown_path(out)}: cannot read the folder ({exc.strerror or exc})") from exc
 
 
 def is_complete_demo(out: str | os.PathLike[str]) -> bool:
@@ -194,13 +194,13 @@ def _write_fresh(out: Path) -> Path:
             _generate(tmp)
             os.chmod(tmp, 0o755)  # mkdtemp made it private; the demo is ordinary data
         except OSError as exc:
-            raise TLLError(f"{shown(out)}: cannot write the demo ({exc.strerror or exc})") from exc
+            raise TLLError(f"{shown_path(out)}: cannot write the demo ({exc.strerror or exc})") from exc
         try:
             os.rename(tmp, out)  # atomic; replaces an empty folder, fails on a non-empty one
         except OSError as exc:
             if is_complete_demo(out):  # another writer got there first
                 return out
-            raise TLLError(f"{shown(out)}: cannot move the demo into place ({exc.strerror or exc}); "
+            raise TLLError(f"{shown_path(out)}: cannot move the demo into place ({exc.strerror or exc}); "
                            f"choose an empty or new folder for the demo") from exc
         return out
     finally:
@@ -220,13 +220,13 @@ def _overwrite(out: Path) -> Path:
         for rel in new:
             target = out / rel
             if old is not None and (target.exists() or target.is_symlink()) and rel not in old:
-                raise TLLError(f"{shown(target)}: not written by the demo; move it away or choose an empty or new folder")
+                raise TLLError(f"{shown_path(target)}: not written by the demo; move it away or choose an empty or new folder")
         for rel in [*new, MARKER]:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / rel, out / rel)
         return out
     except OSError as exc:
-        raise TLLError(f"{shown(out)}: cannot overwrite the demo ({exc.strerror or exc})") from exc
+        raise TLLError(f"{shown_path(out)}: cannot overwrite the demo ({exc.strerror or exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -236,7 +236,7 @@ def _temp_sibling(out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as exc:
-        raise TLLError(f"{shown(out.parent)}: cannot write the demo here ({exc.strerror or exc})") from exc
+        raise TLLError(f"{shown_path(out.parent)}: cannot write the demo here ({exc.strerror or exc})") from exc
 
 
 def _generate(out: Path) -> dict[str, list]:

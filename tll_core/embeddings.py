@@ -85,6 +85,8 @@ def embed_paths(
                     failures.append(image)
                 elif cache is not None:
                     vector = cache.get(identity, image.sha1)
+                    if vector is not None and vector.shape != (backbone.cfg.dim,):
+                        vector = None  # well-formed but of another size (a forged entry): recomputed
                 if vector is not None:
                     out[row] = vector
                     stats.cached += 1

@@ -60,6 +60,8 @@ def one_line(text: str) -> str:
 
 MAX_NAME_CHARS = 80
 """A name quoted in a message (a file, a row's cell, an option) is cut to this many characters."""
+MAX_PATH_CHARS = 300
+"""A path quoted in a message is cut to this many characters (real absolute paths run past 80)."""
 MAX_LINE_CHARS = 2000
 """A whole message line is cut to this many characters (a long list of problems is summarised before that)."""
 
@@ -76,6 +78,11 @@ def shown(name: object, limit: int = MAX_NAME_CHARS) -> str:
     return f"{text[:head]}…{text[-tail:]} ({len(text):,} characters)"
 
 
+def shown_path(path: object) -> str:
+    """A path as a message quotes it: :func:`shown` at :data:`MAX_PATH_CHARS`."""
+    return shown(path, MAX_PATH_CHARS)
+
+
 def quoted(name: object, limit: int = MAX_NAME_CHARS) -> str:
     """``'name'`` as a message quotes a user's name: :func:`shown` between single quotes (never ``repr``, which
     neither shortens nor keeps to one readable line)."""
@@ -90,6 +97,6 @@ def bounded_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
 
 def os_problem(exc: OSError) -> str:
     """An OSError in one line naming its file: ``/x/cache.db: No space left on device``."""
-    where = exc.filename if exc.filename is not None else "a file"
-    other = f" → {exc.filename2}" if exc.filename2 is not None else ""
+    where = shown_path(exc.filename) if exc.filename is not None else "a file"
+    other = f" → {shown_path(exc.filename2)}" if exc.filename2 is not None else ""
     return f"{where}{other}: {exc.strerror or exc}".replace("\n", " ")

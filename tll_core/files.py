@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import DataError
+from .errors import shown_path as short  # the parameter `shown` is the name as given; this shortens it
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def cannot_read(shown: str, exc: OSError) -> DataError:
-    return DataError(f"{shown}: cannot read ({exc.strerror or type(exc).__name__})")
+    return DataError(f"{short(shown)}: cannot read ({exc.strerror or type(exc).__name__})")
 
 
 def inside(path: str | Path, root: Path) -> bool:
@@ -36,7 +37,7 @@ def open_regular(path: Path, shown: str, cap: int, root: Path | None = None) -> 
         if root is not None:
             real = os.path.realpath(path, strict=True)  # OSError for a missing target or a symlink loop
             if not inside(real, root):
-                raise DataError(f"{shown}: resolves outside the data folder {root}")
+                raise DataError(f"{short(shown)}: resolves outside the data folder {short(root)}")
             fd = os.open(real, _FLAGS | _NOFOLLOW)  # swapped for a symlink since? ELOOP, refused
         else:
             fd = os.open(path, _FLAGS)
@@ -58,12 +59,12 @@ def _check_open(fd: int, shown: str, cap: int, root: Path | None) -> None:
     except OSError as exc:
         raise cannot_read(shown, exc) from None
     if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{shown}: not a regular file")
+        raise DataError(f"{short(shown)}: not a regular file")
     if info.st_size > cap:
-        raise DataError(f"{shown}: {info.st_size:,} bytes exceeds the {cap:,}-byte limit")
+        raise DataError(f"{short(shown)}: {info.st_size:,} bytes exceeds the {cap:,}-byte limit")
     opened = _opened_path(fd)
     if root is not None and opened is not None and not inside(opened, root):  # a parent folder swapped meanwhile
-        raise DataError(f"{shown}: resolves outside the data folder {root}")
+        raise DataError(f"{short(shown)}: resolves outside the data folder {short(root)}")
 
 
 def _opened_path(fd: int) -> str | None:
@@ -82,5 +83,5 @@ def read_regular(path: Path, shown: str, cap: int, root: Path | None = None) -> 
         except OSError as exc:
             raise cannot_read(shown, exc) from None
     if len(data) > cap:  # grew after the size check
-        raise DataError(f"{shown}: larger than the {cap:,}-byte limit")
+        raise DataError(f"{short(shown)}: larger than the {cap:,}-byte limit")
     return data

@@ -19,11 +19,17 @@ DECIMAL_RULE = "plain ASCII decimals such as 5, 0.25 or -1.5e-3"
 RULES = {int: WHOLE_RULE, float: DECIMAL_RULE}
 
 
+MAX_WHOLE_DIGITS = 19  # every whole number the tool takes (seeds, sizes, counts) is below 2^63
+
+
 def parse_whole(text: str) -> int:
-    """``text`` (surrounding spaces and tabs aside) as a whole number, or ValueError naming it and the rule."""
+    """``text`` (surrounding spaces and tabs aside) as a whole number, or ValueError naming it and the rule
+    (past 19 digits: too large for anything here, and never handed to ``int``, which refuses 4300 digits)."""
     text = text.strip(" \t")  # ASCII blanks only: a no-break space is not one (nor is it to Kaggle)
     if not WHOLE.fullmatch(text):
         raise ValueError(f"'{shown(text)}' is not a whole number ({WHOLE_RULE})")
+    if len(text.lstrip("+-").lstrip("0")) > MAX_WHOLE_DIGITS:
+        raise ValueError(f"'{shown(text)}' is too large (at most {MAX_WHOLE_DIGITS} digits)")
     return int(text)
 
 

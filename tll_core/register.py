@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints
 
 from .errors import TLLError, quoted, shown
-from .numbers import RULES, WHOLE, parse_decimal
+from .numbers import RULES, WHOLE, parse_decimal, parse_whole
 
 Kind = Literal["family", "matcher", "rerank"]
 KINDS: tuple[Kind, ...] = ("family", "matcher", "rerank")
@@ -79,7 +79,7 @@ class OptionSpec:
     def parse(self, text: str) -> Any:
         """A value from text (``--option``, a URL), checked; one line naming the option, as the user wrote it,
         when it is not valid."""
-        text = text.strip()
+        text = text.strip(" \t")  # ASCII blanks only, as for every number (tll_core/numbers.py)
         try:
             if self.kind is bool:  # only the words: "1" is as likely a slip for another option as a yes
                 if text.lower() not in ("true", "false"):
@@ -87,7 +87,7 @@ class OptionSpec:
                 return text.lower() == "true"
             if self.kind in (int, float):
                 try:
-                    value: Any = (int(text) if self.kind is int and WHOLE.fullmatch(text)
+                    value: Any = (parse_whole(text) if self.kind is int and WHOLE.fullmatch(text)
                                   else parse_decimal(text, non_finite=True))
                 except (ValueError, OverflowError):
                     raise TLLError(f"expected {_EXPECTED[self.kind]} ({RULES[self.kind]})") from None

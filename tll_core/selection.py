@@ -9,14 +9,14 @@ from typing import Any
 from .backbones.registry import REGISTRY
 from .engine import ENSEMBLE_SEP, Engine, Method, method_options
 from .errors import TLLError, quoted
-from .numbers import WHOLE, parse_decimal
+from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
 from .recipes import default_recipe
 from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
 from .results import ResultRow
-from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
 
 SPLITS = ("validation", "test")
 _DEFAULT = default_recipe()  # the best recipe installed here (pretrained weights), else the weight-free one
@@ -82,8 +82,12 @@ class Selection:
                 sel = replace(sel, val_fraction=fraction)
         except ValueError:
             pass
-        if WHOLE.fullmatch(get("seed") or "") and int(get("seed")) >= 0:
-            sel = replace(sel, seed=int(get("seed")))
+        try:
+            seed = parse_whole(get("seed") or "x")
+            if 0 <= seed < SEED_LIMIT:
+                sel = replace(sel, seed=seed)
+        except ValueError:
+            pass
         options = _options(get("options"), sel.method)
         rerank_default = _DEFAULT.method.rerank_options if sel.rerank == _DEFAULT.method.rerank else ()
         rerank_options = _part_options(get("rerank_options"), REGISTER.get("rerank", sel.rerank), rerank_default)
@@ -165,8 +169,13 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     return on_tasks, on_gallery
 
 
+MAX_LINK_PARTS = 8  # an ensemble in a link: more parts would have the studio embed every image that many times
+
+
 def _valid_backbone(name: str | None) -> bool:
-    return bool(name) and all(part in REGISTRY for part in name.split(ENSEMBLE_SEP))
+    if not name or name.count(ENSEMBLE_SEP) >= MAX_LINK_PARTS:
+        return False
+    return all(part in REGISTRY for part in name.split(ENSEMBLE_SEP))
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
@@ -184,5 +193,6 @@ def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any],
         pairs = json.loads(text)
         options = {str(k): v for k, v in pairs if k in allowed and isinstance(v, (int, float, str, bool))}
         return tuple(sorted(part.checked_options(options).items()))
-    except (ValueError, TypeError, TLLError):  # malformed, or a value of the wrong type or out of range
+    except (ValueError, TypeError, RecursionError, TLLError):  # malformed (or nested past Python's stack), or a
+        # value of the wrong type or out of range
         return fallback

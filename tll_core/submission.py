@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CANDIDATE_COLUMNS, MAX_CSV_BYTES, TEST_CSV, allowed_data_folder, read_csv_rows
-from .errors import DataError, SubmissionError, TLLError, shown
+from .errors import DataError, SubmissionError, TLLError, shown, shown_path
 from .numbers import DECIMAL, NON_FINITE
 from .tasks import TaskSet
 
@@ -26,25 +26,25 @@ def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # da
     read-only file is kept) and, given the ``dataset``, none of the files it reads."""
     path = Path(path)
     if path.is_dir():
-        raise TLLError(f"{shown(path)}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
+        raise TLLError(f"{shown_path(path)}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
     try:
         st = os.lstat(path)
     except OSError:
         st = None
     if st is not None and not stat.S_ISLNK(st.st_mode):  # a symlink is replaced by the file, never followed
         if not stat.S_ISREG(st.st_mode):
-            raise TLLError(f"{shown(path)}: not a regular file; give a new or a regular file name for the submission")
+            raise TLLError(f"{shown_path(path)}: not a regular file; give a new or a regular file name for the submission")
         if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
-            raise TLLError(f"{shown(path)}: is read-only; make it writable or choose another file name")
+            raise TLLError(f"{shown_path(path)}: is read-only; make it writable or choose another file name")
     if dataset is not None and _reads(dataset, path):
-        raise TLLError(f"{shown(path)}: is a file of the data folder {dataset.root}; choose another file name")
+        raise TLLError(f"{shown_path(path)}: is a file of the data folder {dataset.root}; choose another file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:  # missing folders are created when writing
         parent = parent.parent
     if not parent.is_dir():
-        raise TLLError(f"{shown(path)}: cannot write there, {parent} is not a folder")
+        raise TLLError(f"{shown_path(path)}: cannot write there, {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise TLLError(f"{shown(path)}: cannot write there, the folder {parent} is not writable")
+        raise TLLError(f"{shown_path(path)}: cannot write there, the folder {parent} is not writable")
     return path
 
 
@@ -83,7 +83,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise TLLError(f"{shown(path)}: cannot write ({exc.strerror or exc})") from exc
+        raise TLLError(f"{shown_path(path)}: cannot write ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o644)  # mkstemp makes it 0600; a submission is not secret
@@ -97,7 +97,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise TLLError(f"{shown(path)}: cannot write ({exc.strerror or exc})") from exc
+            raise TLLError(f"{shown_path(path)}: cannot write ({exc.strerror or exc})") from exc
         raise
 
 
@@ -109,8 +109,8 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
     if problems or not (data / TEST_CSV).exists():
         raise DataError(problems or [f"{data / TEST_CSV}: not found"])
     unreadable = _file_problem(submission)
-    if unreadable:
-        return [unreadable]
+    if unreadable:  # not a verdict on a submission (exit 1) but a bad input: one line, exit 2
+        raise TLLError(unreadable)
     # a user's file: anywhere, but regular and capped; every row, so that row k is matched with row k of
     # test_candidates.csv even after a row of the wrong width (reported there, once)
     rows, problems = read_csv_rows(submission, HEADER, confined=False, every_row=True)
@@ -137,15 +137,15 @@ def _file_problem(path: Path) -> str | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return f"{shown(path)}: not found"
+        return f"{shown_path(path)}: not found"
     except OSError as exc:
-        return f"{shown(path)}: cannot read ({exc.strerror or exc})"
+        return f"{shown_path(path)}: cannot read ({exc.strerror or exc})"
     if stat.S_ISDIR(st.st_mode):
-        return f"{shown(path)}: is a folder, not a CSV file"
+        return f"{shown_path(path)}: is a folder, not a CSV file"
     if not stat.S_ISREG(st.st_mode):
-        return f"{shown(path)}: not a regular file"
+        return f"{shown_path(path)}: not a regular file"
     if st.st_size > MAX_SUBMISSION_BYTES:
-        return f"{shown(path)}: {st.st_size / 2**20:.0f} MiB, more than a submission can be ({MAX_SUBMISSION_BYTES // 2**20} MiB)"
+        return f"{shown_path(path)}: {st.st_size / 2**20:.0f} MiB, more than a submission can be ({MAX_SUBMISSION_BYTES // 2**20} MiB)"
     return None
 
 

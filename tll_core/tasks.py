@@ -64,6 +64,9 @@ class Split:
     seed: int
 
 
+SEED_LIMIT = 2**63  # seeds are whole numbers in [0, 2^63): what numpy's SeedSequence and SQLite both take
+
+
 def pool_order(n: int, seed: int, salt: int = 3) -> np.ndarray:
     """A seeded random order of ``n`` pool items (numpy's PCG64: the same on every machine)."""
     return np.random.default_rng([seed, salt]).permutation(n)
@@ -108,7 +111,7 @@ def split_pairs(
     """A seeded fit/validation split (numpy's PCG64: the same on every machine)."""
     if not 0.0 < val_fraction <= 1.0:
         raise DataError(f"validation fraction must be in (0, 1], got {val_fraction}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
         raise DataError(f"seed must be a whole number from 0 to 2^63-1, got {seed}")
     n_val = max(N_CANDIDATES, round(len(pairs) * val_fraction))
     if len(pairs) < N_CANDIDATES:

@@ -160,7 +160,10 @@ class LearnedMatcher:
         return views_of(self.cfg.grayscale, flip_tta)
 
     def key_material(self) -> dict[str, Any]:
-        return {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": asdict(self.cfg)}
+        material = {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": asdict(self.cfg)}
+        if self.cfg.flip_augment:  # since issue 18 mirrors are held back with their pairs: stored ones retrain
+            material["held_back"] = "by pair"
+        return material
 
     def pca_settings(self) -> tuple[int, bool]:
         return getattr(self.cfg, "pca_dim", 0), getattr(self.cfg, "whiten", False)
@@ -168,14 +171,21 @@ class LearnedMatcher:
     # the protocol
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         cfg = self.cfg
-        if len(left) < MIN_FIT_PAIRS:
-            raise TLLError(f"{self.name}: {len(left)} fit pairs; at least {MIN_FIT_PAIRS} are needed to train")
+        n_views = len(self.fit_views())  # the rows are view-major: every pair's plain view, then its mirror
+        n_pairs = len(left) // n_views
+        if len(left) != n_pairs * n_views or len(right) != len(left):
+            raise ValueError(f"{self.name}: {len(left)} x {len(right)} fit rows for {n_views} view(s)")
+        if n_pairs < MIN_FIT_PAIRS:
+            raise TLLError(f"{self.name}: {n_pairs} fit pairs; at least {MIN_FIT_PAIRS} are needed to train")
         if not (np.isfinite(left).all() and np.isfinite(right).all()):
             raise TLLError(f"{self.name}: the fit embeddings hold NaN or infinity (a broken backbone or weights file)")
         generator = torch.Generator().manual_seed(cfg.seed)  # local: no global seed, so concurrent fits can't interfere
-        order = np.random.default_rng([cfg.seed, 4]).permutation(len(left))
-        n_hold = held_back(len(left), cfg.holdout, self.name)
-        hold, train = order[:n_hold], order[n_hold:]
+        order = np.random.default_rng([cfg.seed, 4]).permutation(n_pairs)
+        n_hold = held_back(n_pairs, cfg.holdout, self.name)
+        # pairs, not rows, are held back: a mirrored view trains with its pair or not at all, and early stopping
+        # scores the plain views of the held-back pairs
+        hold = order[:n_hold]
+        train = np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
         self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
         a, b = self._project(left[train]), self._project(right[train])
         ha, hb = self._project(left[hold]), self._project(right[hold])
