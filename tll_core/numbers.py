@@ -17,8 +17,6 @@ NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.ASCII | re.IGNORECASE)
 WHOLE_RULE = "plain ASCII digits such as 5 or -3"
 DECIMAL_RULE = "plain ASCII decimals such as 5, 0.25 or -1.5e-3"
 RULES = {int: WHOLE_RULE, float: DECIMAL_RULE}
-
-
 MAX_WHOLE_DIGITS = 19  # every whole number the tool takes (seeds, sizes, counts) is below 2^63
 
 
