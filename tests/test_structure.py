@@ -3,6 +3,7 @@ engine never imports streamlit, and one function (``tll_core.images.open_image``
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tll_core"
@@ -127,3 +128,32 @@ def _image_opens_in(source: str) -> list[str]:
         path = Path(folder) / "m.py"
         path.write_text(source)
         return _image_opens(path)
+
+
+def test_importing_every_module_opens_no_weights_file() -> None:
+    """Importing does no work (issue 19): on old main ``tll_core.selection`` chose its default recipe at import,
+    hashing two EfficientNet-Lite checkpoints. A fresh interpreter imports every module of tll_core and studio
+    under an audit hook that records every weights file opened."""
+    import subprocess
+    import sys
+
+    script = """
+import importlib, pkgutil, sys
+opened = []
+def hook(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].endswith((".pth", ".pt", ".bin", ".safetensors", ".ckpt")):
+        opened.append(args[0])
+sys.addaudithook(hook)
+import tll_core, studio
+names = [m.name for pkg in (tll_core, studio) for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+for name in names:
+    if not name.endswith("__main__"):
+        importlib.import_module(name)
+print(len(names), opened)
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, opened = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 30 and opened == "[]", done.stdout[-2000:]

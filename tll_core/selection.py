@@ -3,7 +3,7 @@ selections and figures its pages lay out (the leaderboard's, the comparison's ch
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .backbones.registry import REGISTRY
@@ -19,25 +19,31 @@ from .results import ResultRow
 from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
 
 SPLITS = ("validation", "test")
-_DEFAULT = default_recipe()  # the best recipe installed here (pretrained weights), else the weight-free one
 
 
 def default_options(method: str) -> tuple[tuple[str, Any], ...]:
     """A method's options in the default recipe (e.g. the adaptation's hidden size); () for any other method."""
-    return _DEFAULT.method.options if method == _DEFAULT.method.name else ()
+    recipe = default_recipe()
+    return recipe.method.options if method == recipe.method.name else ()
+
+
+def _from_default_recipe(read):  # -> a dataclass field whose default is read from the default recipe
+    """The default recipe is the best one installed here (pretrained weights, hashed), else the weight-free one:
+    asked when a selection is made, never at import (importing a module does no work)."""
+    return field(default_factory=lambda: read(default_recipe()))
 
 
 @dataclass(frozen=True)
 class Selection:
-    backbone: str = _DEFAULT.backbone
-    method: str = _DEFAULT.method.name
+    backbone: str = _from_default_recipe(lambda r: r.backbone)
+    method: str = _from_default_recipe(lambda r: r.method.name)
     metric: str = "cosine"
-    rerank: str = _DEFAULT.method.rerank
-    options: tuple[tuple[str, Any], ...] = _DEFAULT.method.options
+    rerank: str = _from_default_recipe(lambda r: r.method.rerank)
+    options: tuple[tuple[str, Any], ...] = _from_default_recipe(lambda r: r.method.options)
     split: str = "validation"
     val_fraction: float = DEFAULT_VAL_FRACTION
     seed: int = DEFAULT_SEED
-    rerank_options: tuple[tuple[str, Any], ...] = _DEFAULT.method.rerank_options
+    rerank_options: tuple[tuple[str, Any], ...] = _from_default_recipe(lambda r: r.method.rerank_options)
 
     def to_method(self) -> Method:
         return Method(self.method, self.metric, self.options, self.rerank, rerank_options=self.rerank_options)
@@ -89,7 +95,8 @@ class Selection:
         except ValueError:
             pass
         options = _options(get("options"), sel.method)
-        rerank_default = _DEFAULT.method.rerank_options if sel.rerank == _DEFAULT.method.rerank else ()
+        recipe = default_recipe()
+        rerank_default = recipe.method.rerank_options if sel.rerank == recipe.method.rerank else ()
         rerank_options = _part_options(get("rerank_options"), REGISTER.get("rerank", sel.rerank), rerank_default)
         return replace(sel, options=options, rerank_options=rerank_options)
 
