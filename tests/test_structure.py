@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tll_core"
@@ -82,7 +83,9 @@ def test_every_page_starts_by_entering_through_app_py() -> None:
     is the ``studio`` package, never a module in ``pages/`` (it would be listed as a page)."""
     root = PACKAGE.parent
     pages = sorted((root / "pages").glob("*.py"))
-    assert len(pages) == 8 and (root / "studio" / "__init__.py").is_file()
+    listed = re.findall(r'st\.Page\("pages/([^"]+)"', (root / "app.py").read_text())
+    assert pages and sorted(listed) == [p.name for p in pages]  # every page file is listed in app.py, and only those
+    assert (root / "studio" / "__init__.py").is_file()
     for path in pages:
         body = ast.parse(path.read_text()).body
         statements = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))][1:]  # after the docstring
