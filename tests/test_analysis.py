@@ -199,10 +199,9 @@ def test_map_points_pair_each_left_with_its_truth_and_back() -> None:
     assert points.names[0] == "l0" and points.names[4 + 5] == "r5" and points.image_ids[4 + 5] == "R/5"
     assert points.partners[:4] == (4, 5, 6, 7) and points.partners[4:8] == (0, 1, 2, 3)
     assert set(points.partners[8:]) == {None}  # foils belong to no left
-    assert points.true_pairs() == [(0, 4), (1, 5), (2, 6), (3, 7)]
     unknown = TaskSet("test", tasks.left_names, tasks.left_ids, tasks.right_names, tasks.right_ids,
                       tasks.candidates, np.full(4, -1))
-    assert set(map_points(unknown).partners) == {None} and map_points(unknown).true_pairs() == []
+    assert set(map_points(unknown).partners) == {None}
 
 
 def test_map_groups_by_side_or_top_two_hit() -> None:

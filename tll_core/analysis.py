@@ -211,10 +211,6 @@ class MapPoints:
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def true_pairs(self) -> list[tuple[int, int]]:
-        """(left point, its truth's point) for every left with a known truth."""
-        return [(i, p) for i, p in enumerate(self.partners[: self.n_left]) if p is not None]
-
     def left_of(self, k: int) -> int | None:
         """The left point a point opens in Ranked: a left itself, a right the left whose truth it is (None
         for a foil, or where the truth is unknown)."""

@@ -63,10 +63,6 @@ class Method:
         return matcher_part(self.name)
 
     @property
-    def reranker(self) -> Part:
-        return REGISTER.get("rerank", self.rerank)
-
-    @property
     def label(self) -> str:
         parts = [self.name, *(f"{k}={v}" for k, v in self.options)]
         if self.rerank != "none":
