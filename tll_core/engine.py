@@ -24,7 +24,7 @@ from .errors import TLLError, quoted
 from .gallery import gallery_metrics, matcher_ranks
 from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
 from .metrics import check_finite, evaluate_scores
-from .register import REGISTER, OptionSpec, Part
+from .register import OptionSpec, Part
 from .rerank import rerank
 from .results import ResultRow
 from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,
