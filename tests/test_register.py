@@ -285,3 +285,36 @@ def test_a_name_cannot_be_registered_twice_for_different_parts() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         register("rerank", "csls")(TopBoost)
     assert REGISTER.get("rerank", "csls").build is not TopBoost
+
+
+@pytest.mark.parametrize("method", ["power-dot", "scale"])
+def test_a_new_matcher_ranks_the_whole_gallery_by_its_own_scores(added: None, demo_dir: Path, tmp_path: Path,
+                                                                  method: str) -> None:
+    """The full-gallery protocol asks the matcher how to score a gallery (``Matcher.gallery``): a new fixed or
+    learned matcher's gallery ranks are those of its own ``score`` with every gallery item as a candidate."""
+    from tll_core.gallery import matcher_ranks
+    from tll_core.metrics import truth_ranks
+    from tll_core.tasks import truth_rights
+
+    engine = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    split = engine.validation()
+    matcher = engine.fit(Method(method, options=(("epochs", 2),) if method == "scale" else ()), "colour-hist", split.fit)
+    left, right = engine.task_embeddings(split.tasks, "colour-hist")
+    truth = truth_rights(split.tasks)
+    every = np.tile(np.arange(len(right)), (len(left), 1))
+    expected = truth_ranks(matcher.score(left, right, every), truth)
+    assert len(set(expected.tolist())) > 5  # ranks spread: the comparison means something
+    assert np.array_equal(matcher_ranks(matcher, [(left, right)], truth, backend="exact"), expected)
+
+
+def test_no_code_outside_the_matcher_package_checks_a_matcher_s_class() -> None:
+    """Capabilities on the parts, not checks on their types (issue 19): ``isinstance(…Matcher…)`` or
+    ``isinstance(…ZeroShot…)`` appears only inside ``tll_core/matchers/``."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"isinstance\(.*(Matcher|ZeroShot)")
+    found = [f"{path.relative_to(root)}:{n}" for folder in ("tll_core", "studio", "pages")
+             for path in (root / folder).rglob("*.py") if "matchers" not in path.relative_to(root).parts
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

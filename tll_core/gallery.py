@@ -12,23 +12,24 @@ whatever the gallery size. Zero-shot cosine has two search backends, which agree
 - ``faiss``: a ``faiss.IndexFlatIP`` (exact inner product, multi-threaded), used by ``auto`` when the
   ``faiss`` module is importable and the gallery holds more than ``FAISS_THRESHOLD`` items.
 
-Learned matchers (and zero-shot euclidean/manhattan) score every gallery item through their own
-``score`` with a candidates matrix of all gallery indices. Re-ranking needs the whole ``[n, m]`` score
+Every matcher says how it scores a whole gallery (``Matcher.gallery``: a blockwise scorer, giving the
+scores its ``score`` gives with all gallery indices as candidates); zero-shot cosine's are inner products of
+unit vectors, which faiss may search. Re-ranking needs the whole ``[n, m]`` score
 matrix (csls and sinkhorn normalise over columns): it is supported while ``n * m <= MAX_DENSE``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import TLLError, quoted
-from .matchers import LearnedMatcher, Matcher, ZeroShot
-from .matchers.zero_shot import scored_mean
-from .metrics import _tensor, _unit, bootstrap_ci, check_finite, truth_ranks
+from .matchers import Matcher
+from .matchers.base import GalleryScorer as Scorer
+from .matchers.zero_shot import cosine_scorer, unit_vectors
+from .metrics import bootstrap_ci, check_finite, truth_ranks
 from .rerank import rerank
 
 BACKENDS = ("auto", "exact", "faiss")
@@ -37,7 +38,6 @@ BLOCK_ELEMENTS = 1 << 23  # a block's working set, in floats: [block, m] scores,
 MAX_DENSE = 1 << 24  # re-ranking: at most this many scores (n * m) held at once
 RECALL_AT = (1, 5, 10)
 
-Scorer = Callable[[int, int], np.ndarray]  # (start, stop) -> [stop - start, m] scores of those lefts
 
 
 @dataclass(frozen=True)
@@ -69,55 +69,9 @@ def gallery_metrics(ranks: np.ndarray, gallery: int, *, n_boot: int = 1000, seed
 # ---------------------------------------------------------------- scorers
 
 
-def unit_vectors(left: np.ndarray, gallery: np.ndarray, centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """What ``ZeroShot("cosine", centre=...)`` compares: minus the mean of all lefts and gallery items, L2-normalised."""
-    left, gallery = _centred(left, gallery) if centre else (left, gallery)
-    return _unit(_tensor(left)).numpy(), _unit(_tensor(gallery)).numpy()
-
-
-def _centred(left: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = scored_mean(left, gallery)
-    return left - mean, gallery - mean
-
-
-def cosine_scorer(left_unit: np.ndarray, gallery_unit: np.ndarray) -> Scorer:
-    """Inner products of unit vectors (``unit_vectors``), one matmul per block."""
-    left_t, gallery_t = _tensor(left_unit), _tensor(gallery_unit)
-
-    def scores(start: int, stop: int) -> np.ndarray:
-        with torch.inference_mode():
-            return (left_t[start:stop] @ gallery_t.T).numpy()
-
-    return scores
-
-
 def matcher_scorer(matcher: Matcher, left: np.ndarray, gallery: np.ndarray) -> Scorer:
-    """A fitted matcher's scores of every gallery item: its candidates are all gallery indices.
-
-    A learned matcher's projection of the gallery is made once, not once per block (the same scores as
-    ``matcher.score(left, gallery, all indices)``)."""
-    every = np.arange(len(gallery), dtype=np.int64)
-    if not isinstance(matcher, LearnedMatcher):
-        return lambda start, stop: matcher.score(left[start:stop], gallery, np.tile(every, (stop - start, 1)))
-    if matcher.model is None or matcher.projection is None:
-        raise TLLError(f"{matcher.name}: score called before fit")
-    projected = matcher._project(gallery)
-
-    def scores(start: int, stop: int) -> np.ndarray:
-        with torch.no_grad():
-            candidates = torch.from_numpy(np.tile(every, (stop - start, 1))).to(matcher.device)
-            out = matcher.pair_scores(matcher.model, matcher._project(left[start:stop]), projected, candidates)
-            return out.cpu().numpy().astype(np.float32)
-
-    return scores
-
-
-def matcher_width(matcher: Matcher, dim: int) -> int:
-    """Floats per (left, gallery item) a matcher's scoring holds at once: gathered rights and the pair
-    classifier's ``[a, b, |a-b|, a*b]`` features (4x its projected size); zero-shot: the embedding."""
-    if isinstance(matcher, LearnedMatcher) and matcher.projection is not None:
-        return 4 * matcher.projection.basis.shape[1]
-    return dim
+    """A fitted matcher's scores of every gallery item, as the matcher itself says to make them (``gallery``)."""
+    return matcher.gallery(left, gallery).scorer
 
 
 def mean_scorer(scorers: Sequence[Scorer]) -> Scorer:
@@ -214,26 +168,20 @@ def matcher_ranks(matcher: Matcher, views: Sequence[tuple[np.ndarray, np.ndarray
                   what: str = "gallery scores") -> np.ndarray:
     """Truth ranks under a (fitted) matcher; ``views``: (left, gallery) embeddings per view, scores averaged.
 
-    Zero-shot cosine takes the exact/faiss search path; any other matcher scores all gallery items itself
-    (faiss does not apply: asked for explicitly, it is an error)."""
+    Each matcher says how it scores a gallery (``Matcher.gallery``); where its scores are inner products of unit
+    vectors (zero-shot cosine), one view and no re-ranking, faiss may search them instead (asked for
+    explicitly otherwise, faiss is an error)."""
     m = len(views[0][1])
+    searches = [matcher.gallery(left, gallery) for left, gallery in views]
     chosen = resolve_backend(backend, m)
-    cosine = isinstance(matcher, ZeroShot) and matcher.metric == "cosine"
-    if chosen == "faiss" and (not cosine or len(views) > 1 or rerank_name != "none"):
+    searchable = len(searches) == 1 and searches[0].units is not None and rerank_name == "none"
+    if chosen == "faiss" and not searchable:
         if backend == "faiss":
             raise TLLError("the faiss gallery backend searches zero-shot cosine only, without --flip-tta or "
                            "re-ranking; use --rerank none or the exact backend")
         chosen = "exact"
     if chosen == "faiss":
-        return faiss_ranks(*unit_vectors(*views[0], matcher.centre), truth, what=what)
-    if cosine:
-        scorers = [cosine_scorer(*unit_vectors(left, gallery, matcher.centre)) for left, gallery in views]
-        width = 1
-    else:
-        if isinstance(matcher, ZeroShot) and matcher.centre:  # centre once on all lefts + gallery, not per block
-            views = [_centred(left, gallery) for left, gallery in views]
-            matcher = ZeroShot(matcher.metric, centre=False)
-        scorers = [matcher_scorer(matcher, left, gallery) for left, gallery in views]
-        width = matcher_width(matcher, views[0][1].shape[1])
-    return scorer_ranks(mean_scorer(scorers), truth, m, block=block_rows(m, width), rerank_name=rerank_name,
-                        rerank_options=rerank_options, what=what)
+        return faiss_ranks(*searches[0].units, truth, what=what)
+    width = max(search.width for search in searches)
+    return scorer_ranks(mean_scorer([search.scorer for search in searches]), truth, m, block=block_rows(m, width),
+                        rerank_name=rerank_name, rerank_options=rerank_options, what=what)

@@ -34,9 +34,9 @@ def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray
     to stay in cache (bench/README.md: 4x faster than one big block), then one batched kernel per block.
     """
     check_metric(metric)
-    left_t, right_t = _tensor(left), _tensor(right)
+    left_t, right_t = as_tensor(left), as_tensor(right)
     if metric == "cosine":
-        left_t, right_t = _unit(left_t), _unit(right_t)
+        left_t, right_t = unit_rows(left_t), unit_rows(right_t)
     index = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
     n, k = index.shape
     out = torch.empty((n, k), dtype=torch.float32)
@@ -53,14 +53,15 @@ def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray
     return out.numpy()
 
 
-def _tensor(x: np.ndarray) -> torch.Tensor:
+def as_tensor(x: np.ndarray) -> torch.Tensor:
     """A float32 tensor sharing memory with ``x`` (read-only inputs are fine: nothing here writes to them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns on read-only arrays
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row L2-normalised (a zero row stays zero)."""
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 

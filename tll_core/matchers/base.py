@@ -37,6 +37,27 @@ class TrainingCurve:
 
 
 
+GalleryScorer = Callable[[int, int], np.ndarray]  # (start, stop) -> [stop - start, m] scores of those lefts
+
+
+@dataclass(frozen=True)
+class GallerySearch:
+    """How a matcher scores every left against a whole gallery (the full-gallery protocol, ``tll_core/gallery.py``):
+    a blockwise scorer, the floats it holds per (left, gallery item) at once, and — where its score is the inner
+    product of two sets of unit vectors (zero-shot cosine) — those vectors, which an index (faiss) may search."""
+
+    scorer: GalleryScorer
+    width: int
+    units: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def every_item_scorer(score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], left: np.ndarray,
+                      gallery: np.ndarray) -> GalleryScorer:
+    """A scorer from a matcher's ``score``: each block of lefts with every gallery item as its candidates."""
+    every = np.arange(len(gallery), dtype=np.int64)
+    return lambda start, stop: score(left[start:stop], gallery, np.tile(every, (stop - start, 1)))
+
+
 def views_of(grayscale: bool, flip: bool) -> tuple[str, ...]:
     """The plain view (grayscale or not), then its mirror when ``flip``."""
     base = "gray" if grayscale else ""
@@ -58,6 +79,10 @@ class Fixed:
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         return None
 
+    def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
+        """Every gallery item as a candidate of every left, through ``score`` (a fixed matcher's default)."""
+        return GallerySearch(every_item_scorer(self.score, left, gallery), width=gallery.shape[1])
+
 
 class Matcher(Protocol):
     name: str
@@ -74,6 +99,9 @@ class Matcher(Protocol):
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``[n, 20]`` similarities for lefts ``[n, d]`` and their candidates (indices into ``right``)."""
+
+    def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
+        """How it scores every left against every gallery item (the same scores ``score`` gives them)."""
 
 
 class LearnedProtocol(Matcher, Protocol):

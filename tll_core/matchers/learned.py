@@ -24,7 +24,7 @@ from ..metrics import evaluate_scores
 from ..tasks import random_candidates
 from ..register import REGISTER, checked, option, register
 from ..runtime import one_blas_thread
-from .base import EpochReport, TrainingCallback, TrainingCurve, views_of
+from .base import EpochReport, GallerySearch, TrainingCallback, TrainingCurve, views_of
 
 
 MIN_HELD_BACK = N_CANDIDATES  # the early-stopping tasks need 20 rights to draw 20 candidates from
@@ -248,6 +248,23 @@ class LearnedMatcher:
             candidates_t = torch.from_numpy(np.asarray(candidates, dtype=np.int64)).to(self.device)
             scores = self.pair_scores(self.model, self._project(left), self._project(right), candidates_t)
             return scores.cpu().numpy().astype(np.float32)
+
+    def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
+        """The gallery projected once, not once per block of lefts (the same scores as ``score`` with every
+        gallery item as a candidate); width: the pair classifier's ``[a, b, |a-b|, a*b]`` features, 4x the
+        projected size, bound what any learned matcher holds per (left, item)."""
+        if self.model is None or self.projection is None:
+            raise TLLError(f"{self.name}: score called before fit")
+        projected, every = self._project(gallery), np.arange(len(gallery), dtype=np.int64)
+        model = self.model
+
+        def scores(start: int, stop: int) -> np.ndarray:
+            with torch.no_grad():
+                candidates = torch.from_numpy(np.tile(every, (stop - start, 1))).to(self.device)
+                out = self.pair_scores(model, self._project(left[start:stop]), projected, candidates)
+                return out.cpu().numpy().astype(np.float32)
+
+        return GallerySearch(scores, width=4 * self.projection.basis.shape[1])
 
     # state as named arrays (no pickle)
     def state(self) -> dict[str, np.ndarray]:
