@@ -41,6 +41,9 @@ def sidebar() -> None:
         st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed,
                      help=REGISTER.get("matcher", sel.method).help or None)
         st.selectbox("Metric", METRICS, key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
+        st.checkbox("Centre the embeddings", key="w_centre", disabled=not sel.uses_metric, on_change=_widgets_changed,
+                    help="Subtract the mean embedding of the scored images before the metric (zero-shot; no labels "
+                         "used). Descriptors such as HOG share a large common component that swamps cosine.")
         st.selectbox("Re-ranking", REGISTER.names("rerank"), key="w_rerank", on_change=_widgets_changed,
                      help=REGISTER.get("rerank", sel.rerank).help or None)
         sel = _rerank_options(sel)
@@ -96,12 +99,12 @@ def _widgets_changed() -> None:
         get("w_backbone", old.backbone), method, get("w_metric", old.metric), rerank,
         old.options if method == old.method else default_options(method), get("w_split") or old.split,
         float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)),
-        old.rerank_options if rerank == old.rerank else ())
+        old.rerank_options if rerank == old.rerank else (), bool(get("w_centre", old.centre)))
 
 
 def _seed_widgets(sel: Selection) -> None:
     st.session_state.update(w_split=sel.split, w_backbone=sel.backbone, w_method=sel.method, w_metric=sel.metric,
-                            w_rerank=sel.rerank, w_fraction=sel.val_fraction, w_seed=sel.seed)
+                            w_rerank=sel.rerank, w_fraction=sel.val_fraction, w_seed=sel.seed, w_centre=sel.centre)
 
 
 def backbone_choices() -> list[str]:

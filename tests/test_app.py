@@ -576,3 +576,24 @@ def test_a_left_named_by_the_url_under_a_running_session_is_shown(app: AppTest) 
     assert app.get("image")[0].proto.imgs[0].caption == f"left {names[7]}"
     next(b for b in app.main.button if b.label == "next ▶").click().run()  # and stepping on from it still works
     assert app.get("image")[0].proto.imgs[0].caption == f"left {names[8]}" and app.query_params["left"] == names[8]
+
+
+def test_the_sidebar_scores_uncentred_as_the_cli_does(app: AppTest, demo_dir: Path, warm_demo_cache: Path) -> None:
+    """The studio can express --no-centre (issue 19): unticking "Centre the embeddings" scores zero-shot on the
+    raw embeddings — the leaderboard's row has the figure ``evaluate --no-centre`` gives — and rides in the URL."""
+    from tll_core.cache import EmbeddingCache
+    from tll_core.dataset import load_dataset
+    from tll_core.engine import Engine
+
+    app.sidebar.selectbox(key="w_method").set_value("zero-shot").run()
+    app.sidebar.selectbox(key="w_rerank").set_value("none").run()
+    app.sidebar.checkbox(key="w_centre").uncheck().run()
+    _ok(app)
+    assert app.query_params["centre"] in ("false", ["false"])
+    table = app.dataframe[0].value
+    row = table[table["selection"] == "combined · zero-shot · cosine, uncentred"]
+    assert len(row) == 1, list(table["selection"])
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
+    (centred,), (raw,) = (engine.evaluate(["combined"], ["cosine"], centre=c) for c in (True, False))
+    assert centred.top2 != raw.top2  # the switch changes the figure here
+    assert float(row["top2"].iloc[0]) == pytest.approx(raw.top2)

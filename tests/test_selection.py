@@ -117,3 +117,13 @@ def test_chosen_method_is_any_backbone_matcher_metric_and_re_ranker() -> None:
                 ("hog", "zero-shot", "nope", "none"), ("hog", "zero-shot", "cosine", "nope")):
         with pytest.raises(TLLError, match="unknown"):
             chosen_method(sel, *bad)
+
+
+def test_centring_rides_in_the_url_and_reaches_the_method() -> None:
+    from tll_core.selection import Selection
+
+    sel = Selection(method="zero-shot", options=(), centre=False)
+    assert sel.to_query()["centre"] == "false" and Selection.from_query(sel.to_query()) == sel
+    assert sel.to_method().centre is False and "centre" not in Selection(method="zero-shot").to_query()
+    for bad in ("False", "0", "no", ""):
+        assert Selection.from_query({"centre": bad}).centre is True  # anything else keeps the default

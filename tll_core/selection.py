@@ -44,9 +44,11 @@ class Selection:
     val_fraction: float = DEFAULT_VAL_FRACTION
     seed: int = DEFAULT_SEED
     rerank_options: tuple[tuple[str, Any], ...] = _from_default_recipe(lambda r: r.method.rerank_options)
+    centre: bool = True  # zero-shot: subtract the scored images' mean embedding first (the CLI's --no-centre)
 
     def to_method(self) -> Method:
-        return Method(self.method, self.metric, self.options, self.rerank, rerank_options=self.rerank_options)
+        return Method(self.method, self.metric, self.options, self.rerank, rerank_options=self.rerank_options,
+                      centre=self.centre)
 
     @property
     def uses_metric(self) -> bool:
@@ -55,7 +57,8 @@ class Selection:
 
     @property
     def label(self) -> str:
-        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}" if self.uses_metric else "")
+        uncentred = "" if self.centre else ", uncentred"
+        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}{uncentred}" if self.uses_metric else "")
 
     def to_query(self) -> dict[str, str]:
         """Only what differs from the defaults, as strings (a short, shareable URL)."""
@@ -64,7 +67,8 @@ class Selection:
         for f in fields(self):
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                out[f.name] = json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS else str(value)
+                out[f.name] = (json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS
+                               else json.dumps(value) if isinstance(value, bool) else str(value))
         return out
 
     @classmethod
@@ -94,6 +98,8 @@ class Selection:
                 sel = replace(sel, seed=seed)
         except ValueError:
             pass
+        if get("centre") in ("true", "false"):
+            sel = replace(sel, centre=get("centre") == "true")
         options = _options(get("options"), sel.method)
         recipe = default_recipe()
         rerank_default = recipe.method.rerank_options if sel.rerank == recipe.method.rerank else ()
