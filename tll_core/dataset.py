@@ -136,7 +136,7 @@ def confined_path(root: Path, image_id: str) -> Path:
     """``root / image_id`` resolved now (symlink loops left unresolved, to fail when opened), refused outside ``root``."""
     path = Path(os.path.realpath(root / image_id))
     if not path.is_relative_to(root):
-        raise DataError(f"{shown_path(image_id)}: resolves outside the data folder {root}")
+        raise DataError(f"{shown_path(image_id)}: resolves outside the data folder {shown_path(root)}")
     return path
 
 
@@ -234,6 +234,11 @@ class _Folder:
             return f"{self.rel}/{code}"
         names = self.by_stem.get(code, [])
         return f"{self.rel}/{names[0]}" if len(names) == 1 else None
+
+    def file_key(self, code: str) -> str:
+        """What duplicates are judged by: the file ``code`` names (``ace`` and ``ace.jpg`` are one), or the name
+        itself where it names none."""
+        return self.image_id(code) or code
 
     def ambiguity(self, code: str) -> str | None:
         names = self.by_stem.get(code, [])
@@ -371,7 +376,7 @@ def _read_part(root: Path, csv_name: str, columns: tuple[str, ...], split: str,
         if len(problems) >= MAX_PROBLEMS:
             problems.append(f"{csv_name}: not checked past line {line} (over {MAX_PROBLEMS:,} problems)")
             return
-        key = lefts.image_id(cells[0]) or cells[0]
+        key = lefts.file_key(cells[0])
         if key in seen:
             first, name = seen[key]
             problems.append(f"{where}: duplicate left '{shown(cells[0])}' (first on line {first}{_as(name, cells[0], key)})")
@@ -420,7 +425,7 @@ def _listed_twice(rights: _Folder, candidates: list[str]) -> str | None:
     'x' and 'x.jpg' are both test/right/x.jpg``; None when no two do."""
     first: dict[str, tuple[str, str]] = {}
     for name, col in zip(candidates, CANDIDATE_COLUMNS):
-        key = rights.image_id(name) or name
+        key = rights.file_key(name)
         if key in first:
             col0, name0 = first[key]
             return f"{col0} and {col}" + (f" '{shown(name)}'" if name == name0 else

@@ -2,6 +2,7 @@
 selections and figures its pages lay out (the leaderboard's, the comparison's choices)."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -12,7 +13,7 @@ from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
 from .metrics import METRICS
-from .recipes import default_recipe
+from .recipes import Recipe, default_recipe
 from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
 from .results import ResultRow
@@ -23,14 +24,19 @@ SPLITS = ("validation", "test")
 
 def default_options(method: str) -> tuple[tuple[str, Any], ...]:
     """A method's options in the default recipe (e.g. the adaptation's hidden size); () for any other method."""
-    recipe = default_recipe()
+    recipe = _default_recipe()
     return recipe.method.options if method == recipe.method.name else ()
 
 
+@functools.cache
+def _default_recipe() -> Recipe:
+    """The best recipe installed here (pretrained weights, hashed), else the weight-free one: found once per
+    process, at the first selection made — never at import (importing a module does no work)."""
+    return default_recipe()
+
+
 def _from_default_recipe(read):  # -> a dataclass field whose default is read from the default recipe
-    """The default recipe is the best one installed here (pretrained weights, hashed), else the weight-free one:
-    asked when a selection is made, never at import (importing a module does no work)."""
-    return field(default_factory=lambda: read(default_recipe()))
+    return field(default_factory=lambda: read(_default_recipe()))
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class Selection:
         if get("centre") in ("true", "false"):
             sel = replace(sel, centre=get("centre") == "true")
         options = _options(get("options"), sel.method)
-        recipe = default_recipe()
+        recipe = _default_recipe()
         rerank_default = recipe.method.rerank_options if sel.rerank == recipe.method.rerank else ()
         rerank_options = _part_options(get("rerank_options"), REGISTER.get("rerank", sel.rerank), rerank_default)
         return replace(sel, options=options, rerank_options=rerank_options)

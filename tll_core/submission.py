@@ -26,7 +26,7 @@ def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # da
     read-only file is kept) and, given the ``dataset``, none of the files it reads."""
     path = Path(path)
     if path.is_dir():
-        raise TLLError(f"{shown_path(path)}: is a folder; give a file name for the submission, e.g. {path / 'submission.csv'}")
+        raise TLLError(f"{shown_path(path)}: is a folder; give a file name for the submission, e.g. {shown_path(path / 'submission.csv')}")
     try:
         st = os.lstat(path)
     except OSError:

@@ -244,10 +244,13 @@ class LearnedMatcher:
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         if self.model is None or self.projection is None:
             raise TLLError(f"{self.name}: score called before fit")
+        return self._scores(self._project(left), self._project(right), candidates)
+
+    def _scores(self, left: torch.Tensor, right: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
+        """``pair_scores`` of projected lefts and rights, as float32 numpy (what ``score`` and ``gallery`` give)."""
         with torch.no_grad():
             candidates_t = torch.from_numpy(np.asarray(candidates, dtype=np.int64)).to(self.device)
-            scores = self.pair_scores(self.model, self._project(left), self._project(right), candidates_t)
-            return scores.cpu().numpy().astype(np.float32)
+            return self.pair_scores(self.model, left, right, candidates_t).cpu().numpy().astype(np.float32)
 
     def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
         """The gallery projected once, not once per block of lefts (the same scores as ``score`` with every
@@ -256,13 +259,9 @@ class LearnedMatcher:
         if self.model is None or self.projection is None:
             raise TLLError(f"{self.name}: score called before fit")
         projected, every = self._project(gallery), np.arange(len(gallery), dtype=np.int64)
-        model = self.model
 
         def scores(start: int, stop: int) -> np.ndarray:
-            with torch.no_grad():
-                candidates = torch.from_numpy(np.tile(every, (stop - start, 1))).to(self.device)
-                out = self.pair_scores(model, self._project(left[start:stop]), projected, candidates)
-                return out.cpu().numpy().astype(np.float32)
+            return self._scores(self._project(left[start:stop]), projected, np.tile(every, (stop - start, 1)))
 
         return GallerySearch(scores, width=4 * self.projection.basis.shape[1])
 
