@@ -28,7 +28,7 @@ from tll_core.tasks import validation_split  # noqa: E402
 
 def hog_variant(scales, cell, block, sqrt, norm="L2-Hys"):
     def describe(im):
-        return np.concatenate([hog(wf._gray(im, s), orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(block, block),
+        return np.concatenate([hog(wf.gray(im, s), orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(block, block),
                                    block_norm=norm, transform_sqrt=sqrt) for s in scales]).astype(np.float32)
     return describe
 

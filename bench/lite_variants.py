@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tll_core.backbones.compat import ensure_torchvision_ops  # noqa: E402
 from tll_core.backbones.packaged import load_packaged_state, map_efficientnet_pytorch, package_file  # noqa: E402
-from tll_core.backbones.deep import _normalise, preprocess_transform  # noqa: E402
-from tll_core.backbones.registry import REGISTRY, Preprocess  # noqa: E402
+from tll_core.backbones.deep import normalise, preprocess_transform  # noqa: E402
+from tll_core.backbones.registry import BACKBONES, Preprocess  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.images import open_image  # noqa: E402
 from tll_core.matchers import ZeroShot  # noqa: E402
@@ -48,7 +48,7 @@ def build(n: int, arch: str) -> torch.nn.Module:
     ensure_torchvision_ops()
     import timm
 
-    cfg = REGISTRY[f"efficientnet-lite{n}"]
+    cfg = BACKBONES[f"efficientnet-lite{n}"]
     model = timm.create_model(f"{arch}{n}", pretrained=False)
     path = package_file(cfg.packaged)
     state = map_efficientnet_pytorch(load_packaged_state(path, cfg.packaged.sha256, cfg.name), model.state_dict(), str(path))
@@ -57,10 +57,10 @@ def build(n: int, arch: str) -> torch.nn.Module:
 
 
 def transform(n: int, norm: str, mode: str):
-    """The backbones' own preprocessing (resize in ``preprocess_transform``, normalisation in ``_normalise``)."""
+    """The backbones' own preprocessing (resize in ``preprocess_transform``, normalisation in ``normalise``)."""
     pp = Preprocess(RES[n], *NORMS[norm], resize=mode)
     resize = preprocess_transform(pp)
-    return lambda image: _normalise(resize(image)[None], pp)[0]
+    return lambda image: normalise(resize(image)[None], pp)[0]
 
 
 @torch.inference_mode()

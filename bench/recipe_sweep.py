@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tll_core.backbones.registry import REGISTRY, Preprocess  # noqa: E402
+from tll_core.backbones.registry import BACKBONES, Preprocess  # noqa: E402
 from tll_core.engine import Engine, Method  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def register_variants() -> None:
 
     stage_dims = {0: (80, 112, 192), 1: (80, 112, 192), 2: (88, 120, 208)}  # output channels of stages 3, 4, 5
     for n in (0, 1, 2):
-        base = REGISTRY[f"efficientnet-lite{n}"]
+        base = BACKBONES[f"efficientnet-lite{n}"]
         tf = replace(base, model_id=f"tf_efficientnet_lite{n}")
         pp = tf.preprocess
         variants = {
@@ -49,7 +49,7 @@ def register_variants() -> None:
         }
         for suffix, cfg in variants.items():
             name = f"{base.name}~{suffix}"
-            REGISTRY[name] = replace(cfg, name=name)
+            BACKBONES[name] = replace(cfg, name=name)
 
 
 def parse_recipe(text: str) -> tuple[str, Method]:

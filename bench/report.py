@@ -61,11 +61,11 @@ def model_gflops(backbone) -> float:
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tll_core.backbones.deep import _normalise
+    from tll_core.backbones.deep import normalise
 
     x = backbone.prepare(Image.new("RGB", (200, 245)))[None]
     if backbone.cfg.preprocess is not None:  # uint8 from prepare; embed normalises per batch
-        x = _normalise(x, backbone.cfg.preprocess)
+        x = normalise(x, backbone.cfg.preprocess)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         backbone.model(x)  # the eager module: a frozen TorchScript graph hides its ops from the counter
     return counter.get_total_flops() / 1e9

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from tll_core.backbones.registry import REGISTRY, weights_available
+from tll_core.backbones.registry import BACKBONES, weights_available
 from tll_core.errors import TLLError
 from tll_core.metrics import METRICS
 from tll_core.recipes import fallback_notice
@@ -110,7 +110,7 @@ def _seed_widgets(sel: Selection) -> None:
 def backbone_choices() -> list[str]:
     """Every registered backbone, and the current one when it is an ensemble (``a+b``, e.g. the default recipe)."""
     current = st.session_state.get("w_backbone") or selection().backbone
-    return list(REGISTRY) + ([current] if current and current not in REGISTRY else [])
+    return list(BACKBONES) + ([current] if current and current not in BACKBONES else [])
 
 
 @st.cache_data(show_spinner=False)
@@ -120,7 +120,7 @@ def _fallback_notice() -> str | None:
 
 @st.cache_data(show_spinner=False)
 def _available(name: str) -> bool:
-    return weights_available(name) if name in REGISTRY else True
+    return weights_available(name) if name in BACKBONES else True
 
 
 def backbone_label(name: str) -> str:

@@ -52,10 +52,10 @@ class BuiltBackbones:
     def reusable(self, name: str, weights, pretrained: bool, device: str) -> bool:
         """Whether ``create_backbone(name, ...)`` would build exactly what ``self(name)`` built: pretrained
         weights from the installed package (no weights file, none in $TLL_WEIGHTS_DIR), on the CPU."""
-        from tll_core.backbones.registry import REGISTRY, local_weights_file
+        from tll_core.backbones.registry import BACKBONES, local_weights_file
         from tll_core.device import resolve_device
 
-        cfg = REGISTRY.get(name)
+        cfg = BACKBONES.get(name)
         return (cfg is not None and cfg.packaged is not None and pretrained and weights is None
                 and local_weights_file(name) is None and str(resolve_device(device)) == "cpu")
 
@@ -108,7 +108,7 @@ def _demo_images(engine) -> list[str]:
 def warm_demo_master(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Path:
     """A cache folder in which the real engine has embedded every demo image with every weight-free
     backbone. Never handed out itself: tests get a copy (``warm_demo_cache``)."""
-    from tll_core.backbones.registry import REGISTRY
+    from tll_core.backbones.registry import BACKBONES
     from tll_core.cache import EmbeddingCache
     from tll_core.dataset import load_dataset
     from tll_core.engine import Engine
@@ -117,7 +117,7 @@ def warm_demo_master(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -
     with _isolated_master_env(tmp_path_factory, folder):
         engine = Engine(load_dataset(demo_dir), EmbeddingCache(folder))
         images = _demo_images(engine)
-        for name, cfg in REGISTRY.items():
+        for name, cfg in BACKBONES.items():
             if not cfg.needs_weights:
                 engine.embed(images, name)
         engine.cache.close()

@@ -8,12 +8,12 @@ from PIL import Image
 
 from tll_core.backbones import deep
 from tll_core.backbones.compat import ensure_torchvision_ops
-from tll_core.backbones.registry import REGISTRY, create_backbone, weights_available
+from tll_core.backbones.registry import BACKBONES, create_backbone, weights_available
 from tll_core.dataset import load_dataset
 from tll_core.embeddings import embed_paths
 from tll_core.errors import TLLError, WeightsUnavailable
 
-WEIGHT_FREE = [n for n, c in REGISTRY.items() if not c.needs_weights]
+WEIGHT_FREE = [n for n, c in BACKBONES.items() if not c.needs_weights]
 
 
 def _photo(seed: int) -> Image.Image:
@@ -25,15 +25,15 @@ def test_weight_free_backbones_end_to_end(name: str, demo_dir: Path) -> None:
     ds = load_dataset(demo_dir)
     paths = [ds.path(p.left_id) for p in ds.train_pairs[:6]]
     vectors = embed_paths(paths, create_backbone(name), batch_size=4)
-    assert vectors.shape == (6, REGISTRY[name].dim) and vectors.dtype == np.float32
+    assert vectors.shape == (6, BACKBONES[name].dim) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all() and np.linalg.matrix_rank(vectors) > 1
 
 
 def test_registry_covers_the_reported_models() -> None:
-    timm_ids = {c.model_id for c in REGISTRY.values() if c.family == "timm"}
+    timm_ids = {c.model_id for c in BACKBONES.values() if c.family == "timm"}
     assert {"resnet50", "resnet101", "resnet152", "densenet201", "vgg16", "mobilenetv3_large_100", "efficientnet_b0"} <= timm_ids
     assert any(i.startswith("mobilenetv2") for i in timm_ids) and any("dino" in i for i in timm_ids)
-    clip = {c.model_id for c in REGISTRY.values() if c.family == "open_clip"}
+    clip = {c.model_id for c in BACKBONES.values() if c.family == "open_clip"}
     assert {"RN50", "RN101", "RN50x4", "ViT-B-32", "ViT-L-14"} <= clip
 
 
@@ -51,7 +51,7 @@ def test_deep_backbones_with_random_weights_same_code_path(name: str) -> None:
     backbone = create_backbone(name, pretrained=False)
     assert "random-seed0" in backbone.identity
     out = backbone.embed([backbone.prepare(_photo(0)), backbone.prepare(_photo(1))])
-    assert out.shape == (2, REGISTRY[name].dim) and np.isfinite(out).all()
+    assert out.shape == (2, BACKBONES[name].dim) and np.isfinite(out).all()
     again = create_backbone(name, pretrained=False)  # seeded: the same random weights, so cacheable
     np.testing.assert_allclose(again.embed([again.prepare(_photo(0))])[0], out[0], rtol=1e-4, atol=1e-5)
 
@@ -89,7 +89,7 @@ def test_offline_weights_error_is_fast_and_names_the_model(name: str, monkeypatc
         create_backbone(name)
     assert time.monotonic() - start < 30  # the hub clients' own retries take about a minute
     message = str(info.value)
-    assert name in message and REGISTRY[name].weights_tag in message
+    assert name in message and BACKBONES[name].weights_tag in message
     assert "--weights" in message and "TLL_WEIGHTS_DIR" in message
     assert not weights_available(name) and weights_available("combined")
     studio = info.value.studio  # the same problem for a studio user: no CLI flag, how to reach the running studio

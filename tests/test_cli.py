@@ -133,17 +133,17 @@ def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: py
 def test_reproduce_lists_weight_free_rows_and_skips_with_reasons(demo_dir: Path, capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch, warm_demo_cache: Path) -> None:
     import tll_core.reproduce as reproduce
-    from tll_core.backbones.registry import REGISTRY
-    from tll_core.engine import ENSEMBLE_SEP
+    from tll_core.backbones.registry import BACKBONES
+    from tll_core.backbones.registry import Ensemble
 
     def quick(experiment: str, backbone: str, method) -> bool:
         """The plan without the rows that would run a pretrained deep backbone (the packaged lite weights are
         installed here) or train more than one matcher: every weight-needing row is kept (listed as skipped,
         at no cost), and the weight-free rows keep zero-shot (with its re-rankings) and one pair classifier."""
-        parts = backbone.split(ENSEMBLE_SEP)
+        parts = Ensemble.parse(backbone).parts
         if any(p in reproduce.LITE for p in parts):
             return False
-        if any(REGISTRY[p].needs_weights for p in parts):
+        if any(BACKBONES[p].needs_weights for p in parts):
             return True
         return method.name == "zero-shot" or experiment == "pair classifier, balanced sampling"
 

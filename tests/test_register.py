@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tll_core.backbones.base import Backbone, BackboneCfg
-from tll_core.backbones.registry import REGISTRY, create_backbone
+from tll_core.backbones.registry import BACKBONES, create_backbone
 from tll_core.cli import build_parser, main
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
@@ -113,13 +113,13 @@ def added() -> Iterator[None]:
     register("matcher", "scale", cfg=ScaleCfg, metric="cosine", help="a learned scaling of the PCA space")(Scale)
     register("rerank", "top-boost", help="add a bonus to each left's best candidate")(TopBoost)
     register("family", "mean-colour", help="mean RGB")(MeanColourFamily)
-    REGISTRY["mean-rgb"] = BackboneCfg("mean-rgb", "mean-colour", "mean-rgb", None, 3, description="mean RGB colour")
+    BACKBONES["mean-rgb"] = BackboneCfg("mean-rgb", "mean-colour", "mean-rgb", None, 3, description="mean RGB colour")
     try:
         yield
     finally:
         for kind, name in (("matcher", "power-dot"), ("matcher", "scale"), ("rerank", "top-boost"), ("family", "mean-colour")):
             REGISTER.remove(kind, name)
-        REGISTRY.pop("mean-rgb", None)
+        BACKBONES.pop("mean-rgb", None)
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
@@ -195,7 +195,7 @@ def test_a_new_reranker_takes_its_options_and_joins_reproduce(added: None, demo_
 
 def test_a_new_backbone_family_builds_and_evaluates(added: None, demo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     backbone = create_backbone("mean-rgb")
-    assert isinstance(backbone, MeanColour) and not REGISTRY["mean-rgb"].needs_weights
+    assert isinstance(backbone, MeanColour) and not BACKBONES["mean-rgb"].needs_weights
     listed = {r["name"]: r for r in _json(capsys, "backbones", "--json")}
     assert listed["mean-rgb"]["family"] == "mean-colour" and listed["mean-rgb"]["available"] is True
     (row,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--backbone", "mean-rgb", "--metric", "cosine",

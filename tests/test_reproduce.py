@@ -7,14 +7,15 @@ import pytest
 
 import tll_core.reproduce as reproduce_module
 from tll_core.cli import main
-from tll_core.engine import ENSEMBLE_SEP, Engine, Method
+from tll_core.backbones.registry import Ensemble
+from tll_core.engine import Engine, Method
 from tll_core.reproduce import reproduce
 
 
 def zero_shot(experiment: str, backbone: str, method: Method) -> bool:
     """The quick part of the plan: zero-shot rows (the learned matchers take about a minute on the demo), and
     none that would run the packaged pretrained lite backbones (another minute and a half, and not the subject)."""
-    return method.name == "zero-shot" and not any(part in reproduce_module.LITE for part in backbone.split(ENSEMBLE_SEP))
+    return method.name == "zero-shot" and not any(part in reproduce_module.LITE for part in Ensemble.parse(backbone))
 
 
 @pytest.mark.slow

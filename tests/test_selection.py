@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_kaggle
-from tll_core.backbones.registry import REGISTRY
+from tll_core.backbones.registry import BACKBONES
 from tll_core.engine import Engine, Method
 from tll_core.matchers import learned_matchers, matcher_part
 from tll_core.metrics import METRICS
@@ -18,7 +18,7 @@ from tll_core.errors import TLLError
 from tll_core.selection import (Selection, comparison_choices, default_options, leaderboard_rows,
                                 leaderboard_selections, settable_options)
 
-WEIGHT_FREE = [name for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+WEIGHT_FREE = [name for name, cfg in BACKBONES.items() if not cfg.needs_weights]
 
 
 def test_leaderboard_selections_are_the_selection_then_each_weight_free_baseline() -> None:

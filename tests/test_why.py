@@ -13,16 +13,17 @@ import pytest
 from PIL import Image
 from skimage.feature import hog
 
-from tll_core.backbones.registry import REGISTRY
-from tll_core.backbones.weight_free import HOG_BINS, HOG_BLOCK, HOG_CELL, HOG_SCALES, _gray, hog_descriptor
+from tll_core.backbones.registry import BACKBONES
+from tll_core.backbones.feature_maps import crop_region, transform_steps
+from tll_core.backbones.weight_free import (CELL_GRID, HOG_BINS, HOG_BLOCK, HOG_CELL, HOG_SCALES, contributions, gray,
+                                            hog_cells, hog_descriptor, hog_dims)
 from tll_core.cache import EmbeddingCache
 from tll_core.dataset import load_dataset
 from tll_core.engine import Engine
 from tll_core.errors import TLLError
 from tll_core.matchers import ZeroShot
-from tll_core.why import (CELL_GRID, VIRIDIS, NoSpatialMap, SimilarityMap, _crop_region, _transform_steps,
-                          centre_of, colormap, contributions, explainable_members, hog_cells, hog_dims,
-                          input_region, overlay, read_rgb, render, why)
+from tll_core.why import (VIRIDIS, NoSpatialMap, SimilarityMap, centre_of, colormap, explainable_members, overlay,
+                          read_rgb, render, why)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +45,12 @@ def test_the_hog_descriptor_is_skimages_block_layout() -> None:
     """What hog_cells assumes: each scale's part is skimage's (block row, block col, cell row, cell col,
     orientation) array, raveled, and the parts fill the registry's dimension."""
     im = Image.fromarray((np.random.default_rng(0).random((245, 200, 3)) * 255).astype(np.uint8))
-    parts = [hog(_gray(im, size), orientations=HOG_BINS, pixels_per_cell=(HOG_CELL, HOG_CELL),
+    parts = [hog(gray(im, size), orientations=HOG_BINS, pixels_per_cell=(HOG_CELL, HOG_CELL),
                  cells_per_block=(HOG_BLOCK, HOG_BLOCK), block_norm="L2-Hys", transform_sqrt=True,
                  feature_vector=False) for size in HOG_SCALES]
     assert [p.shape[:2] + (p.size,) for p in parts] == hog_dims()
     assert np.array_equal(np.concatenate([p.ravel() for p in parts]), hog_descriptor(im))
-    assert sum(d for *_, d in hog_dims()) == REGISTRY["hog"].dim
+    assert sum(d for *_, d in hog_dims()) == BACKBONES["hog"].dim
 
 
 def test_each_hog_dimension_lands_on_its_own_cell() -> None:
@@ -79,7 +80,8 @@ def test_hog_heat_sits_where_the_two_images_share_edges() -> None:
     top = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
     a = np.concatenate([top, (rng.random((125, 200, 3)) * 255).astype(np.uint8)])
     b = np.concatenate([top, np.full((125, 200, 3), 128, np.uint8)])
-    grid, unmapped, score = contributions(hog_descriptor(Image.fromarray(a)), hog_descriptor(Image.fromarray(b)), "hog")
+    shares = contributions(hog_descriptor(Image.fromarray(a)), hog_descriptor(Image.fromarray(b)), "hog")
+    grid, unmapped, score = shares.grid, shares.unmapped, shares.score
     assert unmapped == 0.0 and np.isclose(grid.sum(), score) and score > 0.2
     assert np.allclose(grid[6:], 0.0, atol=1e-9)  # rows 6-9 of 10: every block there lies in the flat bottom
     assert grid[:5].sum() > 0.9 * score  # rows 0-4: the shared top half (60 of the 120 rows HOG sees)
@@ -161,13 +163,11 @@ def test_lite0_map_cells_average_to_the_cached_embedding(demo_dir: Path, reuse_b
     """With the packaged ImageNet weights: the map's cells, averaged, are the very vector the engine embeds and
     caches (its frozen, traced model), so the map is of the features the scores come from; centred like
     zero-shot, the weighted cells still sum to the score."""
-    from tll_core.why import feature_cells
-
     eng = _engine(demo_dir, tmp_path / "cache", device="cpu")
     tasks = eng.validation().tasks
     ids = [tasks.left_ids[1], tasks.right_ids[tasks.candidates[1, 2]]]
     backbone = eng.backbone("efficientnet-lite0")
-    cells = feature_cells(backbone, [read_rgb(eng, i) for i in ids])
+    cells = backbone.feature_cells([read_rgb(eng, i) for i in ids])
     embedded = eng.embed(ids, "efficientnet-lite0")
     assert np.allclose(cells.cells.mean(axis=(1, 2)), embedded, atol=1e-4)
     mean = centre_of(eng, tasks, "efficientnet-lite0")
@@ -185,17 +185,17 @@ def test_the_crop_region_is_what_the_transform_keeps() -> None:
     from tll_core.backbones.deep import preprocess_transform
 
     ensure_torchvision_ops()  # as every builder does before torchvision is imported
-    pp = REGISTRY["efficientnet-lite0"].preprocess
+    pp = BACKBONES["efficientnet-lite0"].preprocess
     w, h = 200, 245
     xs, ys = np.meshgrid(np.arange(w), np.arange(h))
     coded = np.stack([xs * 255 // (w - 1), ys * 255 // (h - 1), np.zeros_like(xs)], -1).astype(np.uint8)
     out = preprocess_transform(pp)(Image.fromarray(coded)).numpy()  # [3, 224, 224] uint8
-    steps = _transform_steps(preprocess_transform(pp))
+    steps = transform_steps(preprocess_transform(pp))
     assert [s for s, _ in steps] == ["resize", "crop"]
-    x0, y0, x1, y1 = _crop_region(steps, (w, h))
+    x0, y0, x1, y1 = crop_region(steps, (w, h))
     assert abs(out[0, 112, 0] / 255 - x0) < 0.02 and abs(out[0, 112, -1] / 255 - x1) < 0.02
     assert abs(out[1, 0, 112] / 255 - y0) < 0.02 and abs(out[1, -1, 112] / 255 - y1) < 0.02
-    assert _crop_region([("resize", (224, 224))], (w, h)) == (0.0, 0.0, 1.0, 1.0)  # squash: the whole image
+    assert crop_region([("resize", (224, 224))], (w, h)) == (0.0, 0.0, 1.0, 1.0)  # squash: the whole image
 
 
 # ------------------------------------------------------------ overlays
@@ -221,7 +221,7 @@ def test_a_non_finite_map_is_refused(demo_dir: Path, warm_demo_cache: Path) -> N
     eng = _engine(demo_dir, warm_demo_cache)
     tasks = eng.validation().tasks
     with pytest.raises(TLLError, match="not finite"):
-        why(eng, "hog", tasks.left_ids[0], tasks.right_ids[0], centre=np.full(REGISTRY["hog"].dim, np.nan))
+        why(eng, "hog", tasks.left_ids[0], tasks.right_ids[0], centre=np.full(BACKBONES["hog"].dim, np.nan))
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_input_region_of_a_backbone_without_fixed_preprocessing() -> None:
     from tll_core.backbones.registry import create_backbone
 
     backbone = create_backbone("resnet50", pretrained=False)
-    x0, y0, x1, y1 = input_region(backbone, (200, 245))
+    x0, y0, x1, y1 = backbone.input_region((200, 245))
     assert 0 < x0 < 0.2 and 0 < y0 < 0.2 and 0.8 < x1 < 1 and 0.8 < y1 < 1
 
 
@@ -288,7 +288,7 @@ def test_the_why_page_on_the_default_recipe_maps_its_deep_part(warm_recipe_cache
 
     recipe = default_recipe()
     members = explainable_members(recipe.backbone)
-    if not members or REGISTRY[members[0]].needs_weights is False:
+    if not members or BACKBONES[members[0]].needs_weights is False:
         pytest.skip("the default recipe here has no deep part (the lite packages are not installed)")
     studio_engine.clear()
     at = _why_app({})

@@ -5,12 +5,12 @@ The data flows one way: :func:`load_dataset` → tasks (:mod:`tll_core.tasks`) �
 register, :mod:`tll_core.register`) → evaluation (:mod:`tll_core.metrics`, :mod:`tll_core.analysis`) →
 export (:mod:`tll_core.submission`). :class:`Engine` ties them together; ``python -m tll_core`` is the CLI.
 """
-from .backbones.registry import REGISTRY, create_backbone
+from .backbones.registry import BACKBONES, create_backbone
 from .dataset import load_dataset
 from .engine import Engine, Method
 from .matchers import create_matcher
 from .register import REGISTER, register
 from .results import ResultRow
 
-__all__ = ["REGISTER", "REGISTRY", "Engine", "Method", "ResultRow", "create_backbone", "create_matcher", "load_dataset",
+__all__ = ["REGISTER", "BACKBONES", "Engine", "Method", "ResultRow", "create_backbone", "create_matcher", "load_dataset",
            "register"]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
+from .backbones.registry import DEFAULT_BACKBONE, BACKBONES, weights_available
 from .device import DEVICES
 from .errors import TLLError, bounded_line, os_problem, quoted, shown, shown_path
 from .numbers import decimal_arg, whole_arg
@@ -278,7 +278,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
     for spec in args.weights:
         name, sep, file = spec.partition("=")
         if not sep:
-            deep = [b for b in parts if REGISTRY.get(b) and REGISTRY[b].needs_weights]
+            deep = [b for b in parts if BACKBONES.get(b) and BACKBONES[b].needs_weights]
             if len(deep) != 1:
                 raise TLLError(f"--weights {shown_path(spec)}: say which backbone it is for, as NAME=FILE")
             name, file = deep[0], spec
@@ -292,19 +292,19 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
                   pretrained=not args.random_weights, device=args.device)
 
 
-def _parts(backbone: str) -> list[str]:
-    from .engine import ENSEMBLE_SEP
+def _parts(backbone: str) -> tuple[str, ...]:
+    from .backbones.registry import Ensemble
 
-    return backbone.split(ENSEMBLE_SEP)
+    return Ensemble.parse(backbone).parts
 
 
 def _check_backbones(names: list[str]) -> None:
     """Each name is a registered backbone or an ensemble ``a+b`` of them; one line naming the first bad part."""
     for name in names:
         for part in _parts(name):
-            if part not in REGISTRY:
+            if part not in BACKBONES:
                 where = f" (in {quoted(name)})" if part != name else ""
-                raise TLLError(f"unknown backbone {quoted(part)}{where}; choose from: {', '.join(REGISTRY)} "
+                raise TLLError(f"unknown backbone {quoted(part)}{where}; choose from: {', '.join(BACKBONES)} "
                                f"or an ensemble of them joined with +")
 
 
@@ -330,7 +330,7 @@ def _progress(args: argparse.Namespace, label: str) -> Iterator:
 
 def cmd_backbones(args: argparse.Namespace) -> int:
     rows = [{"name": c.name, "family": c.family, "dim": c.dim, "pretrained": c.pretrained,
-             "available": weights_available(c.name), "weights": _weights_source(c)} for c in REGISTRY.values()]
+             "available": weights_available(c.name), "weights": _weights_source(c)} for c in BACKBONES.values()]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .backbones.registry import DEFAULT_BACKBONE, Backbone, create_backbone
+from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, create_backbone
 from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
@@ -31,7 +31,6 @@ from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidat
                     validation_split)
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
-ENSEMBLE_SEP = "+"  # "hog+colour-hist": the concatenation of each backbone's L2-normalised embedding
 METHOD_FIELDS = ("metric", "centre")  # matcher options a Method carries as its own fields (zero-shot's)
 
 
@@ -116,16 +115,17 @@ class Engine:
                                                    device=self.device)
         return self._backbones[name]
 
-    def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str, progress: Progress | None = None,
+    def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str | Ensemble, progress: Progress | None = None,
               view: str = "") -> np.ndarray:
         """Embeddings of images, from memory when no file changed (size, mtime, ctime, inode), else via the disk cache.
 
         ``backbone`` may name an ensemble, ``"hog+colour-hist"``: each part L2-normalised, concatenated.
         """
-        if ENSEMBLE_SEP in backbone:
-            parts = [self.embed(image_ids, part, progress, view) for part in backbone.split(ENSEMBLE_SEP)]
+        ensemble = Ensemble.parse(backbone)
+        if not ensemble.single:
+            parts = [self.embed(image_ids, part, progress, view) for part in ensemble]
             return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
-        model = self.backbone(backbone)
+        model = self.backbone(ensemble.parts[0])
         key = (view_identity(model, view), tuple(image_ids))
         signature = tuple(self.dataset.stat_signature(i) for i in image_ids)  # ctime too: a rewrite shows
         hit = self._memo.get(key)
@@ -222,7 +222,7 @@ class Engine:
         digest = hashlib.sha1()
         digest.update(np.ascontiguousarray(left).tobytes())
         digest.update(np.ascontiguousarray(right).tobytes())
-        identity = [view_identity(self.backbone(b), "") for b in backbone.split(ENSEMBLE_SEP)]
+        identity = [view_identity(self.backbone(b), "") for b in Ensemble.parse(backbone)]
         spec = json.dumps({**material, "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
         return hashlib.sha1(spec.encode()).hexdigest()
 

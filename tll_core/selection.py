@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .backbones.registry import REGISTRY
-from .engine import ENSEMBLE_SEP, Engine, Method, method_options
+from .backbones.registry import BACKBONES, ENSEMBLE_SEP, Ensemble
+from .engine import Engine, Method, method_options
 from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
@@ -133,7 +133,7 @@ def leaderboard_selections(sel: Selection) -> list[Selection]:
     """What the overview's leaderboard scores on the validation split: the selection, then zero-shot cosine on
     each backbone that needs no weights (every label once)."""
     sel = replace(sel, split="validation")
-    baselines = [zero_shot_baseline(sel, name) for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+    baselines = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
     return _unique([sel, *baselines])
 
 
@@ -145,7 +145,7 @@ def comparison_choices(sel: Selection) -> list[Selection]:
     sel = replace(sel, split="validation")
     reranked = [replace(sel, rerank=name, rerank_options=()) for name in REGISTER.names("rerank") if name != sel.rerank]
     metrics = [zero_shot_baseline(sel, sel.backbone, metric) for metric in METRICS]
-    backbones = [zero_shot_baseline(sel, name) for name, cfg in REGISTRY.items() if not cfg.needs_weights]
+    backbones = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
     matchers = [replace(sel, method=name, options=default_options(name))
                 for name in REGISTER.names("matcher") if name not in (sel.method, ZERO_SHOT)]
     return _unique([sel, *reranked, *metrics, *backbones, *matchers])
@@ -192,9 +192,9 @@ MAX_LINK_PARTS = 8  # an ensemble in a link: more parts would have the studio em
 
 
 def _valid_backbone(name: str | None) -> bool:
-    if not name or name.count(ENSEMBLE_SEP) >= MAX_LINK_PARTS:
+    if not name or name.count(ENSEMBLE_SEP) >= MAX_LINK_PARTS:  # counted before anything is split
         return False
-    return all(part in REGISTRY for part in name.split(ENSEMBLE_SEP))
+    return Ensemble.known(name)
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:

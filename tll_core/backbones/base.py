@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..register import REGISTER
-
 import numpy as np
 from PIL import Image
 
+from ..errors import TLLError
+from ..register import REGISTER
 from .packaged import PackagedWeights
 
 WEIGHTS_DIR_ENV = "TLL_WEIGHTS_DIR"
@@ -53,8 +53,41 @@ class Preprocess:
         return f"{self.resize}{self.size}-c{self.crop_pct}-m{self.mean}-s{self.std}"
 
 
+# ------------------------------------------------------------ where features lie in the image (the Why view)
+
+MapKind = Literal["deep", "descriptor"]
+Region = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the image's width and height
+WHOLE: Region = (0.0, 0.0, 1.0, 1.0)
+
+
+class NoSpatialMap(TLLError):
+    """The backbone cannot say where (a colour histogram has no layout; a model gives no feature map)."""
+
+
+@dataclass(frozen=True)
+class FeatureCells:
+    """``deep`` maps: a batch's last feature map as cell vectors, and the pooled embedding in the same space."""
+
+    cells: np.ndarray  # [batch, h, w, dim] float32
+    pooled: np.ndarray  # [batch, dim] float32
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CellShares:
+    """``descriptor`` maps: the cosine of two descriptors split by place; ``grid.sum() + unmapped == score``."""
+
+    grid: np.ndarray  # [h, w] float32
+    unmapped: float  # the part of the score with no place (a colour histogram)
+    score: float
+    note: str = ""
+
+
 class Backbone:
-    """A built feature extractor. ``prepare`` runs per image in worker threads; ``embed`` per batch."""
+    """A built feature extractor. ``prepare`` runs per image in worker threads; ``embed`` per batch.
+
+    What the Why view asks of it (its family's ``map_kind`` says which it can answer): ``feature_cells`` and
+    ``input_region`` (``deep``), or ``cell_shares`` (``descriptor``)."""
 
     cfg: BackboneCfg
     identity: str  # backbone + weights + preprocessing version: part of every cache key
@@ -64,3 +97,32 @@ class Backbone:
 
     def embed(self, prepared: list[Any]) -> np.ndarray:
         raise NotImplementedError
+
+    def feature_cells(self, images: list[Image.Image]) -> FeatureCells:
+        """The last feature map before pooling of a few images, and their pooled embeddings."""
+        raise NoSpatialMap(f"no spatial map for backbone {self.cfg.name}: its model gives no feature map")
+
+    def input_region(self, size: tuple[int, int]) -> Region:
+        """The part of an image (``size`` = width, height) the backbone sees."""
+        return WHOLE
+
+    def cell_shares(self, left: np.ndarray, candidate: np.ndarray, centre: np.ndarray | None = None) -> CellShares:
+        """The cosine of two of its vectors (minus ``centre`` first, when given) split by place."""
+        raise NoSpatialMap(f"no spatial map for backbone {self.cfg.name}: its descriptor has no layout")
+
+
+class Family:
+    """A backbone family's defaults (a family is a register part: ``@register("family", name, help=…)``):
+    no weights, nothing in a hub cache, no spatial map."""
+
+    needs_weights = False
+
+    def build(self, cfg: BackboneCfg, weights_file: Any = None, pretrained: bool = True, device: str = "cpu") -> Backbone:
+        raise NotImplementedError
+
+    def in_hub_cache(self, cfg: BackboneCfg) -> bool:
+        return False
+
+    def map_kind(self, cfg: BackboneCfg) -> MapKind | None:
+        """Which Why map its backbone ``cfg`` gives (without building it), or None."""
+        return None

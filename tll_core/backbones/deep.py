@@ -25,7 +25,8 @@ from ..errors import TLLError, WeightsUnavailable
 from ..register import REGISTER, register
 from .compat import ensure_torchvision_ops
 from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
-from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess
+from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, FeatureCells, MapKind, NoSpatialMap, Preprocess, Region
+from .feature_maps import clip_cells, crop_region, preprocess_steps, timm_cells, transform_steps
 
 PREPROCESS_VERSION = 1
 HUB_HOST = "huggingface.co"  # probed before any hub download (timm and open_clip weights live there)
@@ -65,7 +66,7 @@ class TorchBackbone(Backbone):
         """Prepared images as the model's input batch on its device (normalised, in the model's memory format)."""
         batch = torch.stack(prepared)
         if self.cfg.preprocess is not None:  # uint8 from the workers: scale and normalise once per batch
-            batch = _normalise(batch, self.cfg.preprocess)
+            batch = normalise(batch, self.cfg.preprocess)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch.to(self.device, non_blocking=True)
@@ -78,8 +79,23 @@ class TorchBackbone(Backbone):
             out = self.forward(batch)
         return out.float().reshape(len(prepared), -1).cpu().numpy()
 
+    def feature_cells(self, images: list[Image.Image]) -> FeatureCells:
+        """The last feature map before pooling, as its family reads it, in float32 on the backbone's device."""
+        family = _family(self.cfg)
+        try:
+            with torch.inference_mode():
+                return family.cells(self.model, self.batch([self.prepare(im) for im in images]).float())
+        except (AttributeError, RuntimeError, TypeError, ValueError) as exc:  # model internals differ: one line
+            raise NoSpatialMap(f"no spatial map for backbone {self.cfg.name}: "
+                               f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
 
-def _normalise(batch: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    def input_region(self, size: tuple[int, int]) -> Region:
+        """What the resize and centre crop keep of an image (``size`` = width, height)."""
+        pp = self.cfg.preprocess
+        return crop_region(preprocess_steps(pp) if pp is not None else transform_steps(self.transform), size)
+
+
+def normalise(batch: torch.Tensor, pp: Preprocess) -> torch.Tensor:
     """The float half of :func:`preprocess_transform`, on a whole batch: torchvision's own kernels, so the
     result is bit-identical to normalising image by image, without many small multi-threaded torch ops
     in the decoding threads (several times slower per image on 2 busy cores; bench/README.md)."""
@@ -92,10 +108,11 @@ def _is_cnn(model: torch.nn.Module) -> bool:
     return not any(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__ == "Attention" for m in model.modules())
 
 
-class DeepFamily:
+class DeepFamily(Family):
     """A family of torch image models whose weights come, in this order, from a local file, an installed pip
     package (``BackboneCfg.packaged``), the local hub cache, or the hub (probed first: offline, it fails fast
-    with one line naming the other two ways). A subclass says how to build a model and where its hub keeps it."""
+    with one line naming the other two ways). A subclass says how to build a model, where its hub keeps it and
+    how its feature maps are read (``cells``, for the Why view)."""
 
     needs_weights = True
 
@@ -111,6 +128,13 @@ class DeepFamily:
 
     def in_hub_cache(self, cfg: BackboneCfg) -> bool:
         return in_hub_cache(cfg)
+
+    def map_kind(self, cfg: BackboneCfg) -> MapKind | None:
+        return "deep"
+
+    def cells(self, model: torch.nn.Module, batch: torch.Tensor) -> FeatureCells:
+        """A batch's last feature map before pooling, and the pooled embedding in the same space."""
+        raise NoSpatialMap("no spatial map: this family reads no feature map")
 
 
 def _family(cfg: BackboneCfg) -> DeepFamily:
@@ -338,7 +362,7 @@ def _transform(cfg: BackboneCfg, model: torch.nn.Module) -> Any:
 
 def preprocess_transform(pp: Preprocess) -> Any:
     """PIL image → resized uint8 tensor, as measured for the model (bench/README.md); ``TorchBackbone.embed``
-    scales and normalises it per batch (:func:`_normalise`)."""
+    scales and normalises it per batch (:func:`normalise`)."""
     from torchvision.transforms import v2 as T
 
     bicubic = T.InterpolationMode.BICUBIC
@@ -368,6 +392,7 @@ def _build_open_clip(cfg: BackboneCfg, weights_file: Path | None, weights_identi
 @register("family", "timm", help="timm models: weights from a pip package, a local file or the Hugging Face hub")
 class TimmFamily(DeepFamily):
     build_model = staticmethod(_build_timm)
+    cells = staticmethod(timm_cells)
 
     def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
         return [f"timm/{_hub_name(cfg)}"]
@@ -376,6 +401,7 @@ class TimmFamily(DeepFamily):
 @register("family", "open_clip", help="open_clip image towers: weights from a local file or the Hugging Face hub")
 class OpenClipFamily(DeepFamily):
     build_model = staticmethod(_build_open_clip)
+    cells = staticmethod(clip_cells)
 
     def hub_repo_ids(self, cfg: BackboneCfg) -> list[str]:
         ensure_torchvision_ops()

@@ -5,16 +5,22 @@ table of architectures → pretrained tags; its ``family`` is a part in the regi
 that builds it and knows its weight sources. Deep families keep the real hub loading code; offline they
 fail fast with a message naming both other ways to supply weights (see ``deep.py``).
 
-Adding a family: a module whose class carries ``@register("family", name)`` (``build``, ``needs_weights``,
-``in_hub_cache``), its import below, and table entries naming it.
+A backbone as the front ends name it is an :class:`Ensemble`: one table entry, or several joined by ``+``
+(``"hog+colour-hist"``: each part L2-normalised, concatenated), parsed here and nowhere else.
+
+Adding a family: a module whose class subclasses ``base.Family`` and carries ``@register("family", name)``
+(``build``; ``needs_weights``, ``in_hub_cache``, ``map_kind`` where they differ from the defaults), its import
+below, and table entries naming it (:func:`add_backbone`).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TLLError, quoted
-from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Preprocess  # re-exported: the registry is the front door
+from ..errors import TLLError, quoted, shown
+from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, MapKind, Preprocess  # re-exported: the registry is the front door
 from ..register import REGISTER
 from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
 from . import deep  # noqa: F401
@@ -55,7 +61,7 @@ def _lite(n: int) -> BackboneCfg:
                        packaged=packaged, preprocess=preprocess, hub_model=f"tf_efficientnet_lite{n}.in1k")
 
 
-REGISTRY: dict[str, BackboneCfg] = {
+BACKBONES: dict[str, BackboneCfg] = {  # the table: name -> config (see add_backbone)
     cfg.name: cfg
     for cfg in (
         _wf("combined", 5462, "HOG + HSV colour histogram + tiny image, weighted (the offline default)"),
@@ -84,11 +90,80 @@ REGISTRY: dict[str, BackboneCfg] = {
 }
 
 
+ENSEMBLE_SEP = "+"
+
+
+def add_backbone(cfg: BackboneCfg) -> BackboneCfg:
+    """Enter a backbone in the table (its family must be registered); one line, as a family's module does."""
+    family(cfg)
+    BACKBONES[cfg.name] = cfg
+    return cfg
+
+
+def remove_backbone(name: str) -> None:
+    """Take a backbone out of the table again (a test's or a notebook's own)."""
+    BACKBONES.pop(name, None)
+
+
 def get_cfg(name: str) -> BackboneCfg:
     try:
-        return REGISTRY[name]
+        return BACKBONES[name]
     except KeyError:
-        raise TLLError(f"unknown backbone {quoted(name)}; choose from: {', '.join(REGISTRY)}") from None
+        raise TLLError(f"unknown backbone {quoted(name)}; choose from: {', '.join(BACKBONES)}") from None
+
+
+def family(cfg: BackboneCfg) -> Family:
+    """The registered family that builds ``cfg``."""
+    return REGISTER.get("family", cfg.family).create()
+
+
+def map_kind(name: str) -> MapKind | None:
+    """Which Why map a single (non-ensemble) backbone gives, as its family says, without building it."""
+    cfg = get_cfg(name)
+    return family(cfg).map_kind(cfg)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A backbone as chosen: one table entry, or several (``a+b``) whose L2-normalised embeddings are
+    concatenated. ``str(ensemble)`` is the name the front ends show and take back."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, value: str | Ensemble) -> Ensemble:
+        """``"hog+colour-hist"`` (or an Ensemble, unchanged): each part a known backbone, else one line."""
+        if isinstance(value, Ensemble):
+            return value
+        parts = tuple(str(value).split(ENSEMBLE_SEP))
+        for part in parts:
+            if part not in BACKBONES:
+                what = f" in {shown(value)}" if len(parts) > 1 else ""
+                raise TLLError(f"unknown backbone {quoted(part)}{what}; choose from: {', '.join(BACKBONES)}")
+        return cls(parts)
+
+    @classmethod
+    def known(cls, value: str) -> bool:
+        """Whether ``value`` parses (for a link or a form: no message wanted)."""
+        try:
+            cls.parse(value)
+        except TLLError:
+            return False
+        return True
+
+    @property
+    def single(self) -> bool:
+        return len(self.parts) == 1
+
+    @property
+    def cfgs(self) -> tuple[BackboneCfg, ...]:
+        return tuple(BACKBONES[p] for p in self.parts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
+    def __str__(self) -> str:
+        return ENSEMBLE_SEP.join(self.parts)
 
 
 def local_weights_file(name: str, weights: str | os.PathLike[str] | None = None) -> Path | None:
@@ -117,9 +192,9 @@ def create_backbone(
     (tests, benchmarks) — never done silently.
     """
     cfg = get_cfg(name)
-    family = REGISTER.get("family", cfg.family).create()
-    weights_file = local_weights_file(name, weights) if pretrained and family.needs_weights else None
-    return family.build(cfg, weights_file, pretrained, device=device)
+    builder = family(cfg)
+    weights_file = local_weights_file(name, weights) if pretrained and builder.needs_weights else None
+    return builder.build(cfg, weights_file, pretrained, device=device)
 
 
 def weights_available(name: str) -> bool:
@@ -131,4 +206,4 @@ def weights_available(name: str) -> bool:
         return True
     if cfg.packaged is not None and packaged_weights_ok(cfg.packaged):
         return True
-    return REGISTER.get("family", cfg.family).create().in_hub_cache(cfg)
+    return family(cfg).in_hub_cache(cfg)
