@@ -30,7 +30,7 @@ from tll_core.demo import write_demo  # noqa: E402
 from tll_core.embeddings import embed_paths  # noqa: E402
 from tll_core.engine import Engine  # noqa: E402
 from tll_core.images import decode_rgb, read_image_bytes  # noqa: E402
-from tll_core.metrics import METRICS, evaluate_scores  # noqa: E402
+from tll_core.evaluation.metrics import METRICS, evaluate_scores  # noqa: E402
 from tll_core.runtime import tune_malloc  # noqa: E402
 
 WEIGHT_FREE = ("combined", "hog", "colour-hist", "tiny-image")

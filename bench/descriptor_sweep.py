@@ -22,8 +22,8 @@ from tll_core.backbones import weight_free as wf  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.images import decode_rgb, read_image_bytes  # noqa: E402
 from tll_core.matchers import ZeroShot  # noqa: E402
-from tll_core.metrics import evaluate_scores  # noqa: E402
-from tll_core.tasks import validation_split  # noqa: E402
+from tll_core.evaluation.metrics import evaluate_scores  # noqa: E402
+from tll_core.evaluation.tasks import validation_split  # noqa: E402
 
 
 def hog_variant(scales, cell, block, sqrt, norm="L2-Hys"):

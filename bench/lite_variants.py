@@ -29,9 +29,9 @@ from tll_core.backbones.registry import BACKBONES, Preprocess  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.images import open_image  # noqa: E402
 from tll_core.matchers import ZeroShot  # noqa: E402
-from tll_core.metrics import evaluate_scores  # noqa: E402
+from tll_core.evaluation.metrics import evaluate_scores  # noqa: E402
 from tll_core.runtime import tune_malloc  # noqa: E402
-from tll_core.tasks import random_foil_tasks  # noqa: E402
+from tll_core.evaluation.tasks import random_foil_tasks  # noqa: E402
 
 # skimage.data photo → acceptable ImageNet-1k class indices
 KNOWN = {

@@ -29,7 +29,7 @@ from tll_core.cache import EmbeddingCache  # noqa: E402
 from tll_core.dataset import load_dataset  # noqa: E402
 from tll_core.demo import write_demo  # noqa: E402
 from tll_core.engine import Engine  # noqa: E402
-from tll_core.metrics import METRICS  # noqa: E402
+from tll_core.evaluation.metrics import METRICS  # noqa: E402
 
 Row = tuple[str, str, str]  # what, measured, target / note
 

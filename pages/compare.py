@@ -9,7 +9,7 @@ from studio.state import data_folder, device, engine, open_in_ranked, scored, se
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.errors import TLLError
-from tll_core.metrics import METRICS, evaluate_scores
+from tll_core.evaluation.metrics import METRICS, evaluate_scores
 from tll_core.register import REGISTER
 from tll_core.selection import chosen_method, comparison_choices
 

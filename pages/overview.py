@@ -11,7 +11,7 @@ from studio.progress import progress_bar
 from studio.state import data_folder, device, engine, fingerprint, leaderboard_rows, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
-from tll_core.results import ResultRow
+from tll_core.evaluation.results import ResultRow
 from tll_core.selection import leaderboard_selections
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead

@@ -15,7 +15,7 @@ from studio.state import apply, data_folder, device, engine, remember_curve, sco
 from studio.widgets import md, option_input, show_error
 from tll_core.errors import TLLError
 from tll_core.matchers import TrainingCurve, learned_matchers, matcher_part
-from tll_core.metrics import evaluate_scores
+from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.selection import default_options, settable_options
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead

@@ -12,7 +12,7 @@ import streamlit as st
 
 from tll_core.backbones.registry import BACKBONES, weights_available
 from tll_core.errors import TLLError
-from tll_core.metrics import METRICS
+from tll_core.evaluation.metrics import METRICS
 from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options

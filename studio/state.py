@@ -29,10 +29,10 @@ from tll_core.device import available_devices
 from tll_core.engine import Engine
 from tll_core.errors import TLLError
 from tll_core.matchers import TrainingCurve
-from tll_core.results import ResultRow
+from tll_core.evaluation.results import ResultRow
 from tll_core.selection import Selection
 from tll_core.tags import TagStore
-from tll_core.tasks import TaskSet
+from tll_core.evaluation.tasks import TaskSet
 from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
 from tll_core.why import Rendered, WhyPair, centre_of, render, why
 

@@ -4,7 +4,7 @@ from scipy.stats import binomtest
 
 from tll_core.analysis import FAILURE_SORTS, compare, failure_ranges, failures, mcnemar_exact, pca_2d, project_2d, ranked_task, selected_points
 from tll_core.selection import Selection
-from tll_core.tasks import TaskSet
+from tll_core.evaluation.tasks import TaskSet
 
 
 def _tasks(n: int = 6) -> TaskSet:

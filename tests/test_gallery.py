@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tll_core import gallery
+from tll_core.evaluation import gallery
 from tll_core.cli import main
 from tll_core.dataset import load_dataset
 from tll_core.errors import TLLError
-from tll_core.gallery import (cosine_ranks, cosine_scorer, gallery_metrics, matcher_ranks, matcher_scorer,
+from tll_core.evaluation.gallery import (cosine_ranks, cosine_scorer, gallery_metrics, matcher_ranks, matcher_scorer,
                               resolve_backend, scorer_ranks, unit_vectors)
 from tll_core.matchers import ZeroShot, create_matcher
-from tll_core.metrics import NonFiniteScores
-from tll_core.tasks import random_candidates, validation_split
+from tll_core.evaluation.metrics import NonFiniteScores
+from tll_core.evaluation.tasks import random_candidates, validation_split
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -11,7 +11,7 @@ from tll_core.errors import TLLError
 from tll_core.matchers import (Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg,
                                ZeroShot, create_matcher, matcher_part)
 from tll_core.matchers.learned import Projection
-from tll_core.metrics import evaluate_scores
+from tll_core.evaluation.metrics import evaluate_scores
 
 FAST = dict(epochs=40, patience=40)
 

@@ -3,7 +3,7 @@ import pytest
 
 from tll_core.errors import TLLError
 from tll_core.matchers import ZeroShot, create_matcher
-from tll_core.metrics import bootstrap_ci, evaluate_scores, score_candidates, truth_ranks
+from tll_core.evaluation.metrics import bootstrap_ci, evaluate_scores, score_candidates, truth_ranks
 
 
 def _brute_force(left, right, candidates, metric):
@@ -30,7 +30,7 @@ def test_scores_match_brute_force(metric: str) -> None:
 
 
 def test_chunking_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tll_core.metrics as m
+    import tll_core.evaluation.metrics as m
 
     rng = np.random.default_rng(2)
     left, right = rng.normal(size=(30, 8)), rng.normal(size=(40, 8))

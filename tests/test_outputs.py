@@ -24,7 +24,7 @@ from tll_core.demo import MARKER, VERSION, is_complete_demo, write_demo
 from tll_core.errors import TLLError
 from tll_core.submission import (MAX_SUBMISSION_BYTES, check_output_path, submission_problems,
                                  write_submission)
-from tll_core.tasks import candidate_tasks
+from tll_core.evaluation.tasks import candidate_tasks
 
 # The demo's CSVs as version 2 wrote them: other tests and cached embeddings rely on the demo not changing.
 PINNED_CSVS = {

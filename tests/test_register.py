@@ -25,7 +25,7 @@ from tll_core.errors import TLLError
 from tll_core.matchers import LearnedMatcher, create_matcher, matcher_part
 from tll_core.matchers.base import Fixed
 from tll_core.matchers.learned import TrainCfg
-from tll_core.metrics import evaluate_scores, score_candidates
+from tll_core.evaluation.metrics import evaluate_scores, score_candidates
 from tll_core.register import REGISTER, OptionSpec, option, options_of, register
 from tll_core.reproduce import reproduce
 from tll_core.selection import Selection
@@ -292,9 +292,9 @@ def test_a_new_matcher_ranks_the_whole_gallery_by_its_own_scores(added: None, de
                                                                   method: str) -> None:
     """The full-gallery protocol asks the matcher how to score a gallery (``Matcher.gallery``): a new fixed or
     learned matcher's gallery ranks are those of its own ``score`` with every gallery item as a candidate."""
-    from tll_core.gallery import matcher_ranks
-    from tll_core.metrics import truth_ranks
-    from tll_core.tasks import truth_rights
+    from tll_core.evaluation.gallery import matcher_ranks
+    from tll_core.evaluation.metrics import truth_ranks
+    from tll_core.evaluation.tasks import truth_rights
 
     engine = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
     split = engine.validation()

@@ -20,7 +20,7 @@ from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg
 from tll_core.matchers.learned import TrainingDiverged
-from tll_core.metrics import NonFiniteScores, evaluate_scores, truth_ranks
+from tll_core.evaluation.metrics import NonFiniteScores, evaluate_scores, truth_ranks
 
 CHEAP = ["--backbone", "colour-hist", "--quiet"]
 

@@ -3,7 +3,7 @@ import pytest
 
 from tll_core.engine import fuse_scores
 from tll_core.errors import TLLError
-from tll_core.metrics import evaluate_scores
+from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.rerank import csls, dual_softmax, hungarian, rerank, sinkhorn
 
 
@@ -130,8 +130,8 @@ def _pairs(n: int) -> tuple:
 def test_an_uninformative_scorer_is_at_chance_under_every_rerank_and_metric(name: str, metric: str) -> None:
     """Embeddings drawn independently of the pairs: whatever the re-ranker reads (pool order, columns,
     ties), top-2 stays at 2/20 over 5 seeds x 300 validation tasks."""
-    from tll_core.metrics import score_candidates
-    from tll_core.tasks import random_foil_tasks
+    from tll_core.evaluation.metrics import score_candidates
+    from tll_core.evaluation.tasks import random_foil_tasks
 
     n, hits = 300, []
     for seed in range(5):
@@ -164,7 +164,7 @@ def test_a_constant_scorer_never_beats_chance_where_the_lists_carry_nothing(name
 def test_validation_pools_are_in_a_seeded_order_that_is_not_the_pair_order() -> None:
     """Right i of the pool is not left i's truth (old main: it always was), the order depends on the seed, and
     the truth's pool index is still the pair's right."""
-    from tll_core.tasks import random_foil_tasks, truth_rights
+    from tll_core.evaluation.tasks import random_foil_tasks, truth_rights
 
     pairs = _pairs(200)
     a, b = random_foil_tasks(pairs, seed=0), random_foil_tasks(pairs, seed=1)

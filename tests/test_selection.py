@@ -12,7 +12,7 @@ from conftest import make_kaggle
 from tll_core.backbones.registry import BACKBONES
 from tll_core.engine import Engine, Method
 from tll_core.matchers import learned_matchers, matcher_part
-from tll_core.metrics import METRICS
+from tll_core.evaluation.metrics import METRICS
 from tll_core.register import REGISTER, Part
 from tll_core.errors import TLLError
 from tll_core.selection import (Selection, comparison_choices, default_options, leaderboard_rows,

@@ -7,7 +7,7 @@ from conftest import write_csv
 from tll_core.dataset import load_dataset
 from tll_core.errors import SubmissionError, TLLError
 from tll_core.submission import HEADER, submission_problems, validate_submission, write_submission
-from tll_core.tasks import candidate_tasks
+from tll_core.evaluation.tasks import candidate_tasks
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from test_analysis import _tasks
 from tll_core.analysis import failures, hits
 from tll_core.cache import default_cache_dir
-from tll_core.metrics import truth_ranks
+from tll_core.evaluation.metrics import truth_ranks
 from tll_core.tags import (CSV_HEADER, MAX_TAG_CHARS, TagError, TagStore, safe_cell, store_path, tag_table,
                            tags_csv, with_tag)
 

@@ -5,7 +5,7 @@ import pytest
 
 from tll_core.dataset import Pair, load_dataset
 from tll_core.errors import DataError, TLLError
-from tll_core.tasks import hard_foil_tasks, random_foil_tasks, split_pairs, candidate_tasks, validation_split
+from tll_core.evaluation.tasks import hard_foil_tasks, random_foil_tasks, split_pairs, candidate_tasks, validation_split
 
 
 def _pairs(n: int) -> tuple[Pair, ...]:

@@ -1,8 +1,8 @@
 """tll_core — the Totally-Looks-Like matching engine (no UI; the studio in app.py/pages/ lays out its results).
 
-The data flows one way: :func:`load_dataset` → tasks (:mod:`tll_core.tasks`) → embeddings (the backbone table,
+The data flows one way: :func:`load_dataset` → tasks (:mod:`tll_core.evaluation.tasks`) → embeddings (the backbone table,
 :func:`create_backbone`; a persistent cache) → scores (matchers and re-rankers, each a part in the one
-register, :mod:`tll_core.register`) → evaluation (:mod:`tll_core.metrics`, :mod:`tll_core.analysis`) →
+register, :mod:`tll_core.register`) → evaluation (:mod:`tll_core.evaluation.metrics`, :mod:`tll_core.analysis`) →
 export (:mod:`tll_core.submission`). :class:`Engine` ties them together; ``python -m tll_core`` is the CLI.
 """
 from .backbones.registry import BACKBONES, create_backbone
@@ -10,7 +10,7 @@ from .dataset import load_dataset
 from .engine import Engine, Method
 from .matchers import create_matcher
 from .register import REGISTER, register
-from .results import ResultRow
+from .evaluation.results import ResultRow
 
 __all__ = ["REGISTER", "BACKBONES", "Engine", "Method", "ResultRow", "create_backbone", "create_matcher", "load_dataset",
            "register"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import quoted
-from .metrics import truth_ranks
-from .tasks import TaskSet, truth_rights
+from .evaluation.metrics import truth_ranks
+from .evaluation.tasks import TaskSet, truth_rights
 
 
 @dataclass(frozen=True)

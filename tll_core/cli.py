@@ -18,10 +18,10 @@ from .backbones.registry import DEFAULT_BACKBONE, BACKBONES, weights_available
 from .device import DEVICES
 from .errors import TLLError, bounded_line, os_problem, quoted, shown, shown_path
 from .numbers import decimal_arg, whole_arg
-from .metrics import METRICS
+from .evaluation.metrics import METRICS
 from .register import REGISTER, Part
-from .results import PROTOCOLS
-from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from .evaluation.results import PROTOCOLS
+from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 EXIT_ERROR = 2
 
@@ -388,7 +388,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     methods = _methods(args, metrics)
     engine = _engine(args, backbones)
     if _default_method(args):
-        from .tasks import split_pairs
+        from .evaluation.tasks import split_pairs
 
         fit, _ = split_pairs(engine.dataset.train_pairs, args.val_fraction, args.seed) if engine.dataset.train_pairs else ((), ())
         args.n_fit = len(fit)

@@ -21,13 +21,13 @@ from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
 from .device import resolve_device
 from .errors import TLLError, quoted
-from .gallery import gallery_metrics, matcher_ranks
+from .evaluation.gallery import gallery_metrics, matcher_ranks
 from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
-from .metrics import check_finite, evaluate_scores
+from .evaluation.metrics import check_finite, evaluate_scores
 from .register import OptionSpec, Part
 from .rerank import rerank
-from .results import ResultRow
-from .tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,
+from .evaluation.results import ResultRow
+from .evaluation.tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,
                     validation_split)
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
@@ -283,7 +283,7 @@ class Engine:
                          val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = DEFAULT_SEED, backend: str = "auto",
                          progress: Progress | None = None, callback: TrainingCallback | None = None) -> list[ResultRow]:
         """Every backbone x method under the full-gallery protocol: each validation left ranked against all
-        validation rights (``tll_core/gallery.py``); learned matchers fitted on the split's fit part."""
+        validation rights (``tll_core/evaluation/gallery.py``); learned matchers fitted on the split's fit part."""
         split = validation_split(self.dataset, val_fraction, seed)
         truth = truth_rights(split.tasks)  # left i's match: its truth's index in the (shuffled) right pool
         rows = []

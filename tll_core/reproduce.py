@@ -13,11 +13,11 @@ from .backbones.registry import BACKBONES, DEFAULT_BACKBONE, Ensemble, weights_a
 from .embeddings import Progress
 from .engine import Engine, Method
 from .errors import TLLError
-from .metrics import METRICS
+from .evaluation.metrics import METRICS
 from .recipes import BEST_OFFLINE
 from .register import REGISTER
-from .results import ResultRow
-from .tasks import Split
+from .evaluation.results import ResultRow
+from .evaluation.tasks import Split
 
 LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # ImageNet weights from pip: run offline
 IMAGENET = LITE + ("vgg16", "resnet50", "resnet101", "resnet152", "densenet201", "mobilenetv2", "mobilenetv3_large_100",

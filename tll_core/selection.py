@@ -12,12 +12,12 @@ from .engine import Engine, Method, method_options
 from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
-from .metrics import METRICS
+from .evaluation.metrics import METRICS
 from .recipes import Recipe, default_recipe
 from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
-from .results import ResultRow
-from .tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
+from .evaluation.results import ResultRow
+from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
 
 SPLITS = ("validation", "test")
 

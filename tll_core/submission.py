@@ -14,7 +14,7 @@ import numpy as np
 from .dataset import CANDIDATE_COLUMNS, MAX_CSV_BYTES, TEST_CSV, allowed_data_folder, read_csv_rows
 from .errors import DataError, SubmissionError, TLLError, shown, shown_path
 from .numbers import DECIMAL, NON_FINITE
-from .tasks import TaskSet
+from .evaluation.tasks import TaskSet
 
 HEADER = ("left", *CANDIDATE_COLUMNS)
 MAX_SUBMISSION_BYTES = MAX_CSV_BYTES  # the real one is ~200 KB; the CSV reader's own cap (it reads it next)

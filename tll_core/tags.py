@@ -32,9 +32,9 @@ from .analysis import Failure
 from .cache import DAMAGED, default_cache_dir  # a damaged file is named as the cache names its own
 from .errors import DataError, TLLError, one_line
 from .files import read_regular
-from .metrics import truth_ranks
+from .evaluation.metrics import truth_ranks
 from .submission import write_atomically
-from .tasks import TaskSet
+from .evaluation.tasks import TaskSet
 
 MAX_TAG_CHARS = 40
 MAX_FILE_BYTES = 16 * 2**20  # far beyond any hand-made labelling; a larger file is not read

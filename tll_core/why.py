@@ -31,7 +31,7 @@ from .images import decode_rgb
 from .matchers.zero_shot import scored_mean
 
 if TYPE_CHECKING:
-    from .tasks import TaskSet
+    from .evaluation.tasks import TaskSet
 
 Kind = MapKind
 

@@ -42,7 +42,7 @@ GalleryScorer = Callable[[int, int], np.ndarray]  # (start, stop) -> [stop - sta
 
 @dataclass(frozen=True)
 class GallerySearch:
-    """How a matcher scores every left against a whole gallery (the full-gallery protocol, ``tll_core/gallery.py``):
+    """How a matcher scores every left against a whole gallery (the full-gallery protocol, ``tll_core/evaluation/gallery.py``):
     a blockwise scorer, the floats it holds per (left, gallery item) at once, and — where its score is the inner
     product of two sets of unit vectors (zero-shot cosine) — those vectors, which an index (faiss) may search."""
 

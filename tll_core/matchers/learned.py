@@ -20,8 +20,8 @@ from torch.nn import functional as F
 from ..dataset import N_CANDIDATES
 from ..device import resolve_device
 from ..errors import TLLError
-from ..metrics import evaluate_scores
-from ..tasks import random_candidates
+from ..evaluation.metrics import evaluate_scores
+from ..evaluation.tasks import random_candidates
 from ..register import REGISTER, checked, option, register
 from ..runtime import one_blas_thread
 from .base import EpochReport, GallerySearch, TrainingCallback, TrainingCurve, views_of

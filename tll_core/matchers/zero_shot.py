@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..metrics import METRICS, as_tensor, score_candidates, unit_rows
+from ..evaluation.metrics import METRICS, as_tensor, score_candidates, unit_rows
 from ..register import checked, option, register
 from .base import Fixed, GalleryScorer, GallerySearch, every_item_scorer
 

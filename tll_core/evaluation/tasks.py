@@ -9,7 +9,7 @@ re-ranker that resolves ties by index (``linear_sum_assignment`` returns the dia
 would read it: so the right pool is put in a seeded random order (:func:`pool_order`) before anything scores,
 and the truth's column among the 20 candidates is seeded too. The test pool (first-appearance order in
 ``test_candidates.csv``) is shuffled the same way. Ties between scores count against the truth everywhere
-(:func:`tll_core.metrics.truth_ranks`).
+(:func:`tll_core.evaluation.metrics.truth_ranks`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import N_CANDIDATES, Dataset, Pair
-from .errors import DataError
+from ..dataset import N_CANDIDATES, Dataset, Pair
+from ..errors import DataError
 
 DEFAULT_VAL_FRACTION = 0.25
 DEFAULT_SEED = 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import TLLError, quoted
+from ..errors import TLLError, quoted
 
 METRICS = ("cosine", "euclidean", "manhattan")
 _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TLLError, quoted
-from .matchers import Matcher
-from .matchers.base import GalleryScorer as Scorer
-from .matchers.zero_shot import cosine_scorer, unit_vectors
+from ..errors import TLLError, quoted
+from ..matchers import Matcher
+from ..matchers.base import GalleryScorer as Scorer
+from ..matchers.zero_shot import cosine_scorer, unit_vectors
 from .metrics import bootstrap_ci, check_finite, truth_ranks
-from .rerank import rerank
+from ..rerank import rerank
 
 BACKENDS = ("auto", "exact", "faiss")
 FAISS_THRESHOLD = 50_000  # auto: faiss above this many gallery items (when importable), else exact
