@@ -30,7 +30,7 @@ from tll_core.demo import write_demo  # noqa: E402
 from tll_core.embeddings import embed_paths  # noqa: E402
 from tll_core.engine import Engine  # noqa: E402
 from tll_core.images import decode_rgb, read_image_bytes  # noqa: E402
-from tll_core.evaluation.metrics import METRICS, evaluate_scores  # noqa: E402
+from tll_core.evaluation.metrics import metric_names, evaluate_scores  # noqa: E402
 from tll_core.runtime import tune_malloc  # noqa: E402
 
 WEIGHT_FREE = ("combined", "hog", "colour-hist", "tiny-image")
@@ -172,8 +172,8 @@ def main() -> None:
     print("\n## evaluate: combined x 3 metrics, default validation split")
     with tempfile.TemporaryDirectory() as cache_dir:
         engine = Engine(dataset, EmbeddingCache(cache_dir))
-        start = time.perf_counter(); rows = engine.evaluate(["combined"], list(METRICS)); cold = time.perf_counter() - start
-        start = time.perf_counter(); engine2 = Engine(dataset, EmbeddingCache(cache_dir)); engine2.evaluate(["combined"], list(METRICS)); warm = time.perf_counter() - start
+        start = time.perf_counter(); rows = engine.evaluate(["combined"], list(metric_names())); cold = time.perf_counter() - start
+        start = time.perf_counter(); engine2 = Engine(dataset, EmbeddingCache(cache_dir)); engine2.evaluate(["combined"], list(metric_names())); warm = time.perf_counter() - start
         n_tasks = rows[0].n
         print(f"cold {cold:.2f} s, warm {warm:.3f} s ({n_tasks} tasks; top-2 cosine {rows[0].top2:.3f})")
         if dataset.test_rows:  # the 2000 test tasks, with a stand-in truth (timing only)
@@ -181,11 +181,11 @@ def main() -> None:
             test = replace(test, truth=np.zeros(len(test), dtype=np.int64))
             engine2.task_embeddings(test, "combined")  # cold fill, not timed
             start = time.perf_counter()
-            engine2.evaluate_tasks(test, ["combined"], list(METRICS))
+            engine2.evaluate_tasks(test, ["combined"], list(metric_names()))
             in_process = time.perf_counter() - start
             engine3 = Engine(dataset, EmbeddingCache(cache_dir))
             start = time.perf_counter()
-            engine3.evaluate_tasks(test, ["combined"], list(METRICS))
+            engine3.evaluate_tasks(test, ["combined"], list(metric_names()))
             from_disk = time.perf_counter() - start
             print(f"warm evaluation, {len(test)} tasks x 3 metrics: {in_process:.3f} s in-process (studio), "
                   f"{from_disk:.3f} s from the disk cache (a new process)")

@@ -9,7 +9,7 @@ from studio.state import data_folder, device, engine, open_in_ranked, scored, se
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.errors import TLLError
-from tll_core.evaluation.metrics import METRICS, evaluate_scores
+from tll_core.evaluation.metrics import metric_names, evaluate_scores
 from tll_core.register import REGISTER
 from tll_core.selection import chosen_method, comparison_choices
 
@@ -35,7 +35,7 @@ with st.expander("Add any method: backbone × matcher × metric × re-ranking"):
         cols = st.columns(4)
         backbone = cols[0].selectbox("Backbone", backbone_choices(), format_func=backbone_label)
         method = cols[1].selectbox("Matcher", REGISTER.names("matcher"))
-        metric = cols[2].selectbox("Metric (zero-shot)", METRICS)
+        metric = cols[2].selectbox("Metric (zero-shot)", metric_names())
         rerank = cols[3].selectbox("Re-ranking", REGISTER.names("rerank"))
         if st.form_submit_button("Add"):
             try:

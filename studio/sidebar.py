@@ -12,7 +12,7 @@ import streamlit as st
 
 from tll_core.backbones.registry import BACKBONES, weights_available
 from tll_core.errors import TLLError
-from tll_core.evaluation.metrics import METRICS
+from tll_core.evaluation.metrics import metric_names
 from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
@@ -40,7 +40,7 @@ def sidebar() -> None:
                      on_change=_widgets_changed)
         st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed,
                      help=REGISTER.get("matcher", sel.method).help or None)
-        st.selectbox("Metric", METRICS, key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
+        st.selectbox("Metric", metric_names(), key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
         st.checkbox("Centre the embeddings", key="w_centre", disabled=not sel.uses_metric, on_change=_widgets_changed,
                     help="Subtract the mean embedding of the scored images before the metric (zero-shot; no labels "
                          "used). Descriptors such as HOG share a large common component that swamps cosine.")

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from tll_core.analysis import FAILURE_SORTS, compare, failure_ranges, failures, mcnemar_exact, pca_2d, project_2d, ranked_task, selected_points
+from tll_core.evaluation.significance import mcnemar_exact
+from tll_core.analysis import FAILURE_SORTS, compare, failure_ranges, failures, pca_2d, project_2d, ranked_task, selected_points
 from tll_core.selection import Selection
 from tll_core.evaluation.tasks import TaskSet
 

@@ -12,9 +12,9 @@ from tll_core.evaluation import gallery
 from tll_core.cli import main
 from tll_core.dataset import load_dataset
 from tll_core.errors import TLLError
-from tll_core.evaluation.gallery import (cosine_ranks, cosine_scorer, gallery_metrics, matcher_ranks, matcher_scorer,
-                              resolve_backend, scorer_ranks, unit_vectors)
+from tll_core.evaluation.gallery import gallery_metrics, matcher_ranks, matcher_scorer, resolve_backend, scorer_ranks
 from tll_core.matchers import ZeroShot, create_matcher
+from tll_core.matchers.zero_shot import cosine_scorer, unit_vectors
 from tll_core.evaluation.metrics import NonFiniteScores
 from tll_core.evaluation.tasks import random_candidates, validation_split
 
@@ -23,6 +23,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def cosine_ranks(left: np.ndarray, right: np.ndarray, truth: np.ndarray, *, centre: bool = True, backend: str = "auto",
+                 block: int | None = None) -> np.ndarray:
+    """Zero-shot cosine's gallery ranks through the engine's path (``matcher_ranks``), or block by block
+    (``scorer_ranks`` over zero-shot's own scorer) when ``block`` is given."""
+    if block is not None:
+        return scorer_ranks(cosine_scorer(*unit_vectors(left, right, centre)), truth, len(right), block=block)
+    return matcher_ranks(ZeroShot("cosine", centre=centre), [(left, right)], truth, backend=backend)
 
 
 def _random(n: int, m: int, d: int, seed: int = 0, noise: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +64,7 @@ def test_constant_scorer_ranks_every_truth_last() -> None:
 def test_metrics_from_ranks() -> None:
     ranks = np.array([1, 2, 5, 10, 11, 40])
     g = gallery_metrics(ranks, 40)
-    assert (g.n, g.gallery) == (6, 40)
+    assert (g.n, g.pool) == (6, 40)
     assert g.recall_at_1 == pytest.approx(1 / 6) and g.recall_at_5 == pytest.approx(3 / 6)
     assert g.recall_at_10 == pytest.approx(4 / 6) and g.median_rank == 7.5
     assert g.mrr == pytest.approx(np.mean([1, 1 / 2, 1 / 5, 1 / 10, 1 / 11, 1 / 40]))
@@ -70,7 +79,7 @@ def test_non_finite_embeddings_are_an_error() -> None:
     for backend in ("exact", *(["faiss"] if gallery.faiss_importable() else [])):
         with pytest.raises(NonFiniteScores):
             cosine_ranks(left, right, truth, centre=False, backend=backend)
-    if gallery.faiss_importable():  # straight to the index, past cosine_ranks' own input check
+    if gallery.faiss_importable():  # straight to the index, past the matcher
         with pytest.raises(NonFiniteScores):
             gallery.faiss_ranks(left, right, truth)
 

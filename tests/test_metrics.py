@@ -3,7 +3,8 @@ import pytest
 
 from tll_core.errors import TLLError
 from tll_core.matchers import ZeroShot, create_matcher
-from tll_core.evaluation.metrics import bootstrap_ci, evaluate_scores, score_candidates, truth_ranks
+from tll_core.evaluation.metrics import evaluate_scores, score_candidates, truth_ranks
+from tll_core.evaluation.significance import bootstrap_ci
 
 
 def _brute_force(left, right, candidates, metric):

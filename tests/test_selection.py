@@ -12,7 +12,7 @@ from conftest import make_kaggle
 from tll_core.backbones.registry import BACKBONES
 from tll_core.engine import Engine, Method
 from tll_core.matchers import learned_matchers, matcher_part
-from tll_core.evaluation.metrics import METRICS
+from tll_core.evaluation.metrics import metric_names
 from tll_core.register import REGISTER, Part
 from tll_core.errors import TLLError
 from tll_core.selection import (Selection, comparison_choices, default_options, leaderboard_rows,
@@ -39,7 +39,7 @@ def test_comparison_choices_follow_the_register() -> None:
     assert choices[0] == replace(sel, split="validation") and len(set(labels)) == len(labels)
     assert all(c.split == "validation" for c in choices)
     assert {c.rerank for c in choices if c.method == "adaptation" and c.backbone == "hog"} == set(REGISTER.names("rerank"))
-    assert {c.metric for c in choices if c.method == "zero-shot" and c.backbone == "hog"} == set(METRICS)
+    assert {c.metric for c in choices if c.method == "zero-shot" and c.backbone == "hog"} == set(metric_names())
     assert {c.backbone for c in choices if c.method == "zero-shot"} == {"hog", *WEIGHT_FREE}
     assert {c.method for c in choices} == set(REGISTER.names("matcher"))
     REGISTER.add(Part("rerank", "test-only-rerank", build=lambda: None))  # a new re-ranker: offered at once

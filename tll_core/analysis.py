@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import quoted
 from .evaluation.metrics import truth_ranks
+from .evaluation.significance import mcnemar_exact
 from .evaluation.tasks import TaskSet, truth_rights
 
 
@@ -183,15 +183,6 @@ def compare(tasks: TaskSet, scores_a: np.ndarray, scores_b: np.ndarray, k: int =
     idx = lambda mask: tuple(int(i) for i in np.flatnonzero(mask))  # noqa: E731
     a_only, b_only = idx(hit_a & ~hit_b), idx(~hit_a & hit_b)
     return Comparison(a_only, b_only, idx(hit_a & hit_b), idx(~hit_a & ~hit_b), mcnemar_exact(len(a_only), len(b_only)))
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for discordant counts b and c."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 # ---------------------------------------------------------------- embedding maps

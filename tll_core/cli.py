@@ -18,9 +18,9 @@ from .backbones.registry import DEFAULT_BACKBONE, BACKBONES, weights_available
 from .device import DEVICES
 from .errors import TLLError, bounded_line, os_problem, quoted, shown, shown_path
 from .numbers import decimal_arg, whole_arg
-from .evaluation.metrics import METRICS
-from .register import REGISTER, Part
-from .evaluation.results import PROTOCOLS
+from .evaluation.metrics import metric_names
+from .register import KINDS, REGISTER, Part
+from .evaluation.figures import PROTOCOLS, figures_of
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
 EXIT_ERROR = 2
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
     p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
-    p.add_argument("--metric", action="append", choices=METRICS,
+    p.add_argument("--metric", action="append", choices=metric_names(),
                    help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
     p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
     p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
     p.add_argument("--backbone", help="default: the default recipe's (see README)")
-    p.add_argument("--metric", choices=METRICS, help="a zero-shot metric (given alone, the method is zero-shot)")
+    p.add_argument("--metric", choices=metric_names(), help="a zero-shot metric (given alone, the method is zero-shot)")
     _method_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
@@ -342,7 +342,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_parts(args: argparse.Namespace) -> int:
-    rows = [_part_row(part) for kind in ("family", "matcher", "rerank") for part in REGISTER.parts(kind)]
+    rows = [_part_row(part) for kind in KINDS for part in REGISTER.parts(kind)]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -360,6 +360,8 @@ def _part_row(part: Part) -> dict:
                         "max": s.maximum, "choices": list(s.choices), "help": s.help} for s in part.options]}
     if part.kind == "matcher":
         row["metric"] = part.metric or "the metric option"
+    if part.kind == "figure":
+        row["protocols"] = list(part.create().protocols)
     return row
 
 
@@ -397,7 +399,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with _progress(args, "embedding") as progress:
             rows = engine.evaluate_gallery(backbones, methods, val_fraction=args.val_fraction, seed=args.seed,
                                            progress=progress)
-        _print_gallery_rows(rows, args.json)
+        _print_rows(rows, args.json)
         return 0
     with _progress(args, "embedding") as progress:
         rows = engine.evaluate(backbones, methods=methods, val_fraction=args.val_fraction, seed=args.seed,
@@ -406,27 +408,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_gallery_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], gallery protocol
+def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], one protocol
+    """JSON, or a table with a column per registered figure of the rows' protocol (its header and format)."""
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
         return
+    protocol = rows[0].protocol if rows else "tasks"
+    figures = figures_of(protocol)
     width = max([len(r.method) for r in rows] + [10])
-    print(f"{'backbone':22} {'metric':10} {'method':{width}} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'medR':>6} {'MRR':>6} "
-          f"{'n':>5} {'gallery':>7}")
+    tail = f" {'gallery':>7}" if protocol == "gallery" else "  top2 95% CI"
+    print(f"{'backbone':22} {'metric':10} {'method':{width}} " + " ".join(f"{f.header:>6}" for f in figures)
+          + f" {'n':>5}{tail}")
     for r in rows:
-        print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {r.recall_at_1:6.3f} {r.recall_at_5:6.3f} "
-              f"{r.recall_at_10:6.3f} {r.median_rank:6.1f} {r.mrr:6.3f} {r.n:5d} {r.gallery:7d}")
-
-
-def _print_rows(rows: list, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([r.as_dict() for r in rows], indent=1))
-        return
-    width = max([len(r.method) for r in rows] + [10])
-    print(f"{'backbone':22} {'metric':10} {'method':{width}} {'top1':>6} {'top2':>6} {'top5':>6} {'MRR':>6} {'rank':>5} {'n':>5}  top2 95% CI")
-    for r in rows:
-        print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {r.top1:6.3f} {r.top2:6.3f} {r.top5:6.3f} {r.mrr:6.3f} "
-              f"{r.mean_rank:5.2f} {r.n:5d}  [{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]")
+        values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
+        tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

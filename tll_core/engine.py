@@ -295,13 +295,13 @@ class Engine:
                 ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank,
                                       rerank_options=dict(method.rerank_options), backend=backend,
                                       what=f"{backbone}, {method.label}")
-                rows.append(ResultRow.of_gallery(backbone, method.shown_metric, method.label,
+                rows.append(ResultRow.of(backbone, method.shown_metric, method.label,
                                                  gallery_metrics(ranks, len(truth), seed=seed)))
         return rows
 
     @staticmethod
     def _row(backbone: str, metric: str, label: str, scores: np.ndarray, tasks: TaskSet, seed: int) -> ResultRow:
-        return ResultRow.of_tasks(backbone, metric, label, evaluate_scores(scores, tasks.truth, seed=seed))
+        return ResultRow.of(backbone, metric, label, evaluate_scores(scores, tasks.truth, seed=seed))
 
     def embedding_map(self, tasks: TaskSet, backbone: str, method: str = "pca", seed: int = 0,
                       progress: Progress | None = None) -> np.ndarray:

@@ -27,16 +27,17 @@ from typing import Any, Literal, get_type_hints
 from .errors import TLLError, quoted, shown
 from .numbers import RULES, WHOLE, parse_decimal, parse_whole
 
-Kind = Literal["family", "matcher", "rerank"]
-KINDS: tuple[Kind, ...] = ("family", "matcher", "rerank")
-_NOUN = {"family": "backbone family", "matcher": "method", "rerank": "rerank"}
+Kind = Literal["family", "matcher", "rerank", "metric", "figure"]
+KINDS: tuple[Kind, ...] = ("family", "matcher", "rerank", "metric", "figure")
+_NOUN = {"family": "backbone family", "matcher": "method", "rerank": "rerank", "metric": "metric", "figure": "figure"}
 
 
 def option(default: Any, *, help: str = "", lo: float | None = None, hi: float | None = None,  # noqa: A002
-           above: float | None = None, below: float | None = None, choices: tuple[str, ...] = ()) -> Any:
-    """A config field with its help and valid range: ``lo <= v <= hi``, ``above < v < below``, or one of ``choices``."""
+           above: float | None = None, below: float | None = None, choices: tuple[str, ...] | Kind = ()) -> Any:
+    """A config field with its help and valid range: ``lo <= v <= hi``, ``above < v < below``, or one of ``choices``
+    (a kind of part, e.g. ``"metric"``: the names registered at the time the option is read)."""
     return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "above": above, "below": below,
-                                            "choices": tuple(choices)})
+                                            "choices": choices if isinstance(choices, str) else tuple(choices)})
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,10 @@ def options_of(cfg: type | None) -> tuple[OptionSpec, ...]:
     out = []
     for f in dataclasses.fields(cfg):
         meta = f.metadata
+        choices = meta.get("choices", ())
         out.append(OptionSpec(f.name, hints[f.name], f.default, meta.get("help", ""), meta.get("lo"), meta.get("hi"),
-                              meta.get("above"), meta.get("below"), tuple(meta.get("choices", ()))))
+                              meta.get("above"), meta.get("below"),
+                              REGISTER.names(choices) if isinstance(choices, str) else tuple(choices)))
     return tuple(out)
 
 

@@ -13,7 +13,7 @@ from .backbones.registry import BACKBONES, DEFAULT_BACKBONE, Ensemble, weights_a
 from .embeddings import Progress
 from .engine import Engine, Method
 from .errors import TLLError
-from .evaluation.metrics import METRICS
+from .evaluation.metrics import metric_names
 from .recipes import BEST_OFFLINE
 from .register import REGISTER
 from .evaluation.results import ResultRow
@@ -55,7 +55,7 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
     split = engine.validation()
     plan: list[tuple[str, str, Method]] = []
     for backbone in IMAGENET + WEIGHT_FREE:
-        for metric in METRICS:
+        for metric in metric_names():
             plan.append(("zero-shot, 3 metrics", backbone, Method("zero-shot", metric)))
     plan.append(("VGG16 baseline (report)", "vgg16", Method("zero-shot", "cosine", centre=False)))
     for backbone in IMAGENET + (DEFAULT_BACKBONE,):

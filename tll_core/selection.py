@@ -12,7 +12,7 @@ from .engine import Engine, Method, method_options
 from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
-from .evaluation.metrics import METRICS
+from .evaluation.metrics import metric_names
 from .recipes import Recipe, default_recipe
 from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
@@ -86,7 +86,7 @@ class Selection:
             sel = replace(sel, backbone=get("backbone"))
         if ("matcher", get("method")) in REGISTER:
             sel = replace(sel, method=get("method"))
-        if get("metric") in METRICS:
+        if get("metric") in metric_names():
             sel = replace(sel, metric=get("metric"))
         if ("rerank", get("rerank")) in REGISTER:
             sel = replace(sel, rerank=get("rerank"))
@@ -144,7 +144,7 @@ def comparison_choices(sel: Selection) -> list[Selection]:
     up here with no studio edit."""
     sel = replace(sel, split="validation")
     reranked = [replace(sel, rerank=name, rerank_options=()) for name in REGISTER.names("rerank") if name != sel.rerank]
-    metrics = [zero_shot_baseline(sel, sel.backbone, metric) for metric in METRICS]
+    metrics = [zero_shot_baseline(sel, sel.backbone, metric) for metric in metric_names()]
     backbones = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
     matchers = [replace(sel, method=name, options=default_options(name))
                 for name in REGISTER.names("matcher") if name not in (sel.method, ZERO_SHOT)]
@@ -159,8 +159,8 @@ def chosen_method(sel: Selection, backbone: str, method: str, metric: str, reran
             raise TLLError(f"unknown {kind} {quoted(name)}; choose from {', '.join(REGISTER.names(kind))}")
     if not _valid_backbone(backbone):
         raise TLLError(f"unknown backbone {quoted(backbone)}")
-    if metric not in METRICS:
-        raise TLLError(f"unknown metric {quoted(metric)}; choose from {', '.join(METRICS)}")
+    if metric not in metric_names():
+        raise TLLError(f"unknown metric {quoted(metric)}; choose from {', '.join(metric_names())}")
     return replace(sel, split="validation", backbone=backbone, method=method, metric=metric, rerank=rerank,
                    options=default_options(method), rerank_options=())
 

@@ -20,7 +20,6 @@ matrix (csls and sinkhorn normalise over columns): it is supported while ``n * m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,42 +27,25 @@ import numpy as np
 from ..errors import TLLError, quoted
 from ..matchers import Matcher
 from ..matchers.base import GalleryScorer as Scorer
-from ..matchers.zero_shot import cosine_scorer, unit_vectors
-from .metrics import bootstrap_ci, check_finite, truth_ranks
+from .figures import Evaluation, evaluate_ranks
+from .metrics import check_finite, truth_ranks
 from ..rerank import rerank
 
 BACKENDS = ("auto", "exact", "faiss")
 FAISS_THRESHOLD = 50_000  # auto: faiss above this many gallery items (when importable), else exact
 BLOCK_ELEMENTS = 1 << 23  # a block's working set, in floats: [block, m] scores, or [block, m, d] gathered rights
 MAX_DENSE = 1 << 24  # re-ranking: at most this many scores (n * m) held at once
-RECALL_AT = (1, 5, 10)
 
 
 
-@dataclass(frozen=True)
-class GalleryMetrics:
-    """Figures of truth ranks among ``gallery`` items (1 best, ``gallery`` worst)."""
-
-    n: int
-    gallery: int
-    recall_at_1: float
-    recall_at_5: float
-    recall_at_10: float
-    median_rank: float
-    mrr: float
-    recall_at_1_ci: tuple[float, float]  # seeded bootstrap 95 % interval
-    ranks: np.ndarray
-
-
-def gallery_metrics(ranks: np.ndarray, gallery: int, *, n_boot: int = 1000, seed: int = 0) -> GalleryMetrics:
+def gallery_metrics(ranks: np.ndarray, gallery: int, *, n_boot: int = 1000, seed: int = 0) -> Evaluation:
+    """Every registered figure of the ``gallery`` protocol from the truth's ranks among ``gallery`` items."""
     ranks = np.asarray(ranks, dtype=np.int64)
     if len(ranks) == 0:
         raise TLLError("no lefts to rank against the gallery")
     if ranks.min() < 1 or ranks.max() > gallery:
         raise ValueError(f"ranks must lie in 1..{gallery}")
-    r1, r5, r10 = (float((ranks <= k).mean()) for k in RECALL_AT)
-    return GalleryMetrics(len(ranks), gallery, r1, r5, r10, float(np.median(ranks)), float((1.0 / ranks).mean()),
-                          bootstrap_ci(ranks <= 1, n_boot=n_boot, seed=seed), ranks)
+    return evaluate_ranks(ranks, "gallery", gallery, n_boot=n_boot, seed=seed)
 
 
 # ---------------------------------------------------------------- scorers
@@ -150,17 +132,6 @@ def resolve_backend(backend: str, m: int) -> str:
     if backend == "auto":
         return "faiss" if m > FAISS_THRESHOLD and faiss_importable() else "exact"
     return backend
-
-
-def cosine_ranks(left: np.ndarray, gallery: np.ndarray, truth: np.ndarray, *, centre: bool = True,
-                 backend: str = "auto", block: int | None = None) -> np.ndarray:
-    """Truth ranks under (centred) cosine: ``truth[i]`` is the gallery index of left ``i``'s match."""
-    check_finite(left, "left embeddings")
-    check_finite(gallery, "gallery embeddings")
-    left_unit, gallery_unit = unit_vectors(left, gallery, centre)
-    if resolve_backend(backend, len(gallery)) == "faiss":
-        return faiss_ranks(left_unit, gallery_unit, truth, block=block)
-    return scorer_ranks(cosine_scorer(left_unit, gallery_unit), truth, len(gallery), block=block or block_rows(len(gallery)))
 
 
 def matcher_ranks(matcher: Matcher, views: Sequence[tuple[np.ndarray, np.ndarray]], truth: np.ndarray, *,

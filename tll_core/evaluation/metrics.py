@@ -1,6 +1,9 @@
-"""Similarity metrics and the evaluation of ranked candidates.
+"""Similarity metrics (registered parts, kind ``metric``) and the evaluation of ranked candidates.
 
-Scores are *similarities*: higher = more alike (euclidean and manhattan are negated distances).
+Scores are *similarities*: higher = more alike (euclidean and manhattan are negated distances). A metric is a
+function of a block of lefts ``[chunk, 1, d]`` and their candidates ``[chunk, 20, d]`` giving ``[chunk, 20]``,
+entered with :func:`metric` (``unit``: rows L2-normalised first); zero-shot's ``metric`` option, the CLI's
+``--metric`` and the studio offer every registered one.
 
 Rank of the truth: 1 + the number of other candidates whose score is >= the truth's — ties count
 against the truth, so a constant scorer gets rank 20, never a lucky 1.
@@ -10,21 +13,66 @@ MRR: the mean of 1/rank. Mean rank: the mean of rank (1 best, 20 worst).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..errors import TLLError, quoted
+from ..errors import TLLError
+from ..register import REGISTER, Part
+from .figures import Evaluation, evaluate_ranks
 
-METRICS = ("cosine", "euclidean", "manhattan")
 _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
+Block = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ([chunk, 1, d], [chunk, k, d]) -> [chunk, k]
 
 
-def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise TLLError(f"unknown metric {quoted(metric)}; choose from: {', '.join(METRICS)}")
-    return metric
+@dataclass(frozen=True)
+class Metric:
+    """A registered similarity; ``Part.create()`` gives it back (it is its own builder)."""
+
+    name: str
+    block: Block
+    unit: bool = False  # L2-normalise the rows first
+    help: str = ""
+
+    def __call__(self) -> Metric:
+        return self
+
+
+def metric(name: str, *, help: str, unit: bool = False) -> Callable[[Block], Block]:  # noqa: A002
+    """Decorator: enter ``block(left, candidates)`` as the metric ``name``."""
+
+    def enter(block: Block) -> Block:
+        REGISTER.add(Part("metric", name, Metric(name, block, unit, help), help=help))
+        return block
+
+    return enter
+
+
+@metric("cosine", help="cosine similarity", unit=True)
+def cosine(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(candidates, left.transpose(1, 2))[..., 0]
+
+
+@metric("euclidean", help="minus the Euclidean distance")
+def euclidean(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    return -torch.cdist(left, candidates, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+
+
+@metric("manhattan", help="minus the Manhattan (L1) distance")
+def manhattan(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    return -torch.cdist(left, candidates, p=1.0, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+
+
+def metric_names() -> tuple[str, ...]:
+    """The registered metrics, in register order."""
+    return REGISTER.names("metric")
+
+
+def check_metric(name: str) -> Metric:
+    """The registered metric ``name`` (one line naming the choices when there is none)."""
+    return REGISTER.get("metric", name).create()
 
 
 def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray, metric: str) -> np.ndarray:
@@ -33,9 +81,9 @@ def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray
     Vectorised over all tasks: the candidates are gathered into ``[chunk, 20, d]`` blocks small enough
     to stay in cache (bench/README.md: 4x faster than one big block), then one batched kernel per block.
     """
-    check_metric(metric)
+    chosen = check_metric(metric)
     left_t, right_t = as_tensor(left), as_tensor(right)
-    if metric == "cosine":
+    if chosen.unit:
         left_t, right_t = unit_rows(left_t), unit_rows(right_t)
     index = torch.from_numpy(np.asarray(candidates, dtype=np.int64))
     n, k = index.shape
@@ -43,13 +91,7 @@ def score_candidates(left: np.ndarray, right: np.ndarray, candidates: np.ndarray
     step = max(1, _CHUNK_ELEMENTS // max(1, k * left_t.shape[1]))
     with torch.inference_mode():
         for s in range(0, n, step):
-            l = left_t[s : s + step, None, :]
-            r = right_t[index[s : s + step]]
-            if metric == "cosine":
-                out[s : s + step] = torch.bmm(r, l.transpose(1, 2))[..., 0]
-            else:
-                p = 2.0 if metric == "euclidean" else 1.0
-                out[s : s + step] = -torch.cdist(l, r, p=p, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+            out[s : s + step] = chosen.block(left_t[s : s + step, None, :], right_t[index[s : s + step]])
     return out.numpy()
 
 
@@ -92,38 +134,8 @@ def truth_ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return (scores >= truth_score[:, None]).sum(axis=1).astype(np.int64)
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    n: int
-    top1: float
-    top2: float
-    top5: float
-    mrr: float
-    mean_rank: float
-    top2_ci: tuple[float, float]  # seeded bootstrap 95 % interval
-    ranks: np.ndarray  # per left
-
-
 def evaluate_scores(scores: np.ndarray, truth: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Evaluation:
+    """Every registered figure of the ``tasks`` protocol from ``[n, 20]`` scores and the truth's columns."""
     if len(scores) == 0:
         raise ValueError("no tasks to evaluate")
-    ranks = truth_ranks(scores, truth)
-    return Evaluation(
-        n=len(ranks),
-        top1=float((ranks <= 1).mean()),
-        top2=float((ranks <= 2).mean()),
-        top5=float((ranks <= 5).mean()),
-        mrr=float((1.0 / ranks).mean()),
-        mean_rank=float(ranks.mean()),
-        top2_ci=bootstrap_ci(ranks <= 2, n_boot=n_boot, seed=seed),
-        ranks=ranks,
-    )
-
-
-def bootstrap_ci(hits: np.ndarray, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (resampling lefts), seeded."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(hits), size=(n_boot, len(hits)))
-    means = hits.astype(np.float64)[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return evaluate_ranks(truth_ranks(scores, truth), "tasks", scores.shape[1], n_boot=n_boot, seed=seed)
