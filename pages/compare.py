@@ -9,7 +9,8 @@ from studio.state import data_folder, device, engine, open_in_ranked, scored, se
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.errors import TLLError
-from tll_core.evaluation.metrics import metric_names, evaluate_scores
+from tll_core.evaluation.figures import figures_of
+from tll_core.evaluation.metrics import evaluate_scores, metric_names
 from tll_core.register import REGISTER
 from tll_core.selection import chosen_method, comparison_choices
 
@@ -67,11 +68,11 @@ for label in picked:
     scores = results[label]
     r = evaluate_scores(scores, tasks.truth, seed=choices[label].seed)
     c = compare(tasks, results[reference], scores) if label != reference else None
-    rows.append({"method": label, "top1": r.top1, "top2": r.top2, "top5": r.top5, "mrr": r.mrr,
-                 "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
+    rows.append({"method": label, **r.values, "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
                  "vs reference: McNemar p": None if c is None else c.p_value})
 st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-    c: st.column_config.NumberColumn(format="%.3f") for c in ("top1", "top2", "top5", "mrr", "vs reference: McNemar p")})
+    **{f.name: st.column_config.NumberColumn(format=f"%{f.format}", help=f.help) for f in figures_of("tasks")},
+    "vs reference: McNemar p": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Disagreements (top-2 hits)")
 pair = st.columns(2)

@@ -11,26 +11,35 @@ from studio.progress import progress_bar
 from studio.state import data_folder, device, engine, fingerprint, leaderboard_rows, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
+from tll_core.evaluation.figures import Figure, Protocol, figures_of
 from tll_core.evaluation.results import ResultRow
 from tll_core.selection import leaderboard_selections
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
-FIGURES = ("top1", "top2", "top5", "mrr", "recall@1", "recall@5", "recall@10", "gallery mrr")
-COLUMNS = ("selection", "top1", "top2", "top2 CI", "top5", "mrr", "mean rank",  # the 20-candidate tasks
-           "recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery")  # the full gallery
 NARROW = 56  # px: the whole table fits a 1400 px wide window beside the sidebar
 
 
+def figure_column(figure: Figure, protocol: Protocol) -> str:
+    """A registered figure's leaderboard column: its name (``mean rank``), ``gallery mrr`` where the tasks
+    protocol has a figure of that name too."""
+    name = figure.name.replace("_", " ")
+    clash = protocol == "gallery" and figure.name in {f.name for f in figures_of("tasks")}
+    return f"gallery {name}" if clash else name
+
+
+def figure_columns() -> list[tuple[str, Figure]]:
+    """Every registered figure's column, the tasks protocol's first, then the full gallery's."""
+    return [(figure_column(f, p), f) for p in ("tasks", "gallery") for f in figures_of(p)]
+
+
 def line(label: str, on_tasks: ResultRow, on_gallery: ResultRow) -> dict[str, Any]:
-    """One leaderboard line: the tasks row's figures, then the gallery row's (its MRR as ``gallery mrr``)."""
-    tasks, gallery = on_tasks.as_dict(), on_gallery.as_dict()
-    low, high = tasks["top2_ci"] or (None, None)
-    return {"selection": label, **{k: tasks[k] for k in ("top1", "top2", "top5", "mrr", "n")},
-            "mean rank": tasks["mean_rank"], "ci_low": low, "ci_high": high,
-            "top2 CI": "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]",
-            **{k: gallery[k] for k in ("recall@1", "recall@5", "recall@10", "gallery")},
-            "median rank": gallery["median_rank"], "gallery mrr": gallery["mrr"]}
+    """One leaderboard line: the tasks row's figures and top-2 CI, then the gallery row's."""
+    low, high = on_tasks.as_dict()["top2_ci"] or (None, None)
+    figures = {figure_column(f, p): row.as_dict()[f.name] for p, row in (("tasks", on_tasks), ("gallery", on_gallery))
+               for f in figures_of(p)}
+    return {"selection": label, "n": on_tasks.n, **figures, "gallery": on_gallery.gallery, "ci_low": low, "ci_high": high,
+            "top2 CI": "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"}
 
 
 st.title("Totally-Looks-Like matching studio")
@@ -67,9 +76,10 @@ st.caption("Left: the 20-candidate tasks, with the top-2 bootstrap CI. Right: th
            "left ranked against every validation right (recall@k, median rank, MRR; gallery: how many rights).")
 if lines:
     table = pd.DataFrame(lines).sort_values("top2", ascending=False)
-    st.dataframe(table, hide_index=True, column_order=COLUMNS, column_config={
-        **{c: st.column_config.NumberColumn(format="%.3f", width=NARROW) for c in FIGURES},
-        **{c: st.column_config.NumberColumn(format="%.4g", width=NARROW) for c in ("mean rank", "median rank")},
+    shown = figure_columns()
+    order = [c for name, _ in shown for c in ((name, "top2 CI") if name == "top2" else (name,))]
+    st.dataframe(table, hide_index=True, column_order=("selection", *order, "gallery"), column_config={
+        **{name: st.column_config.NumberColumn(format=f"%{f.format}", width=NARROW, help=f.help) for name, f in shown},
         "gallery": st.column_config.NumberColumn(width=NARROW, help="rights each left is ranked against"),
         "top2 CI": st.column_config.TextColumn(width=100, help="95 % bootstrap interval of top-2"),
         "selection": st.column_config.TextColumn(width=190)})

@@ -8,7 +8,7 @@ from tll_core.selection import Selection
 from tll_core.evaluation.tasks import TaskSet
 
 
-def _tasks(n: int = 6) -> TaskSet:
+def small_tasks(n: int = 6) -> TaskSet:
     rng = np.random.default_rng(0)
     candidates = np.stack([np.r_[i, rng.choice(np.delete(np.arange(n * 8), i), 19, replace=False)] for i in range(n)])
     return TaskSet("t", tuple(f"l{i}" for i in range(n)), tuple(f"L/{i}" for i in range(n)),
@@ -17,7 +17,7 @@ def _tasks(n: int = 6) -> TaskSet:
 
 
 def test_ranked_task_orders_by_score_and_marks_the_truth() -> None:
-    tasks = _tasks()
+    tasks = small_tasks()
     scores = np.tile(np.linspace(0, 1, 20), (6, 1)).astype(np.float32)  # candidate 19 best, the truth (0) worst
     task = ranked_task(tasks, scores, 2)
     assert [c.position for c in task.candidates][:3] == [19, 18, 17]
@@ -26,7 +26,7 @@ def test_ranked_task_orders_by_score_and_marks_the_truth() -> None:
 
 
 def test_failures_are_outside_the_top_two_worst_first() -> None:
-    tasks = _tasks()
+    tasks = small_tasks()
     scores = np.zeros((6, 20), dtype=np.float32)
     scores[:, 0] = [1.0, 0.5, 0.5, -1, 0.9, 0.2]  # truth scores
     scores[:, 1] = 0.8
@@ -41,7 +41,7 @@ def test_failures_are_outside_the_top_two_worst_first() -> None:
 
 def _six_failures() -> tuple[TaskSet, np.ndarray]:
     """Eight lefts, six of them failures with distinct ranks, margins and truth scores (truth at position 0)."""
-    tasks = _tasks(8)
+    tasks = small_tasks(8)
     scores = np.tile(-np.arange(20, dtype=np.float32), (8, 1))  # position 1 scores -1, 2 scores -2, ...
     scores[:, 1] += np.arange(8, dtype=np.float32) * 0.1  # a different best score per left
     scores[:, 0] = [0.5 - k for k in (3, 1, 9, 4, 2, 20, 3, 6)]  # the truth ranks exactly these
@@ -94,7 +94,7 @@ def test_mcnemar_matches_the_exact_binomial_test() -> None:
 
 
 def test_compare_slices() -> None:
-    tasks = _tasks(4)
+    tasks = small_tasks(4)
     good = np.zeros((4, 20)); good[:, 0] = 1
     bad = np.zeros((4, 20)); bad[:, 0] = -1
     mixed = np.where(np.arange(4)[:, None] < 2, good, bad)
@@ -155,7 +155,7 @@ def _scores_with_truth_ranks(ranks: list[int]) -> np.ndarray:
 def test_hits_misses_and_the_next_miss() -> None:
     from tll_core.analysis import hits, misses, next_miss
 
-    tasks = _tasks(6)
+    tasks = small_tasks(6)
     scores = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
     assert hits(tasks, scores).tolist() == [True, False, True, False, True, False]
     assert hits(tasks, scores, k=5).tolist() == [True, True, True, False, True, True]
@@ -168,7 +168,7 @@ def test_hits_misses_and_the_next_miss() -> None:
 
 
 def test_the_truth_and_what_beat_it_match_the_failure() -> None:
-    tasks = _tasks(6)
+    tasks = small_tasks(6)
     scores = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
     for failure in failures(tasks, scores):
         task = ranked_task(tasks, scores, failure.index)
@@ -183,7 +183,7 @@ def test_the_truth_and_what_beat_it_match_the_failure() -> None:
 
 
 def test_comparison_slices_partition_the_lefts() -> None:
-    tasks = _tasks(6)
+    tasks = small_tasks(6)
     a = _scores_with_truth_ranks([1, 3, 2, 20, 2, 5])
     b = _scores_with_truth_ranks([4, 1, 2, 1, 9, 6])
     slices = compare(tasks, a, b).slices
@@ -194,7 +194,7 @@ def test_comparison_slices_partition_the_lefts() -> None:
 def test_map_points_pair_each_left_with_its_truth_and_back() -> None:
     from tll_core.analysis import map_points
 
-    tasks = _tasks(4)  # left i's truth is right i (candidate 0); 32 rights
+    tasks = small_tasks(4)  # left i's truth is right i (candidate 0); 32 rights
     points = map_points(tasks)
     assert len(points) == 4 + 32 and points.sides[:4] == ("left",) * 4 and points.sides[4] == "right"
     assert points.names[0] == "l0" and points.names[4 + 5] == "r5" and points.image_ids[4 + 5] == "R/5"
@@ -208,7 +208,7 @@ def test_map_points_pair_each_left_with_its_truth_and_back() -> None:
 def test_map_groups_by_side_or_top_two_hit() -> None:
     from tll_core.analysis import map_groups
 
-    tasks = _tasks(3)
+    tasks = small_tasks(3)
     scores = _scores_with_truth_ranks([1, 7, 2])
     assert map_groups(tasks, scores).tolist() == ["left"] * 3 + ["right"] * 24
     assert map_groups(tasks, scores, "hit / miss").tolist() == ["hit", "miss", "hit"] + ["right"] * 24

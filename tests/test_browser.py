@@ -92,7 +92,7 @@ def page(studio: str):
         browser.close()
 
 
-def _settle(page, timeout_s: float = WAIT_S) -> None:
+def settle(page, timeout_s: float = WAIT_S) -> None:
     """Wait until the app stops running (no 'Running' status widget) and assert no exception is shown."""
     page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
@@ -104,7 +104,7 @@ def _settle(page, timeout_s: float = WAIT_S) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
-def _shots() -> Path:
+def shots() -> Path:
     folder = Path(os.environ.get("TLL_SCREENSHOTS") or (ROOT / "cache" / "screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -120,17 +120,17 @@ def test_every_page_in_a_browser(studio: str, page) -> None:
     for path, title in PAGES.items():
         page.goto(f"{studio}/{path}")
         page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
-        _settle(page)
+        settle(page)
         assert _nav(page) == NAV  # app.py's st.navigation, never Streamlit's automatic list of a pages/ folder
         assert page.locator("[data-testid='stSidebar']").get_by_text("Backbone").count()  # app.py drew the sidebar
         if not path:  # the leaderboard carries the full-gallery figures beside the tasks'
             page.get_by_role("heading", name="Cache").wait_for(timeout=WAIT_S * 1000)  # drawn after the leaderboard
             grid = page.locator("[data-testid='stDataFrame']").first
             grid.locator("th", has_text="recall@1").first.wait_for(state="attached", timeout=60_000)  # grid mounted
-            page.screenshot(path=str(_shots() / "overview.png"), full_page=True)
+            page.screenshot(path=str(shots() / "overview.png"), full_page=True)
             headers = grid.locator("th").all_text_contents()  # the columns in view (the table fits the window)
             assert "top2" in headers and all(c in headers for c in GALLERY_COLUMNS), headers
-        page.screenshot(path=str(_shots() / f"{path or 'overview'}.png"), full_page=True)
+        page.screenshot(path=str(shots() / f"{path or 'overview'}.png"), full_page=True)
 
 
 def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -140,11 +140,11 @@ def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytes
     try:
         page.goto(f"{url}/ranked?backbone=combined")
         page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-        _settle(page)
+        settle(page)
         assert _nav(page) == NAV
         assert page.locator("[data-testid='stSidebar']").get_by_text("Backbone").count()  # app.py drew the sidebar
         page.get_by_text("combined ·").first.wait_for(timeout=WAIT_S * 1000)  # the link's backbone is the selection
-        page.screenshot(path=str(_shots() / "deep-link-ranked.png"), full_page=True)
+        page.screenshot(path=str(shots() / "deep-link-ranked.png"), full_page=True)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -153,28 +153,28 @@ def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytes
 def test_train_draws_the_curve_and_use_this_model_changes_the_selection(studio: str, page) -> None:
     page.goto(f"{studio}/train?backbone=combined")
     page.get_by_role("heading", name="Train a learned matcher").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     epochs = page.get_by_label("epochs", exact=True)
     epochs.fill("3")
     epochs.press("Tab")
     page.get_by_role("button", name="Train").click()
     page.get_by_text("validation top-2").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     assert "epochs" not in page.url  # trained, not yet the selection
     assert page.locator(".js-plotly-plot .annotation-text", has_text="kept: epoch").count() >= 1  # the stop marked
     page.get_by_role("button", name="Use this model").click()
     page.get_by_text("This model is the selection on every page").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     assert "epochs" in page.url  # the trained matcher is the selection, in the link too
     assert "epochs=3" in page.locator("[data-testid='stSidebar']").inner_text()
-    page.screenshot(path=str(_shots() / "train-done.png"), full_page=True)
+    page.screenshot(path=str(shots() / "train-done.png"), full_page=True)
 
 
 def test_a_box_selection_on_the_map_shows_the_selected_images(studio: str, page) -> None:
     """Issue 11's crash: a box selection ended in a TypeError (plotly sends numpy customdata as base64 blocks)."""
     page.goto(f"{studio}/embedding_map?backbone=combined&method=zero-shot&options=[]")
     page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     area = page.locator(".nsewdrag").first
     area.wait_for(timeout=WAIT_S * 1000)
     box = area.bounding_box()
@@ -184,35 +184,35 @@ def test_a_box_selection_on_the_map_shows_the_selected_images(studio: str, page)
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
     page.mouse.up()
     page.locator("[data-testid='stImage'], [data-testid='stException']").nth(before).wait_for(timeout=WAIT_S * 1000)
-    _settle(page)  # no exception shown
+    settle(page)  # no exception shown
     assert page.locator("[data-testid='stImage']").count() > before
     assert page.get_by_text("its partner").count() >= 1  # a selected left or right with its true partner
-    page.screenshot(path=str(_shots() / "map-selection.png"), full_page=True)
+    page.screenshot(path=str(shots() / "map-selection.png"), full_page=True)
     opener = page.get_by_role("button", name=re.compile(r"^open .+ in Ranked$")).first
     name = re.match(r"open (.+) in Ranked", opener.inner_text()).group(1)
     opener.click()  # one click opens that left in Ranked candidates, and the URL names it
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     page.get_by_text(f"left {name}", exact=True).wait_for(timeout=WAIT_S * 1000)
     assert f"left={name}" in page.url
     page.goto(f"{studio}/ranked?backbone=combined&method=zero-shot&options=[]&left={name}")  # a ?left= link
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     page.get_by_text(f"left {name}", exact=True).wait_for(timeout=WAIT_S * 1000)
 
 
 def test_step_through_lefts(studio: str, page) -> None:
     page.goto(f"{studio}/ranked")
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     first = page.locator("[data-testid='stImageCaption']").first.inner_text()
     page.get_by_role("button", name="next ▶").click()
-    _settle(page)
+    settle(page)
     page.wait_for_function("f => document.querySelector(\"[data-testid='stImageCaption']\").innerText !== f", arg=first, timeout=WAIT_S * 1000)
     assert page.locator("[data-testid='stImageCaption']").first.inner_text() != first
     page.wait_for_function("() => document.querySelectorAll('img').length >= 21", timeout=WAIT_S * 1000)  # left + 20
     assert page.locator("img").count() >= 21
-    page.screenshot(path=str(_shots() / "ranked-next.png"), full_page=True)
+    page.screenshot(path=str(shots() / "ranked-next.png"), full_page=True)
 
 
 def _left_shown(page) -> str:
@@ -224,7 +224,7 @@ def _press_and_wait(page, key: str, before: str) -> str:
     page.keyboard.press(key)
     page.wait_for_function("b => document.querySelector(\"[data-testid='stImageCaption']\").innerText !== b",
                            arg=before, timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     return _left_shown(page)
 
 
@@ -232,7 +232,7 @@ def test_ranked_shows_all_20_and_the_truth_and_answers_the_keyboard(studio: str,
     page.set_viewport_size({"width": 1600, "height": 1000})
     page.goto(f"{studio}/ranked?backbone=tiny-image&method=zero-shot&options=[]&rerank=none")  # a weak one: misses
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     captions = page.get_by_role("button", name=re.compile(r"^#\d+ · "))
     assert captions.count() == 20
     assert all(captions.nth(k).bounding_box()["y"] + captions.nth(k).bounding_box()["height"] <= 1000
@@ -241,7 +241,7 @@ def test_ranked_shows_all_20_and_the_truth_and_answers_the_keyboard(studio: str,
     assert framed.count() == 1 and "TRUTH" in framed.inner_text()
     assert page.evaluate("e => getComputedStyle(e).outlineStyle", framed.element_handle()) == "solid"
     assert _left_shown(page).startswith("left ") and page.get_by_text(re.compile(r"^truth ")).count() >= 1
-    page.screenshot(path=str(_shots() / "ranked-truth.png"))
+    page.screenshot(path=str(shots() / "ranked-truth.png"))
     first = _left_shown(page)
     second = _press_and_wait(page, "ArrowRight", first)
     assert _press_and_wait(page, "ArrowLeft", second) == first
@@ -251,36 +251,36 @@ def test_ranked_shows_all_20_and_the_truth_and_answers_the_keyboard(studio: str,
     for _ in range(5):  # a random left (five draws: the same left five times over has odds below 1e-6)
         page.keyboard.press("d")
         page.wait_for_timeout(1500)
-        _settle(page)
+        settle(page)
         if _left_shown(page) != shown:
             break
     assert _left_shown(page) != shown
     captions.nth(2).click()  # the third candidate, full size
     dialog = page.get_by_role("dialog")
     dialog.wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     assert "rank 3 of 20" in dialog.inner_text() and dialog.locator("img").count() == 2
-    page.screenshot(path=str(_shots() / "ranked-full-size.png"))
+    page.screenshot(path=str(shots() / "ranked-full-size.png"))
     dialog.get_by_role("button", name="Why this match?").click()  # a dialog's button reruns only the dialog:
     page.get_by_role("heading", name="Why this match?").wait_for(timeout=WAIT_S * 1000)  # the app must switch
-    _settle(page)
+    settle(page)
     assert "candidate=" in page.url
 
 
 def test_score_and_download_a_submission(studio: str, page, tmp_path: Path) -> None:
     page.goto(f"{studio}/submission")
     page.get_by_role("heading", name="Submission").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     page.get_by_role("button", name="Score the test tasks").click()
     page.get_by_role("button", name="Download the CSV").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name="Download the CSV").click()
     target = tmp_path / "submission.csv"
     info.value.save_as(target)
     lines = target.read_text().splitlines()
     assert lines[0] == "left," + ",".join(f"c{i}" for i in range(20)) and len(lines) == 41
-    page.screenshot(path=str(_shots() / "submission-done.png"), full_page=True)
+    page.screenshot(path=str(shots() / "submission-done.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -319,13 +319,13 @@ def test_file_names_never_fetch_or_link_in_the_browser(studio: str, page, beacon
     for path, title in (("failures", "Failures"), ("ranked", "Ranked candidates")):
         page.goto(f"{studio}/{path}{query}")
         page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
-        _settle(page)
+        settle(page)
         page.wait_for_timeout(1000)
         body = page.inner_text("body")
         assert "![p" in body or "[x" in body, body[:1500]  # the names are there, as text
         assert page.locator(f"a[href*='127.0.0.1:{port}'], img[src*='127.0.0.1:{port}']").count() == 0
         assert page.locator("strong").filter(has_text=re.compile(r"^E\d+$")).count() == 0  # **E0** not bold
-    page.screenshot(path=str(_shots() / "names-as-text.png"), full_page=True)
+    page.screenshot(path=str(shots() / "names-as-text.png"), full_page=True)
     assert hits == [], hits
 
 

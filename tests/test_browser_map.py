@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import WAIT_S, _settle, _shots, page, studio  # noqa: F401  (fixtures)
+from test_browser import WAIT_S, settle, shots, page, studio  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ POINTS_JS = """() => {
 def _open_map(studio: str, page) -> None:
     page.goto(studio + MAP)
     page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     page.locator(".stPlotlyChart .js-plotly-plot #tll-map-overlay").wait_for(state="attached",
                                                                               timeout=WAIT_S * 1000)
 
@@ -59,7 +59,7 @@ def test_hovering_a_point_shows_its_thumbnail_beside_it(studio: str, page) -> No
     near_x = min(abs(box["x"] - point["x"]), abs(box["x"] + box["width"] - point["x"]))
     assert near_x < 200 and box["y"] - 5 <= point["y"] <= box["y"] + box["height"] + 5  # beside the point
     assert page.locator("#tll-map-overlay line").count() == 1  # the hovered left's line to its truth
-    page.screenshot(path=str(_shots() / "map-hover.png"))
+    page.screenshot(path=str(shots() / "map-hover.png"))
     page.mouse.move(5, 5)  # off the chart: the thumbnail and the line go
     page.locator(HOVER_IMG).wait_for(state="hidden", timeout=30_000)
     assert page.locator("#tll-map-overlay line").count() == 0
@@ -77,10 +77,10 @@ def test_a_lasso_lists_the_images_and_narrows_failures_and_ranked(studio: str, p
         page.mouse.move(x + fx * w, y + fy * h, steps=6)
     page.mouse.up()
     page.locator("[data-testid='stImage'], [data-testid='stException']").nth(before).wait_for(timeout=WAIT_S * 1000)
-    _settle(page)  # no exception shown
+    settle(page)  # no exception shown
     assert page.locator("[data-testid='stImage']").count() > before
     assert page.locator("#tll-map-overlay line").count() >= 1  # the selected points' lines to their partners
-    page.screenshot(path=str(_shots() / "map-lasso.png"), full_page=True)
+    page.screenshot(path=str(shots() / "map-lasso.png"), full_page=True)
     focus = page.get_by_role("button", name=re.compile(r"^Show only these \d+ lefts in Failures and Ranked$"))
     n = int(re.search(r"\d+", focus.inner_text()).group(0))
     assert n >= 1
@@ -90,7 +90,7 @@ def test_a_lasso_lists_the_images_and_narrows_failures_and_ranked(studio: str, p
         page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).click()
         page.get_by_role("heading", name=title).wait_for(timeout=WAIT_S * 1000)
         page.get_by_text(f"Narrowed to the {n} left(s) picked on the embedding map.").wait_for(timeout=WAIT_S * 1000)
-        _settle(page)
+        settle(page)
 
 
 def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
@@ -106,14 +106,14 @@ def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
     focus.wait_for(timeout=WAIT_S * 1000)
     focus.click()
     page.get_by_text("picked on the embedding map").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     page.evaluate("() => { window.tllSameDocument = true; }")  # gone if the page were loaded again
     point = _lonely_point(page, 0)
     page.mouse.move(point["x"], point["y"], steps=4)
     page.locator(HOVER_IMG).wait_for(state="visible", timeout=30_000)
     page.mouse.click(point["x"], point["y"])
     page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)
     assert f"left={point['name']}" in page.url
     page.get_by_text(f"left {point['name']}", exact=True).wait_for(timeout=WAIT_S * 1000)
     assert page.evaluate("() => window.tllSameDocument === true")  # the same session, no reload
@@ -121,4 +121,4 @@ def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
     assert page.locator(HOVER_IMG).count() == 0  # the map's hover layer went with the map
     page.go_back()
     page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
-    _settle(page)
+    settle(page)

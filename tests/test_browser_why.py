@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import WAIT_S, _settle, _shots, page, studio  # noqa: F401  (module fixtures)
+from test_browser import WAIT_S, settle, shots, page, studio  # noqa: F401  (module fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PANEL_IMAGES = 6  # two panels: the left's and the candidate's overlays and a colour bar each
@@ -17,7 +17,7 @@ def _why(page, url: str) -> None:  # noqa: F811
     page.wait_for_function(
         "n => document.querySelectorAll(\"[data-testid='stImage']\").length >= n"
         " || document.querySelector(\"[data-testid='stException']\")", arg=PANEL_IMAGES, timeout=WAIT_S * 1000)
-    _settle(page)  # no exception, no traceback
+    settle(page)  # no exception, no traceback
     assert page.locator("[data-testid='stImage']").count() == PANEL_IMAGES
     assert page.locator("[data-testid='stImage'] img").evaluate_all(
         "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")  # every overlay decoded in the browser
@@ -27,7 +27,7 @@ def test_why_page_draws_descriptor_overlays(studio: str, page) -> None:  # noqa:
     _why(page, f"{studio}/why?backbone=combined&method=zero-shot&options=[]")
     body = page.inner_text("body")
     assert "Left vs its truth" in body and "combined cosine" in body and "sum to the score" in body
-    page.screenshot(path=str(_shots() / "why-combined.png"), full_page=True)
+    page.screenshot(path=str(shots() / "why-combined.png"), full_page=True)
 
 
 def test_why_page_draws_the_default_recipes_deep_maps(studio: str, page) -> None:  # noqa: F811
@@ -39,4 +39,4 @@ def test_why_page_draws_the_default_recipes_deep_maps(studio: str, page) -> None
     _why(page, f"{studio}/why")
     member = explainable_members(default_recipe().backbone)[0]
     assert f"{member} cosine" in page.inner_text("body")
-    page.screenshot(path=str(_shots() / "why.png"), full_page=True)
+    page.screenshot(path=str(shots() / "why.png"), full_page=True)

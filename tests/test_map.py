@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import image, make_kaggle
-from test_analysis import _tasks
+from test_analysis import small_tasks
 from tll_core.analysis import map_points, selected_points, thumbnail_points
 from tll_core.dataset import load_dataset
 from tll_core.thumbnails import data_url, thumbnail_jpeg, thumbnail_urls
@@ -45,14 +45,14 @@ def test_a_malformed_or_empty_event_picks_nothing() -> None:
 
 def test_a_point_stands_for_its_left() -> None:
     """A left opens itself; a right the left whose truth it is; a foil nothing. The focus is those lefts."""
-    points = map_points(_tasks(4))  # lefts 0..3, rights 4..35; left i's truth is right i (point 4 + i)
+    points = map_points(small_tasks(4))  # lefts 0..3, rights 4..35; left i's truth is right i (point 4 + i)
     assert [points.left_of(k) for k in (0, 3, 4, 7, 8)] == [0, 3, 0, 3, None]
     assert points.lefts_of([5, 1, 0, 4, 9, 35]) == ["l1", "l0"]  # once each, in order; foils dropped
     assert points.lefts_of([]) == []
 
 
 def test_thumbnails_are_bounded_lefts_first() -> None:
-    points = map_points(_tasks(4))  # 36 points
+    points = map_points(small_tasks(4))  # 36 points
     assert thumbnail_points(points) == tuple(range(36))
     assert thumbnail_points(points, limit=6) == (0, 1, 2, 3, 4, 5)  # the 4 lefts, then the first rights
     assert thumbnail_points(points, limit=0) == ()

@@ -224,9 +224,9 @@ def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_ident
     assert "|jit-frozen" in backbone.identity  # its vectors are never mixed with eager ones in the cache
     images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (245, 200, 3), dtype=np.uint8)) for i in range(3)]
     frozen = backbone.embed([backbone.prepare(im) for im in images])
-    from tll_core.backbones.deep import _normalise
+    from tll_core.backbones.deep import normalise
 
     with torch.inference_mode():
-        batch = _normalise(torch.stack([backbone.prepare(im) for im in images]), backbone.cfg.preprocess)
+        batch = normalise(torch.stack([backbone.prepare(im) for im in images]), backbone.cfg.preprocess)
         eager = backbone.model(batch.contiguous(memory_format=torch.channels_last)).numpy()
     np.testing.assert_allclose(frozen, eager, atol=1e-4, rtol=1e-4)

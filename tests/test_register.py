@@ -1,8 +1,9 @@
 """The register: a part is one class plus its register entry, and every front end follows with no other edit.
 
-Each test here adds a part the way the README's "Extending" section shows (a matcher, a learned matcher, a
-re-ranker, a backbone family), then drives it through the CLI, the engine, the cache and the studio's
-selection without touching any other file; the parts are taken out again afterwards.
+Each test here adds a part the way the README's "Extending" section shows (a fixed matcher, a learned matcher,
+a re-ranker, a backbone family with its Why map, a metric, a figure), then drives it through the CLI, the
+tasks and gallery protocols, the store, Why, ``reproduce`` and the studio without touching any other file;
+the parts are taken out again afterwards.
 """
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tll_core.backbones.base import Backbone, BackboneCfg
-from tll_core.backbones.registry import BACKBONES, create_backbone
+from tll_core.backbones.base import Backbone, BackboneCfg, CellShares, Family, MapKind
+from tll_core.backbones.registry import BACKBONES, add_backbone, create_backbone, remove_backbone
 from tll_core.cli import build_parser, main
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
-from tll_core.matchers import LearnedMatcher, create_matcher, matcher_part
+from tll_core.matchers import LearnedMatcher, ZeroShot, create_matcher, matcher_part
 from tll_core.matchers.base import Fixed
 from tll_core.matchers.learned import TrainCfg
-from tll_core.evaluation.metrics import evaluate_scores, score_candidates
+from tll_core.evaluation.figures import figure
+from tll_core.evaluation.metrics import evaluate_scores, metric, score_candidates, truth_ranks
 from tll_core.register import REGISTER, OptionSpec, option, options_of, register
 from tll_core.reproduce import reproduce
 from tll_core.selection import Selection
@@ -83,27 +85,43 @@ class TopBoost:
         return out
 
 
-class MeanColourFamily:
-    """A backbone family: the mean RGB of the image (3-d), no weights."""
-
-    needs_weights = False
+class MeanColourFamily(Family):
+    """A backbone family: the mean RGB of each quarter of the image (2 x 2 cells x 3 = 12-d), no weights; its
+    cosine splits exactly by quarter, so the Why view can show it (``map_kind`` "descriptor")."""
 
     def build(self, cfg: BackboneCfg, weights_file: object = None, pretrained: bool = True, device: str = "cpu") -> Backbone:
         return MeanColour(cfg)
 
-    def in_hub_cache(self, cfg: BackboneCfg) -> bool:
-        return False
+    def map_kind(self, cfg: BackboneCfg) -> MapKind | None:
+        return "descriptor"
 
 
 class MeanColour(Backbone):
     def __init__(self, cfg: BackboneCfg) -> None:
-        self.cfg, self.identity = cfg, f"{cfg.name}|mean-colour|v1"
+        self.cfg, self.identity = cfg, f"{cfg.name}|mean-colour|v2"
 
-    def prepare(self, image):  # PIL image → its mean colour
-        return np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=(0, 1))
+    def prepare(self, image):  # PIL image → the mean colour of each quarter, row by row
+        a = np.asarray(image.convert("RGB"), dtype=np.float32)
+        h, w = a.shape[0] // 2, a.shape[1] // 2
+        return np.concatenate([q.mean(axis=(0, 1)) for q in (a[:h, :w], a[:h, w:], a[h:, :w], a[h:, w:])])
 
     def embed(self, prepared: list) -> np.ndarray:
         return np.stack(prepared).astype(np.float32)
+
+    def cell_shares(self, left: np.ndarray, candidate: np.ndarray, centre: np.ndarray | None = None) -> CellShares:
+        a, b = (np.asarray(v, dtype=np.float64) - (0.0 if centre is None else centre) for v in (left, candidate))
+        products = a / np.linalg.norm(a) * b / np.linalg.norm(b)
+        return CellShares(products.reshape(2, 2, 3).sum(-1).astype(np.float32), 0.0, float(products.sum()))
+
+
+def chebyshev(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """A metric: minus the largest coordinate difference."""
+    return -(candidates - left).abs().amax(dim=-1)
+
+
+def top3(ranks: np.ndarray, pool: int) -> np.ndarray:
+    """A figure: the truth in the first 3."""
+    return ranks <= 3
 
 
 @pytest.fixture
@@ -113,13 +131,16 @@ def added() -> Iterator[None]:
     register("matcher", "scale", cfg=ScaleCfg, metric="cosine", help="a learned scaling of the PCA space")(Scale)
     register("rerank", "top-boost", help="add a bonus to each left's best candidate")(TopBoost)
     register("family", "mean-colour", help="mean RGB")(MeanColourFamily)
-    BACKBONES["mean-rgb"] = BackboneCfg("mean-rgb", "mean-colour", "mean-rgb", None, 3, description="mean RGB colour")
+    add_backbone(BackboneCfg("mean-rgb", "mean-colour", "mean-rgb", None, 12, description="mean RGB of each quarter"))
+    metric("chebyshev", help="minus the largest coordinate difference")(chebyshev)
+    figure("top3", protocols=("tasks", "gallery"), help="share of lefts whose truth ranks in the first 3")(top3)
     try:
         yield
     finally:
-        for kind, name in (("matcher", "power-dot"), ("matcher", "scale"), ("rerank", "top-boost"), ("family", "mean-colour")):
+        for kind, name in (("matcher", "power-dot"), ("matcher", "scale"), ("rerank", "top-boost"), ("family", "mean-colour"),
+                           ("metric", "chebyshev"), ("figure", "top3")):
             REGISTER.remove(kind, name)
-        BACKBONES.pop("mean-rgb", None)
+        remove_backbone("mean-rgb")
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
@@ -318,3 +339,75 @@ def test_no_code_outside_the_matcher_package_checks_a_matcher_s_class() -> None:
              for path in (root / folder).rglob("*.py") if "matchers" not in path.relative_to(root).parts
              for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+# ---------------------------------------------------------------- a metric, a figure, a family's Why map
+
+
+def test_a_new_metric_scores_through_the_cli_on_both_protocols(added: None, demo_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (row,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--metric", "chebyshev", "--rerank", "none", *CHEAP)
+    assert row["metric"] == "chebyshev"
+    engine = Engine.open(demo_dir)
+    tasks = engine.validation().tasks
+    left, right = engine.task_embeddings(tasks, "colour-hist")
+    mean = np.concatenate([left, right]).mean(axis=0, dtype=np.float64).astype(np.float32)  # zero-shot centres
+    by_hand = -np.abs((right - mean)[tasks.candidates] - (left - mean)[:, None]).max(axis=-1)
+    expected = evaluate_scores(by_hand, tasks.truth)
+    assert row["top2"] == pytest.approx(expected.top2) and row["mrr"] == pytest.approx(expected.mrr)
+    (gallery,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--metric", "chebyshev", "--protocol", "gallery", "--method", "zero-shot", *CHEAP)
+    assert gallery["metric"] == "chebyshev" and gallery["n"] == len(tasks) and 0 <= gallery["recall@1"] <= 1
+    assert ("metric", "chebyshev") in {(r["kind"], r["name"]) for r in _json(capsys, "parts", "--json")}
+    sel = Selection.from_query({"method": "zero-shot", "metric": "chebyshev"})
+    assert sel.metric == "chebyshev" and sel.to_method().matcher().metric == "chebyshev"
+
+
+def test_a_new_figure_is_in_every_row_table_and_protocol(added: None, demo_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (row,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--method", "zero-shot", "--rerank", "none", *CHEAP)
+    engine = Engine.open(demo_dir)
+    tasks = engine.validation().tasks
+    scores = engine.score(tasks, "colour-hist", Method())
+    assert row["top3"] == pytest.approx(float((truth_ranks(scores, tasks.truth) <= 3).mean()))
+    assert row["top2"] <= row["top3"] <= row["top5"]
+    (gallery,) = _json(capsys, "evaluate", "--data", str(demo_dir), "--protocol", "gallery", "--method", "zero-shot", *CHEAP)
+    assert gallery["recall@1"] <= gallery["top3"] <= gallery["recall@5"]
+    assert main(["evaluate", "--data", str(demo_dir), "--backbone", "colour-hist", "--method", "zero-shot", "--rerank", "none", "--quiet"]) == 0
+    header, line = capsys.readouterr().out.splitlines()[:2]
+    column = header.split().index("top3")
+    assert float(line.split()[column]) == pytest.approx(row["top3"], abs=5e-4)  # shown with its format, .3f
+    rows = reproduce(engine, plan_filter=lambda experiment, backbone, method: backbone == "colour-hist"
+                     and method.name == "zero-shot" and method.rerank == "none")
+    assert rows and all(0 <= r.as_dict()["top3"] <= 1 for r in rows)
+
+
+def test_a_new_family_s_map_shows_in_why(added: None, demo_dir: Path, tmp_path: Path) -> None:
+    """The family says which map it gives and its backbone computes it: ``why`` explains it, with no edit of
+    tll_core/why.py, and its cells sum to the centred cosine zero-shot ranks by."""
+    from tll_core.why import centre_of, explainable_members, render, why
+
+    engine = Engine.open(demo_dir, cache_dir=tmp_path / "cache")
+    tasks = engine.validation().tasks
+    assert explainable_members("colour-hist+mean-rgb") == ["mean-rgb"]
+    left, candidate = tasks.left_ids[0], tasks.right_ids[tasks.candidates[0, 3]]
+    pair = why(engine, "colour-hist+mean-rgb", left, candidate, centre=centre_of(engine, tasks, "mean-rgb"))
+    expected = ZeroShot("cosine").score(*engine.task_embeddings(tasks, "mean-rgb"), tasks.candidates)[0, 3]
+    assert pair.kind == "descriptor" and pair.member == "mean-rgb" and pair.left_map.grid.shape == (2, 2)
+    assert pair.score == pytest.approx(expected, abs=1e-5) and pair.left_map.grid.sum() == pytest.approx(pair.score, abs=1e-5)
+    assert render(engine, pair).left.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_the_studio_shows_a_new_family_s_map_and_a_new_figure(added: None, warm_demo_cache: Path) -> None:
+    """The Why page draws the new family's maps, and the Overview's leaderboard has the new figure's column."""
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
+    at.query_params.update({"backbone": "mean-rgb", "method": "zero-shot", "options": "[]"})
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    assert "top3" in at.dataframe[0].value.columns
+    at.switch_page("pages/why.py").run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    assert len(at.get("imgs") or at.get("image")) == 6  # two panels: two overlays and a colour bar each

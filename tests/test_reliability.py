@@ -199,7 +199,7 @@ def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, stored_mat
     master, rows = stored_matcher
     shutil.copytree(master, tmp_path / "c")
     first = Engine(load_dataset(demo_dir), EmbeddingCache(tmp_path / "c"))
-    ((key, blob),) = [(k, first.store._cache[k]) for k in first.store._cache.iterkeys()]
+    (key,) = first.store.keys()
     state = first.store.get(key)
     assert state is not None
     name = next(k for k in state if k.startswith("model."))
@@ -214,11 +214,9 @@ def test_a_stored_matcher_that_does_not_fit_is_retrained(damage: str, stored_mat
         state[name] = state[name].astype(np.float64)
     else:
         del state[name]
-    from tll_core.cache import encode_state
-
-    # written with a valid digest for its key, so that the store hands it over and what refuses it is the
+    # written with a valid digest for its key (put), so that the store hands it over and what refuses it is the
     # matcher's own check (load_state: names, shapes, float32); a NaN is refused by the store itself
-    first.store._cache.set(key, encode_state(key, state))
+    first.store.put(key, state)
     if damage == "nan":
         assert first.store.get(key) is None
     else:

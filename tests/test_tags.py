@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_analysis import _tasks
+from test_analysis import small_tasks
 from tll_core.analysis import failures, hits
 from tll_core.cache import default_cache_dir
 from tll_core.evaluation.metrics import truth_ranks
@@ -117,7 +117,7 @@ def test_an_unreadable_tags_file_is_an_error_and_nothing_is_written(tmp_path: Pa
 
 
 def test_tag_table_counts_and_top_two_per_tag_follow_the_hits() -> None:
-    tasks, scores = _tasks(12), _scores(12)
+    tasks, scores = small_tasks(12), _scores(12)
     hit, ranks = hits(tasks, scores), truth_ranks(scores, tasks.truth)
     assert 0 < hit.sum() < 12  # both kinds present, so the counts below can be wrong
     store = TagStore(Path("unused.json"))
@@ -137,7 +137,7 @@ def test_tag_table_counts_and_top_two_per_tag_follow_the_hits() -> None:
 
 
 def test_failures_filtered_by_tag_or_untagged() -> None:
-    tasks, scores = _tasks(12), _scores(12)
+    tasks, scores = small_tasks(12), _scores(12)
     found = failures(tasks, scores)
     assert len(found) >= 3
     store = TagStore(Path("unused.json"), {found[0].left: ("noise",), found[1].left: ("noise", "pose")})
@@ -154,7 +154,7 @@ def test_safe_cell_defuses_formulas_only() -> None:
 
 
 def test_tags_csv_names_each_tagged_left_with_its_figures() -> None:
-    tasks, scores = _tasks(8), _scores_with_ranks([1, 2, 3, 20, 2, 1, 5, 3])
+    tasks, scores = small_tasks(8), _scores_with_ranks([1, 2, 3, 20, 2, 1, 5, 3])
     names = ("=cmd|' /C calc'!A0", "+x", "-y", "@z", "a,b \"q\"\nline", "plain", "untagged", "last")
     tasks = type(tasks)(tasks.name, names, tasks.left_ids, tasks.right_names, tasks.right_ids, tasks.candidates,
                         tasks.truth)

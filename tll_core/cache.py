@@ -475,6 +475,10 @@ class MatcherStore(_Store):
         blob = encode_state(key, state)
         self._guard(lambda: self._db().set(key, blob))
 
+    def keys(self) -> list[str]:
+        """The keys of the stored matchers."""
+        return self._guard(lambda: list(self._db().iterkeys()))
+
 
 def clear_cache(directory: str | os.PathLike[str] | None = None) -> tuple[int, int]:
     """Empty the embedding cache and the matcher store: (embeddings, matchers) removed.
