@@ -30,7 +30,7 @@ if st.button("Score the test tasks", type="primary"):
     name = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", sel.label.replace(" · ", "__")) + ".csv"
     try:
         with st.spinner("Scoring the test tasks…"), progress_bar("embedding the train pairs and test images") as bar:
-            path = eng.submit(sel.backbone, sel.metric, SUBMISSIONS / name, method=sel.to_method(),
+            path = eng.submit(sel.backbone, SUBMISSIONS / name, method=sel.to_method(), seed=sel.seed,
                               progress=bar.images, callback=bar.epoch)
     except TLLError as exc:
         show_error(exc)

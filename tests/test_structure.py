@@ -160,3 +160,28 @@ print(len(names), opened)
     assert done.returncode == 0, done.stderr[-2000:]
     count, opened = done.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(count) > 30 and opened == "[]", done.stdout[-2000:]
+
+
+def private_reaches(source: str, *, library_internals: bool = False) -> list[str]:
+    """Where code reaches a private name it does not own: ``from m import _name``, or ``x._name`` on anything
+    but ``self``/``cls`` (``library_internals``: attributes of torch/timm/open_clip objects are allowed, as in
+    ``tll_core/backbones/``, where they belong). ``line: what`` of each."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+        elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+              and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")) and not library_internals):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reaches_another_s_private_names() -> None:
+    """Capabilities on the parts (issue 19): no module imports a private name from another or reads an object's
+    private attribute; library internals (torch, open_clip) are read only under ``tll_core/backbones/``."""
+    root = PACKAGE.parent
+    files = [root / "app.py", *(p for d in ("tll_core", "studio", "pages", "bench", "tests") for p in (root / d).rglob("*.py"))]
+    found = {str(p.relative_to(root)): hits for p in files
+             if (hits := private_reaches(p.read_text(), library_internals="backbones" in p.relative_to(root).parts))}
+    assert found == {}
+    assert private_reaches("from a import _b\nx._y\nself._z\n") == ["1: import _b", "2: x._y"]

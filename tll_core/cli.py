@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     p.add_argument("--backbone", help="default: the default recipe's (see README)")
     p.add_argument("--metric", choices=metric_names(), help="a zero-shot metric (given alone, the method is zero-shot)")
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED,
+                   help="the seed of the test pools' order (the scores do not depend on it)")
     _method_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
@@ -175,12 +177,10 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 
 def _options_epilog() -> str:
     """Every matcher's and re-ranker's options, one per line (type, range, default, help)."""
-    from .engine import method_options
-
     lines = ["options (--option KEY=VALUE):"]
     for kind in ("matcher", "rerank"):
         for part in REGISTER.parts(kind):
-            own = method_options(part)
+            own = part.options
             if own:
                 lines.append(f"  {part.name}:")
                 lines += [f"    {spec.describe()}" for spec in own]
@@ -189,7 +189,7 @@ def _options_epilog() -> str:
 
 
 def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[Method]
-    from .engine import Method
+    from .engine import Method, with_options
     from .recipes import default_recipe
 
     recipe = default_recipe()
@@ -210,10 +210,10 @@ def _methods(args: argparse.Namespace, metrics: list[str]) -> list:  # -> list[M
     for part in parts:
         own = dict(default_options) if part.name == recipe.method.name else {}
         own_options = _parsed(part, texts, own)
-        for metric in (metrics if part.metric is None else ["cosine"]):
+        for metric in (metrics if part.metric is None else [None]):  # --metric: for a matcher with that option
+            options = with_options(part.name, own_options, metric=metric, centre=args.centre)
             for reranker in rerankers:
-                out.append(Method(part.name, metric, own_options, reranker.name, args.flip_tta, args.centre,
-                                  rerank_options[reranker.name]))
+                out.append(Method(part.name, options, reranker.name, rerank_options[reranker.name], args.flip_tta))
     return out
 
 
@@ -224,9 +224,7 @@ def _parsed(part: Part, texts: dict[str, str], base: dict | None = None) -> tupl
 
 
 def _settable(part: Part) -> set[str]:
-    from .engine import method_options
-
-    return {spec.name for spec in method_options(part)}
+    return {spec.name for spec in part.options}
 
 
 def _listed(value: list[str] | str | None) -> list[str]:
@@ -437,7 +435,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.n_fit = len(engine.dataset.train_pairs)
         method = _small_fit(args, method)
     with _progress(args, "embedding") as progress:
-        path = engine.submit(backbone, method.metric, args.out, method=method, progress=progress)
+        path = engine.submit(backbone, args.out, method=method, seed=args.seed, progress=progress)
     validate_submission(path, args.data)
     print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
     return 0

@@ -31,31 +31,25 @@ from .evaluation.tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSe
                     validation_split)
 
 MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
-METHOD_FIELDS = ("metric", "centre")  # matcher options a Method carries as its own fields (zero-shot's)
-
-
-def method_options(part: Part) -> tuple[OptionSpec, ...]:
-    """The options of a matcher or re-ranker that a Method carries in ``options`` / ``rerank_options``: all but
-    :data:`METHOD_FIELDS` (those are the Method's own fields; the CLI's --metric, --no-centre)."""
-    return tuple(spec for spec in part.options if spec.name not in METHOD_FIELDS)
+SHOWN_APART = "metric"  # the matcher option a result row shows in its own column, not in the method's label
 
 
 @dataclass(frozen=True)
 class Method:
-    """How candidates are scored: a registered matcher with its options, a registered re-ranker with its
-    options, and test-time flip averaging.
-
-    ``metric`` and ``centre`` fill the matcher's options of those names when it has them (zero-shot); a
-    matcher without them (a learned one) scores with its own metric (its register entry says which).
-    """
+    """How candidates are scored: a registered matcher with the options chosen for it, a registered re-ranker
+    with its options, and test-time flip averaging. Nothing here is particular to one matcher: zero-shot's
+    metric and centring are options like any other (:meth:`zero_shot` builds one)."""
 
     name: str = "zero-shot"
-    metric: str = "cosine"
-    options: tuple[tuple[str, Any], ...] = ()  # matcher options, e.g. (("temperature", 0.1),)
+    options: tuple[tuple[str, Any], ...] = ()  # matcher options, e.g. (("temperature", 0.1),) or (("metric", "euclidean"),)
     rerank: str = "none"
-    flip_tta: bool = False  # average the scores of the images and of their mirrored views
-    centre: bool = True
     rerank_options: tuple[tuple[str, Any], ...] = ()  # e.g. (("tau", 0.1),)
+    flip_tta: bool = False  # average the scores of the images and of their mirrored views
+
+    @classmethod
+    def zero_shot(cls, metric: str = "cosine", *, centre: bool = True, **rest: Any) -> Method:
+        """Zero-shot with ``metric`` and centring; only what differs from zero-shot's defaults is carried."""
+        return cls("zero-shot", with_options("zero-shot", (), metric=metric, centre=centre), **rest)
 
     @property
     def part(self) -> Part:
@@ -63,7 +57,7 @@ class Method:
 
     @property
     def label(self) -> str:
-        parts = [self.name, *(f"{k}={v}" for k, v in self.options)]
+        parts = [self.name, *(f"{k}={v}" for k, v in self.options if k != SHOWN_APART)]
         if self.rerank != "none":
             own = ",".join(f"{k}={v}" for k, v in self.rerank_options)
             parts.append(f"{self.rerank}({own})" if own else self.rerank)
@@ -73,16 +67,20 @@ class Method:
 
     @property
     def shown_metric(self) -> str:
-        return self.part.metric_label({"metric": self.metric})
-
-    def matcher_options(self) -> dict[str, Any]:
-        """The options the matcher is built with: ``metric``/``centre`` where it has them, then ``options``."""
-        names = {spec.name for spec in self.part.options}
-        own = {k: getattr(self, k) for k in METHOD_FIELDS if k in names}
-        return {**own, **dict(self.options)}
+        """What it scores with, as a result row shows it (the metric option, or the matcher's own)."""
+        return self.part.metric_label(dict(self.options))
 
     def matcher(self) -> Matcher:
-        return self.part.create(**self.matcher_options())
+        return self.part.create(**dict(self.options))
+
+
+def with_options(matcher: str, options: tuple[tuple[str, Any], ...], **chosen: Any) -> tuple[tuple[str, Any], ...]:
+    """``options`` plus each of ``chosen`` that ``matcher`` has as an option and that differs from its default
+    (e.g. a front end's metric and centring, which only some matchers take), sorted by name."""
+    part = matcher_part(matcher)
+    specs = {spec.name: spec for spec in part.options}
+    extra = {k: v for k, v in chosen.items() if k in specs and v is not None and v != specs[k].default}
+    return tuple(sorted({**extra, **dict(options)}.items()))
 
 
 @dataclass
@@ -258,7 +256,7 @@ class Engine:
     ) -> list[ResultRow]:
         """Every backbone × method on the validation tasks. ``metrics`` alone: zero-shot with each metric."""
         split = self.validation(val_fraction, seed, foils, foil_backbone, progress)
-        methods = methods or [Method("zero-shot", m, centre=centre) for m in (metrics or ["cosine"])]
+        methods = methods or [Method.zero_shot(m, centre=centre) for m in (metrics or ["cosine"])]
         return self.evaluate_tasks(split.tasks, backbones, methods, fit_pairs=split.fit, seed=seed, fuse=fuse,
                                    progress=progress, callback=callback)
 
@@ -267,7 +265,7 @@ class Engine:
                        centre: bool = True, progress: Progress | None = None,
                        callback: TrainingCallback | None = None) -> list[ResultRow]:
         """Every backbone × method on a task set with known truth. Strings in ``methods`` are zero-shot metrics."""
-        methods = [m if isinstance(m, Method) else Method("zero-shot", m, centre=centre) for m in methods]
+        methods = [m if isinstance(m, Method) else Method.zero_shot(m, centre=centre) for m in methods]
         rows, all_scores = [], []
         for backbone in backbones:
             for method in methods:
@@ -319,15 +317,16 @@ class Engine:
             self.cache.put_many("projection", {key: coords.ravel()})
         return coords
 
-    def submit(self, backbone: str, metric: str, out: str | os.PathLike[str], *, centre: bool = True,
-               method: Method | None = None, progress: Progress | None = None,
+    def submit(self, backbone: str | Ensemble, out: str | os.PathLike[str], *, method: Method | None = None,
+               seed: int = DEFAULT_SEED, progress: Progress | None = None,
                callback: TrainingCallback | None = None) -> Path:
-        """Score the test tasks (a learned matcher is fitted on *all* train pairs) and write the Kaggle CSV."""
+        """Score the test tasks under ``method`` (zero-shot cosine when none; a learned matcher is fitted on *all*
+        train pairs) and write the Kaggle CSV."""
         from .submission import check_output_path, write_submission
 
         check_output_path(out, self.dataset)  # before the scoring: never over the data's own files
-        method = method or Method("zero-shot", metric, centre=centre)
-        tasks = self.test()
+        method = method or Method.zero_shot()
+        tasks = self.test(seed)
         scores = self.score(tasks, backbone, method, self.dataset.train_pairs, callback=callback, progress=progress)
         return write_submission(out, tasks, scores)
 

@@ -31,7 +31,7 @@ class Recipe:
 BEST_OFFLINE = Recipe("efficientnet-lite0+efficientnet-lite2+combined",
                       Method("adaptation", options=(("hidden", 512),), rerank="sinkhorn"))
 # top-2 0.529 with all 1000 tll-dev pairs as tasks; no learned part, no weights
-WEIGHT_FREE = Recipe("combined", Method("zero-shot", "cosine", rerank="sinkhorn"))
+WEIGHT_FREE = Recipe("combined", Method.zero_shot(rerank="sinkhorn"))
 
 
 def default_recipe() -> Recipe:
@@ -54,6 +54,6 @@ def for_fit_size(method: Method, n_fit: int) -> tuple[Method, str | None]:
     zero-shot cosine with the same re-ranking, and a one-line notice saying so."""
     if not method.matcher().learns or n_fit >= MIN_FIT_PAIRS:
         return method, None
-    fallback = Method("zero-shot", "cosine", rerank=method.rerank, flip_tta=method.flip_tta)
+    fallback = Method.zero_shot(rerank=method.rerank, flip_tta=method.flip_tta)
     return fallback, (f"notice: {n_fit} fit pairs are too few to train the default recipe's {method.name} "
                       f"(at least {MIN_FIT_PAIRS}); using {fallback.label}")

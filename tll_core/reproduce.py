@@ -56,8 +56,8 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
     plan: list[tuple[str, str, Method]] = []
     for backbone in IMAGENET + WEIGHT_FREE:
         for metric in metric_names():
-            plan.append(("zero-shot, 3 metrics", backbone, Method("zero-shot", metric)))
-    plan.append(("VGG16 baseline (report)", "vgg16", Method("zero-shot", "cosine", centre=False)))
+            plan.append(("zero-shot, 3 metrics", backbone, Method.zero_shot(metric)))
+    plan.append(("VGG16 baseline (report)", "vgg16", Method.zero_shot(centre=False)))
     for backbone in IMAGENET + (DEFAULT_BACKBONE,):
         plan.append(("Siamese net, contrastive loss", backbone, Method("siamese")))
     for sampling in ("balanced", "1:19"):
@@ -71,9 +71,9 @@ def reproduce(engine: Engine, *, progress: Progress | None = None, on_row: Calla
             plan.append(("every matcher, default options", backbone, Method(name)))
     for backbone in (BEST_OFFLINE.backbone, DEFAULT_BACKBONE):
         for rr in REGISTER.names("rerank")[1:]:  # every registered re-ranker but "none"
-            plan.append(("test-time re-ranking", backbone, Method("zero-shot", "cosine", rerank=rr)))
+            plan.append(("test-time re-ranking", backbone, Method.zero_shot(rerank=rr)))
             plan.append(("test-time re-ranking", backbone, Method("adaptation", rerank=rr)))
-        plan.append(("test-time flip averaging", backbone, Method("zero-shot", "cosine", flip_tta=True)))
+        plan.append(("test-time flip averaging", backbone, Method.zero_shot(flip_tta=True)))
     plan.append(("the default recipe (best offline)", BEST_OFFLINE.backbone, BEST_OFFLINE.method))
 
     rows = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .backbones.registry import BACKBONES, ENSEMBLE_SEP, Ensemble
-from .engine import Engine, Method, method_options
+from .engine import Engine, Method, with_options
 from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
@@ -53,8 +53,9 @@ class Selection:
     centre: bool = True  # zero-shot: subtract the scored images' mean embedding first (the CLI's --no-centre)
 
     def to_method(self) -> Method:
-        return Method(self.method, self.metric, self.options, self.rerank, rerank_options=self.rerank_options,
-                      centre=self.centre)
+        """The method: the sidebar's metric and centring join the options where the matcher takes them."""
+        options = with_options(self.method, self.options, metric=self.metric, centre=self.centre)
+        return Method(self.method, options, self.rerank, self.rerank_options)
 
     @property
     def uses_metric(self) -> bool:
@@ -116,10 +117,13 @@ class Selection:
 _OPTION_FIELDS = ("options", "rerank_options")  # carried in the URL as JSON lists of [name, value]
 
 
+SIDEBAR_OPTIONS = ("metric", "centre")  # matcher options the sidebar sets with its own widgets (Selection's fields)
+
+
 def settable_options(method: str) -> tuple[OptionSpec, ...]:
-    """The options of a method that a selection carries in ``options``: all but ``metric`` and ``centre``,
-    which are the selection's own fields (the sidebar's metric)."""
-    return method_options(matcher_part(method))
+    """The options of a method that a selection carries in ``options``: all but those the sidebar sets
+    itself (:data:`SIDEBAR_OPTIONS`, the selection's ``metric`` and ``centre``)."""
+    return tuple(spec for spec in matcher_part(method).options if spec.name not in SIDEBAR_OPTIONS)
 
 ZERO_SHOT = ZeroShot.name
 
@@ -198,12 +202,13 @@ def _valid_backbone(name: str | None) -> bool:
 
 
 def _options(text: str | None, method: str) -> tuple[tuple[str, Any], ...]:
-    return _part_options(text, matcher_part(method), default_options(method))
+    return _part_options(text, matcher_part(method), default_options(method), settable_options(method))
 
 
-def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any], ...],
+                  settable: tuple[OptionSpec, ...] | None = None) -> tuple[tuple[str, Any], ...]:
     """A part's options from the URL's JSON ``[[name, value], …]``, checked; ``fallback`` when malformed or invalid."""
-    allowed = {spec.name for spec in method_options(part)}
+    allowed = {spec.name for spec in (part.options if settable is None else settable)}
     if text is None:
         return fallback
     if not text or not allowed:
