@@ -1,4 +1,5 @@
 """Every studio page on the demo data with streamlit's AppTest: renders, and its key widgets change what is shown."""
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_every_page_renders(app: AppTest, page: str) -> None:
 def test_the_studio_opens_on_the_default_recipe(warm_recipe_cache: Path, reuse_backbones) -> None:
     """On a copy of the warm recipe cache (the demo's default-recipe embeddings and trained matchers, made by the
     engine once per session) and the session's packaged backbones: what is checked here is the studio."""
-    from studio.state import _engine
+    from studio.folder import _engine
     from tll_core.recipes import default_recipe
 
     _engine.clear()  # a fresh engine, as a newly started studio has: it opens this test's (warm) cache folder
@@ -354,7 +355,6 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
     app.switch_page("pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
     _ok(app)
-    import json
     import re
 
     layer = app.get("iframe")[0].proto.srcdoc  # the hover layer: a thumbnail of every point, and no path
@@ -397,8 +397,9 @@ def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkey
     app.main.button[0].click().run()
     _ok(app)
     assert fits.count(2) == 2  # the training, then the scoring of the figures (which takes it from the store)
-    [trained] = [c for k, c in app.session_state["train_curves"].items() if dict(k[-1].options).get("epochs") == 2]
-    assert 1 <= len(trained.train_loss) <= 2 and len(trained.holdout_top2) == len(trained.train_loss)
+    assert [dict(k[2].options).get("epochs") for k in app.session_state["trained"]] == [2]  # trained here
+    loss, top2 = (trace["y"] for trace in json.loads(app.get("plotly_chart")[-1].proto.spec)["data"][:2])
+    assert 1 <= len(loss) <= 2 and len(top2) == len(loss)  # the curve drawn: the fitted matcher's own
     app.run()  # a rerun draws the kept curve: no fit, no scoring
     _ok(app)
     assert fits.count(2) == 2 and app.get("plotly_chart")
