@@ -10,7 +10,8 @@ import streamlit as st
 
 from studio.entry import page_run
 from studio.sidebar import sidebar
-from studio.state import follow_links, one_run
+from studio.links import follow_links
+from studio.memo import one_run
 
 st.set_page_config(page_title="TLL matching studio", layout="wide")
 PAGES = [

@@ -2,15 +2,19 @@
 import pandas as pd
 import streamlit as st
 
+from studio import session
 from studio.entry import enter
+from studio.folder import engine
+from studio.links import open_in_ranked
+from studio.memo import figures, scored
 from studio.progress import progress_bar
+from studio.session import selection
 from studio.sidebar import backbone_choices, backbone_label
-from studio.state import data_folder, device, engine, open_in_ranked, scored, selection
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import compare, ranked_task
 from tll_core.errors import TLLError
 from tll_core.evaluation.figures import figures_of
-from tll_core.evaluation.metrics import evaluate_scores, metric_names
+from tll_core.evaluation.metrics import metric_names
 from tll_core.register import REGISTER
 from tll_core.selection import chosen_method, comparison_choices
 
@@ -20,15 +24,15 @@ st.title("Compare methods")
 eng = engine()
 if eng is None:
     st.stop()
-added = st.session_state.setdefault("compare_added", [])  # the methods built below, kept for the session
+added = session.COMPARE_ADDED.setdefault()  # the methods built below, kept for the session
 choices = {s.label: s for s in [*comparison_choices(selection()), *added]}
 
 
 def _add(sel) -> None:
     added.append(sel)
-    picked = st.session_state.setdefault("compare_methods", [])
+    picked = session.COMPARE_METHODS.setdefault()
     if sel.label not in picked:
-        st.session_state["compare_methods"] = [*picked, sel.label]
+        session.COMPARE_METHODS.set([*picked, sel.label])
 
 
 with st.expander("Add any method: backbone × matcher × metric × re-ranking"):
@@ -46,8 +50,8 @@ with st.expander("Add any method: backbone × matcher × metric × re-ranking"):
             else:
                 _add(new)
                 choices[new.label] = new
-st.session_state.setdefault("compare_methods", list(choices)[:2])
-picked = st.multiselect("Methods (the first is the reference)", list(choices), key="compare_methods")
+session.COMPARE_METHODS.setdefault(list(choices)[:2])
+picked = st.multiselect("Methods (the first is the reference)", list(choices), key=session.COMPARE_METHODS.key)
 if len(picked) < 2:
     st.info("Pick at least two methods.")
     st.stop()
@@ -56,7 +60,7 @@ results = {}
 for k, label in enumerate(picked, start=1):
     try:
         with progress_bar(f"method {k} of {len(picked)} ({label}): embedding") as bar:
-            tasks, results[label] = scored(data_folder(), choices[label], device(), bar)
+            tasks, results[label] = scored(choices[label], bar)
     except TLLError as exc:
         show_error(f"{label}: {exc}")
 picked = [label for label in picked if label in results]
@@ -66,7 +70,7 @@ rows = []
 reference = picked[0]
 for label in picked:
     scores = results[label]
-    r = evaluate_scores(scores, tasks.truth, seed=choices[label].seed)
+    r = figures(choices[label])
     c = compare(tasks, results[reference], scores) if label != reference else None
     rows.append({"method": label, **r.values, "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
                  "vs reference: McNemar p": None if c is None else c.p_value})

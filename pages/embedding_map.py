@@ -5,10 +5,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from studio import session
 from studio.entry import enter
+from studio.links import focus_notice, open_in_ranked, set_map_focus, set_view, view
 from studio.map_hover import show_hover_layer
-from studio.state import (focus_notice, map_coordinates, map_thumbnails, open_in_ranked, scores_or_stop,
-                          selection, set_map_focus, set_view, view)
+from studio.memo import map_coordinates, map_thumbnails, scores_or_stop
+from studio.session import selection
 from studio.widgets import md, show_image
 from tll_core.analysis import MAP_COLOURINGS, MapPoints, map_groups, map_points, selected_points, thumbnail_points
 
@@ -26,10 +28,10 @@ st.title("Embedding map")
 focus_notice()
 controls = st.columns(3)
 PROJECTIONS = ("pca", "umap")
-st.session_state.setdefault("map_method", view("projection", PROJECTIONS))  # from the URL on a first visit
-st.session_state.setdefault("map_colour", view("colour", MAP_COLOURINGS))
-method = controls[0].segmented_control("Projection", PROJECTIONS, key="map_method", required=True)
-colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, key="map_colour", required=True)
+session.MAP_METHOD.setdefault(view("projection", PROJECTIONS))  # from the URL on a first visit
+session.MAP_COLOUR.setdefault(view("colour", MAP_COLOURINGS))
+method = controls[0].segmented_control("Projection", PROJECTIONS, key=session.MAP_METHOD.key, required=True)
+colour = controls[1].segmented_control("Colour by", MAP_COLOURINGS, key=session.MAP_COLOUR.key, required=True)
 set_view("projection", method)
 set_view("colour", colour)
 

@@ -7,8 +7,12 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
+from studio import session
 from studio.entry import enter
-from studio.state import focus_notice, open_in_ranked, scores_or_stop, selection, tag_store
+from studio.folder import tag_store
+from studio.links import focus_notice, open_in_ranked
+from studio.memo import scores_or_stop
+from studio.session import Slot, selection
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import FAILURE_SORTS, failure_ranges, failures, misses, ranked_task
 from tll_core.errors import TLLError
@@ -20,25 +24,27 @@ PAGE = 6  # failures per page (each shows every candidate that beat its truth)
 GRID = 8  # images per row: the left, the truth, then what beat it, wrapped
 
 
-def range_slider(where, label: str, bounds: tuple[float, float], key: str) -> tuple[float | None, float | None]:
-    """A float range slider over ``bounds``, reset to the whole span when the bounds change (another selection);
-    an end left at its bound is no limit (None), so no failure is lost to the slider's rounding."""
+def range_slider(where, label: str, bounds: tuple[float, float], slot: Slot[tuple[float, float]],
+                 spanned: Slot[tuple[float, float] | None]) -> tuple[float | None, float | None]:
+    """A float range slider over ``bounds``, reset to the whole span when the bounds change (another selection:
+    ``spanned`` holds the span it was set for); an end left at its bound is no limit (None), so no failure is
+    lost to the slider's rounding."""
     lo, hi = bounds
     hi = hi if hi > lo else lo + 1e-6  # a slider needs a span
-    if st.session_state.get(f"{key}_bounds") != (lo, hi) or key not in st.session_state:  # (a widget's state
-        # goes when a run does not draw it: on another page)
-        st.session_state[f"{key}_bounds"] = (lo, hi)
-        st.session_state[key] = (lo, hi)
-    low, high = where.slider(label, lo, hi, step=(hi - lo) / 200, format="%.3f", key=key)
+    if spanned.get() != (lo, hi) or not slot.held():  # (a widget's state goes when a run does not draw it:
+        # on another page)
+        spanned.set((lo, hi))
+        slot.set((lo, hi))
+    low, high = where.slider(label, lo, hi, step=(hi - lo) / 200, format="%.3f", key=slot.key)
     return (None if low <= lo else low), (None if high >= hi else high)
 
 
-def retag(store: TagStore, left: str, shown: tuple[str, ...], key: str) -> None:
+def retag(store: TagStore, left: str, shown: tuple[str, ...], box: Slot[list[str]]) -> None:
     """A tag widget's change, stored at once; a refused tag is a one-line message under that widget."""
     try:
-        store.retag(left, shown, st.session_state[key])
+        store.retag(left, shown, box.get())
     except TLLError as exc:
-        st.session_state["tag_problem"] = (key, str(exc))
+        session.TAG_PROBLEM.set((box.key, str(exc)))
 
 
 def tag_label(tag: str | None) -> str:
@@ -55,20 +61,21 @@ focus = focus_notice()
 store = tag_store()
 if store is None:
     st.stop()
-problem = st.session_state.pop("tag_problem", None)  # (the widget's key, one line)
+problem = session.TAG_PROBLEM.pop()  # (the widget's key, one line)
 every = failures(tasks, scores, lefts=focus or None)
 ranges = failure_ranges(every)
 
 filters = st.columns(3)
 low, high = filters[0].slider("Truth rank", 3, 20, (3, 20), key="fail_ranks")
-margins = range_slider(filters[1], "Score margin (best − truth)", ranges.margin, "fail_margin")
-truths = range_slider(filters[2], "Truth score", ranges.truth_score, "fail_truth")
+margins = range_slider(filters[1], "Score margin (best − truth)", ranges.margin, session.FAIL_MARGIN,
+                       session.FAIL_MARGIN_BOUNDS)
+truths = range_slider(filters[2], "Truth score", ranges.truth_score, session.FAIL_TRUTH, session.FAIL_TRUTH_BOUNDS)
 order, by_tag = st.columns(2)
 sort = order.selectbox("Sort", FAILURE_SORTS, key="fail_sort")
 tag_choices = [None, "", *store.names()]
-if st.session_state.get("fail_tag") not in tag_choices:  # its tag was removed from every left
-    st.session_state["fail_tag"] = None
-wanted = by_tag.selectbox("Tag", tag_choices, format_func=tag_label, key="fail_tag")
+if session.FAIL_TAG.get() not in tag_choices:  # its tag was removed from every left
+    session.FAIL_TAG.set(None)
+wanted = by_tag.selectbox("Tag", tag_choices, format_func=tag_label, key=session.FAIL_TAG.key)
 found = failures(tasks, scores, min_rank=low, max_rank=high, min_margin=margins[0], max_margin=margins[1],
                  min_truth_score=truths[0], max_truth_score=truths[1], lefts=focus or None, sort=sort)
 found = with_tag(found, store, wanted)
@@ -92,9 +99,9 @@ with tagged:
 
 with listed:
     pages = max(1, (len(found) + PAGE - 1) // PAGE)
-    if st.session_state.get("fail_page", 1) > pages:
-        st.session_state["fail_page"] = pages
-    page = st.columns([1, 5])[0].number_input("Page", 1, pages, 1, key="fail_page") if pages > 1 else 1
+    if session.FAIL_PAGE.get() > pages:
+        session.FAIL_PAGE.set(pages)
+    page = st.columns([1, 5])[0].number_input("Page", 1, pages, 1, key=session.FAIL_PAGE.key) if pages > 1 else 1
     if not found:
         st.info("No failure matches the filters." if missed else "Every truth is in the top 2: nothing to list.")
     names = list(store.names())
@@ -103,11 +110,11 @@ with listed:
         head, tags, link = st.columns([3, 2, 1])
         head.markdown(f"**{md(f.left)}** — truth rank **{f.truth_rank}**, beaten by {len(f.beaten_by)} "
                       f"candidate(s), margin {f.margin:.3f}, truth score {f.truth_score:.3f}")
-        key, shown = f"tags_{f.index}", store.tags_of(f.left)
-        st.session_state[key] = list(shown)  # the store wins over what the widget held
-        tags.multiselect("Tags", names, key=key, accept_new_options=True, on_change=retag,
-                         args=(store, f.left, shown, key), placeholder="add a tag…", label_visibility="collapsed")
-        if problem and problem[0] == key:
+        box, shown = session.tags_widget(f.index), store.tags_of(f.left)
+        box.set(list(shown))  # the store wins over what the widget held
+        tags.multiselect("Tags", names, key=box.key, accept_new_options=True, on_change=retag,
+                         args=(store, f.left, shown, box), placeholder="add a tag…", label_visibility="collapsed")
+        if problem and problem[0] == box.key:
             show_error(problem[1], tags)
         link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
         task = ranked_task(tasks, scores, f.index)

@@ -6,9 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from studio import session
 from studio.entry import enter
+from studio.folder import engine
+from studio.memo import fingerprint, leaderboard_rows
 from studio.progress import progress_bar
-from studio.state import data_folder, device, engine, fingerprint, leaderboard_rows, selection
+from studio.session import data_folder, device, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
 from tll_core.evaluation.figures import Figure, Protocol, figures_of
@@ -54,7 +57,7 @@ st.caption(f"Data: {md(summary['root'])}. No problems found (every CSV row and i
 for note in [*eng.dataset.warnings, *(eng.cache.notices if eng.cache is not None else [])]:
     st.warning(md(note))
 
-computed = st.session_state.setdefault("leaderboard", {})  # label → selection, every one computed this session
+computed = session.LEADERBOARD.setdefault()  # label → selection, every one computed this session
 for candidate in leaderboard_selections(selection()):
     computed.setdefault(candidate.label, candidate)
 try:

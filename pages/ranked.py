@@ -5,9 +5,11 @@ Keys: ← / → previous / next left, F next failure, D a random left; a candida
 import numpy as np
 import streamlit as st
 
+from studio import session
 from studio.entry import enter
-from studio.state import (focus_notice, open_why, opened_left, run_app_if_leaving, scores_or_stop, selection,
-                          show_left, shown_left)
+from studio.links import focus_notice, open_why, opened_left, run_app_if_leaving, show_left, shown_left
+from studio.memo import scores_or_stop
+from studio.session import selection
 from studio.widgets import md, show_image
 from tll_core.analysis import Candidate, RankedTask, next_miss, ranked_task
 
@@ -23,25 +25,25 @@ st.title("Ranked candidates")
 names = list(tasks.left_names)
 focus = focus_notice()  # the map's picks, and a left opened by name since (a click, a link) among them
 order = [k for k, name in enumerate(names) if name in {*focus, opened_left()}] if focus else list(range(len(names)))
-if "left_index" not in st.session_state and shown_left() in names:  # ?left=NAME, or opened from another page
-    st.session_state["left_index"] = names.index(shown_left())
-if st.session_state.get("left_index") not in order:
-    st.session_state["left_index"] = order[0]
+if not session.LEFT_INDEX.held() and shown_left() in names:  # ?left=NAME, or opened from another page
+    session.LEFT_INDEX.set(names.index(shown_left()))
+if session.LEFT_INDEX.get() not in order:
+    session.LEFT_INDEX.set(order[0])
 
 
 def _go(index: int) -> None:
-    st.session_state["left_index"] = index
+    session.LEFT_INDEX.set(index)
 
 
 def _step(delta: int) -> int:
     """The left ``delta`` places from the current one in the lefts stepped through (wrapping round)."""
-    return order[(order.index(st.session_state["left_index"]) + delta) % len(order)]
+    return order[(order.index(session.LEFT_INDEX.get()) + delta) % len(order)]
 
 
-i = st.session_state["left_index"]
+i = session.LEFT_INDEX.get()
 show_left(names[i])
 bar = st.columns([3, 1, 1, 1, 1.3])
-bar[0].selectbox("Left (type to search)", order, format_func=lambda k: names[k], key="left_index")
+bar[0].selectbox("Left (type to search)", order, format_func=lambda k: names[k], key=session.LEFT_INDEX.key)
 bar[1].button("◀ previous", on_click=_go, args=(_step(-1),), width="stretch", shortcut="Left")
 bar[2].button("next ▶", on_click=_go, args=(_step(1),), width="stretch", shortcut="Right")
 bar[3].button("random", on_click=_go, args=(order[int(np.random.default_rng().integers(len(order)))],),

@@ -9,13 +9,16 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from studio import session
 from studio.entry import enter
+from studio.folder import engine
+from studio.links import set_selection
+from studio.memo import figures, train, trained_curve
 from studio.progress import progress_bar
-from studio.state import apply, data_folder, device, engine, remember_curve, scored, selection, trained_curve
+from studio.session import selection
 from studio.widgets import md, option_input, show_error
 from tll_core.errors import TLLError
 from tll_core.matchers import TrainingCurve, learned_matchers, matcher_part
-from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.selection import default_options, settable_options
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
@@ -40,8 +43,7 @@ def curve_figure(curve: TrainingCurve, best_epoch: int | None = None) -> go.Figu
 
 
 st.title("Train a learned matcher")
-eng = engine()
-if eng is None:
+if engine() is None:  # a bad folder: one line
     st.stop()
 sel = selection()
 learned = list(learned_matchers())
@@ -74,31 +76,28 @@ if submitted:
             chart.plotly_chart(curve_figure(history))
 
         try:
-            _, fit = eng.tasks_for("validation", target.val_fraction, target.seed)
-            matcher = eng.fit(target.to_method(), target.backbone, fit, callback=on_epoch, progress=bar.images)
+            train(target, bar, on_epoch)
         except TLLError as exc:
             show_error(exc)
             st.stop()
     chart.empty()
-    remember_curve(target, matcher.curve)
-    st.session_state["train_fresh"] = bool(history.train_loss)  # False: the trained-matcher store answered
+    session.TRAIN_FRESH.set(bool(history.train_loss))  # False: the trained-matcher store (or the memo) answered
 
 curve = trained_curve(target)
 if curve is not None:
     try:
         with progress_bar("embedding the validation tasks") as bar:
-            tasks, scores = scored(data_folder(), target, device(), bar)
+            result = figures(target, bar)
     except TLLError as exc:
         show_error(exc)
         st.stop()
-    result = evaluate_scores(scores, tasks.truth, seed=target.seed)
-    source = "" if st.session_state.get("train_fresh", True) else " (taken from the trained-matcher store)"
+    source = "" if session.TRAIN_FRESH.get() else " (taken from the trained-matcher store)"
     st.success(f"{md(target.label)}{source}: validation top-2 {result.top2:.3f} [{result.top2_ci[0]:.3f}, "
                f"{result.top2_ci[1]:.3f}], top-1 {result.top1:.3f}, MRR {result.mrr:.3f}.")
     if selection() == target:
         st.info("This model is the selection on every page.")
     else:
-        st.button("Use this model", type="primary", on_click=apply, args=(target,),
+        st.button("Use this model", type="primary", on_click=set_selection, args=(target,),
                   help="make it the selection on every page (sidebar, leaderboard, Ranked, …)")
     st.plotly_chart(curve_figure(curve, curve.best_epoch), key="train_curve")
     st.caption(f"Early stopping kept epoch {curve.best_epoch} of the {len(curve.train_loss)} run "

@@ -1,10 +1,12 @@
 """Why this match? Where a left and its candidates look alike, as heatmaps over both images: the left against
 its truth, and against the candidate that beat it (or any candidate picked; another page may hand one over in
-``st.session_state["why_candidate"]``, a link in ``?candidate=NAME``)."""
+the session's ``studio.session.WHY_CANDIDATE``, a link in ``?candidate=NAME``)."""
 import streamlit as st
 
 from studio.entry import enter
-from studio.state import scores_or_stop, selection, set_view, show_left, shown_left, why_candidate, why_view
+from studio.links import set_view, show_left, shown_left, why_candidate
+from studio.memo import scores_or_stop, why_view
+from studio.session import selection
 from studio.widgets import md, show_error
 from tll_core.analysis import Candidate, RankedTask, ranked_task
 from tll_core.errors import TLLError

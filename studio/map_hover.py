@@ -9,7 +9,7 @@ and listens to plotly's ``plotly_hover`` / ``plotly_unhover`` / ``plotly_selecte
 Streamlit hears only ``plotly_selected``, and with the box or lasso tool active it turns plotly's
 click-to-select off; so a click on a point turns the page's URL into Ranked's with ``?left=NAME`` (the
 selection's URL kept) and tells Streamlit as the back button would: Streamlit runs Ranked in the same session,
-and ``studio.state.follow_links`` shows the left the URL names.
+and ``studio.links.follow_links`` shows the left the URL names.
 It draws into one absolutely placed ``<svg>`` and one ``<img>`` inside the graph div (pointer events off:
 clicks, box and lasso still reach plotly), removed when the iframe goes.
 

@@ -2,7 +2,7 @@
 
 Never move one from inside an ``st.cache_data``/``st.cache_resource`` function: Streamlit records what a
 cached function draws to replay it, and a bar drawn outside the function cannot be replayed
-(``CacheReplayClosureError``). ``studio.state.Memo`` keeps such answers instead.
+(``CacheReplayClosureError``). ``studio.memo.Memo`` keeps such answers instead.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The shared sidebar, drawn once per run by ``app.py`` before the page that ``st.navigation`` picks.
 
-The selection persists in ``st.session_state["selection"]`` (first run: from the URL's query params); the
+The selection persists in the session (``studio.session.SELECTION``; first run: from the URL's query params); the
 widgets are re-seeded from it on every run and write back through ``on_change``, so their values survive
 page switches. Its choices come from the register and the backbone registry: a new part needs no edit here.
 """
@@ -17,41 +17,47 @@ from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
 
-from .state import data_folder, default_data, device, device_choices, selection, set_selection, views_from
+from . import session
+from .folder import device_choices
+from .links import set_selection, views_from
+from .session import data_folder, default_data, device, selection
 from .widgets import md, option_input, show_error
 
 
 def sidebar() -> None:
     """Data folder, split, backbone, method, metric, re-ranking, device, validation fraction and seed."""
-    if "selection" not in st.session_state:
+    if not session.SELECTION.held():
         params = st.query_params.to_dict()
-        st.session_state["selection"] = Selection.from_query(params)
-        st.session_state["data_folder"] = params.get("data") or default_data()
-        st.session_state["views"] = views_from(params)
+        session.SELECTION.set(Selection.from_query(params))
+        session.DATA_FOLDER.set(params.get("data") or default_data())
+        session.VIEWS.set(views_from(params))
     sel = selection()
     _seed_widgets(sel)
-    st.session_state["w_data"] = data_folder()
-    st.session_state["w_device"] = device() if device() in device_choices() else "auto"
+    session.W_DATA.set(data_folder())
+    session.W_DEVICE.set(device() if device() in device_choices() else "auto")
     with st.sidebar:
-        st.text_input("Data folder (Kaggle or release layout)", key="w_data", on_change=_data_changed,
+        st.text_input("Data folder (Kaggle or release layout)", key=session.W_DATA.key, on_change=_data_changed,
                       help="The demo by default; or set TLL_DATA before starting the studio.")
-        st.segmented_control("Split", SPLITS, key="w_split", required=True, on_change=_widgets_changed)
-        st.selectbox("Backbone", backbone_choices(), key="w_backbone", format_func=backbone_label,
+        st.segmented_control("Split", SPLITS, key=session.W_SPLIT.key, required=True, on_change=_widgets_changed)
+        st.selectbox("Backbone", backbone_choices(), key=session.W_BACKBONE.key, format_func=backbone_label,
                      on_change=_widgets_changed)
-        st.selectbox("Method", REGISTER.names("matcher"), key="w_method", on_change=_widgets_changed,
+        st.selectbox("Method", REGISTER.names("matcher"), key=session.W_METHOD.key, on_change=_widgets_changed,
                      help=REGISTER.get("matcher", sel.method).help or None)
-        st.selectbox("Metric", metric_names(), key="w_metric", disabled=not sel.uses_metric, on_change=_widgets_changed)
-        st.checkbox("Centre the embeddings", key="w_centre", disabled=not sel.uses_metric, on_change=_widgets_changed,
+        st.selectbox("Metric", metric_names(), key=session.W_METRIC.key, disabled=not sel.uses_metric,
+                     on_change=_widgets_changed)
+        st.checkbox("Centre the embeddings", key=session.W_CENTRE.key, disabled=not sel.uses_metric,
+                    on_change=_widgets_changed,
                     help="Subtract the mean embedding of the scored images before the metric (zero-shot; no labels "
                          "used). Descriptors such as HOG share a large common component that swamps cosine.")
-        st.selectbox("Re-ranking", REGISTER.names("rerank"), key="w_rerank", on_change=_widgets_changed,
+        st.selectbox("Re-ranking", REGISTER.names("rerank"), key=session.W_RERANK.key, on_change=_widgets_changed,
                      help=REGISTER.get("rerank", sel.rerank).help or None)
         sel = _rerank_options(sel)
-        st.selectbox("Device", device_choices(), key="w_device", on_change=_device_changed,
+        st.selectbox("Device", device_choices(), key=session.W_DEVICE.key, on_change=_device_changed,
                      help="Where deep backbones and learned matchers run; auto: the accelerator when there is one.")
         with st.expander("Validation split"):
-            st.number_input("Validation fraction", 0.05, 1.0, key="w_fraction", step=0.05, on_change=_widgets_changed)
-            st.number_input("Seed", 0, 10_000, key="w_seed", step=1, on_change=_widgets_changed)
+            st.number_input("Validation fraction", 0.05, 1.0, key=session.W_FRACTION.key, step=0.05,
+                            on_change=_widgets_changed)
+            st.number_input("Seed", 0, 10_000, key=session.W_SEED.key, step=1, on_change=_widgets_changed)
         notice = _fallback_notice()
         if notice:
             st.info(md(notice.removeprefix("notice: ")))
@@ -82,34 +88,36 @@ def _rerank_options(sel: Selection) -> Selection:
 
 
 def _data_changed() -> None:
-    st.session_state["data_folder"] = st.session_state["w_data"].strip() or default_data()
-    st.session_state.pop("leaderboard", None)
+    session.DATA_FOLDER.set(session.W_DATA.get().strip() or default_data())
+    session.LEADERBOARD.clear()
 
 
 def _device_changed() -> None:
-    st.session_state["device"] = st.session_state["w_device"]
-    st.session_state.pop("leaderboard", None)
+    session.DEVICE.set(session.W_DEVICE.get())
+    session.LEADERBOARD.clear()
 
 
 def _widgets_changed() -> None:
     old = selection()
-    get = st.session_state.get
-    method, rerank = get("w_method", old.method), get("w_rerank", old.rerank)
-    st.session_state["selection"] = Selection(
-        get("w_backbone", old.backbone), method, get("w_metric", old.metric), rerank,
-        old.options if method == old.method else default_options(method), get("w_split") or old.split,
-        float(get("w_fraction", old.val_fraction)), int(get("w_seed", old.seed)),
-        old.rerank_options if rerank == old.rerank else (), bool(get("w_centre", old.centre)))
+    method, rerank = session.W_METHOD.get(old.method), session.W_RERANK.get(old.rerank)
+    session.SELECTION.set(Selection(
+        session.W_BACKBONE.get(old.backbone), method, session.W_METRIC.get(old.metric), rerank,
+        old.options if method == old.method else default_options(method), session.W_SPLIT.get() or old.split,
+        float(session.W_FRACTION.get(old.val_fraction)), int(session.W_SEED.get(old.seed)),
+        old.rerank_options if rerank == old.rerank else (), bool(session.W_CENTRE.get(old.centre))))
 
 
 def _seed_widgets(sel: Selection) -> None:
-    st.session_state.update(w_split=sel.split, w_backbone=sel.backbone, w_method=sel.method, w_metric=sel.metric,
-                            w_rerank=sel.rerank, w_fraction=sel.val_fraction, w_seed=sel.seed, w_centre=sel.centre)
+    for slot, value in ((session.W_SPLIT, sel.split), (session.W_BACKBONE, sel.backbone),
+                        (session.W_METHOD, sel.method), (session.W_METRIC, sel.metric), (session.W_RERANK, sel.rerank),
+                        (session.W_FRACTION, sel.val_fraction), (session.W_SEED, sel.seed),
+                        (session.W_CENTRE, sel.centre)):
+        slot.set(value)
 
 
 def backbone_choices() -> list[str]:
     """Every registered backbone, and the current one when it is an ensemble (``a+b``, e.g. the default recipe)."""
-    current = st.session_state.get("w_backbone") or selection().backbone
+    current = session.W_BACKBONE.get() or selection().backbone
     return list(BACKBONES) + ([current] if current and current not in BACKBONES else [])
 
 

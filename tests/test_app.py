@@ -1,5 +1,7 @@
 """Every studio page on the demo data with streamlit's AppTest: renders, and its key widgets change what is shown."""
+import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +48,10 @@ def test_every_page_renders(app: AppTest, page: str) -> None:
 def test_the_studio_opens_on_the_default_recipe(warm_recipe_cache: Path, reuse_backbones) -> None:
     """On a copy of the warm recipe cache (the demo's default-recipe embeddings and trained matchers, made by the
     engine once per session) and the session's packaged backbones: what is checked here is the studio."""
-    from studio.state import _engine
+    from studio.folder import open_engine
     from tll_core.recipes import default_recipe
 
-    _engine.clear()  # a fresh engine, as a newly started studio has: it opens this test's (warm) cache folder
+    open_engine.clear()  # a fresh engine, as a newly started studio has: it opens this test's (warm) cache folder
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
     _ok(at)
@@ -354,7 +356,6 @@ def test_embedding_map_umap_and_colouring(app: AppTest) -> None:
     app.switch_page("pages/embedding_map.py").run()
     app.segmented_control(key="map_colour").set_value("hit / miss").run()
     _ok(app)
-    import json
     import re
 
     layer = app.get("iframe")[0].proto.srcdoc  # the hover layer: a thumbnail of every point, and no path
@@ -397,11 +398,44 @@ def test_train_fits_once_and_draws_the_curve_it_handed_back(app: AppTest, monkey
     app.main.button[0].click().run()
     _ok(app)
     assert fits.count(2) == 2  # the training, then the scoring of the figures (which takes it from the store)
-    [trained] = [c for k, c in app.session_state["train_curves"].items() if dict(k[-1].options).get("epochs") == 2]
-    assert 1 <= len(trained.train_loss) <= 2 and len(trained.holdout_top2) == len(trained.train_loss)
+    assert [dict(k[2].options).get("epochs") for k in app.session_state["trained"]] == [2]  # trained here
+    loss, top2 = (trace["y"] for trace in json.loads(app.get("plotly_chart")[-1].proto.spec)["data"][:2])
+    assert 1 <= len(loss) <= 2 and len(top2) == len(loss)  # the curve drawn: the fitted matcher's own
     app.run()  # a rerun draws the kept curve: no fit, no scoring
     _ok(app)
     assert fits.count(2) == 2 and app.get("plotly_chart")
+
+
+def test_train_reuses_the_memo_on_a_rerun_and_trains_another_selection(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fitting, its curve and the held-back figures come from the memo: a rerun or a second click on Train
+    fits nothing and evaluates nothing again; other options (another selection) train and evaluate anew."""
+    import studio.memo
+    from tll_core.engine import Engine
+
+    fits: list[object] = []
+    evaluations: list[int] = []
+    studio.memo.memo.clear()  # the memo is the process's: answers another test's session left are dropped
+    real_fit, real_evaluate = Engine.fit, studio.memo.evaluate_scores
+    monkeypatch.setattr(Engine, "fit", lambda self, method, *a, **kw: fits.append(dict(method.options).get("epochs"))
+                        or real_fit(self, method, *a, **kw))
+    monkeypatch.setattr(studio.memo, "evaluate_scores", lambda *a, **kw: evaluations.append(1) or real_evaluate(*a, **kw))
+    app.switch_page("pages/train.py").run()
+    app.number_input(key="opt_adaptation_epochs").set_value(2)
+    app.main.button[0].click().run()
+    _ok(app)
+    shown, counts = app.success[0].value, (len(fits), len(evaluations))
+    assert fits.count(2) >= 1 and len(evaluations) == 1 and "validation top-2" in shown
+    app.run()  # a rerun: the memo answers
+    _ok(app)
+    assert (len(fits), len(evaluations)) == counts and app.success[0].value == shown
+    app.main.button[0].click().run()  # Train again with the same options: answered, as the store answered it
+    _ok(app)
+    assert (len(fits), len(evaluations)) == counts
+    assert "(taken from the trained-matcher store)" in app.success[0].value
+    app.number_input(key="opt_adaptation_epochs").set_value(3)  # another selection: fitted and evaluated
+    app.main.button[0].click().run()
+    _ok(app)
+    assert fits.count(3) >= 1 and len(evaluations) == counts[1] + 1
 
 
 @dataclass(frozen=True)
@@ -472,6 +506,43 @@ def test_submission_scores_validates_and_offers_the_download(app: AppTest) -> No
     _ok(app)
     assert app.success and "Valid: 40 rows" in app.success[0].value
     assert app.get("download_button")
+
+
+def test_submission_scores_once_per_selection_and_checks_the_file_once(app: AppTest, monkeypatch: pytest.MonkeyPatch,
+                                                                      demo_dir: Path, tmp_path: Path) -> None:
+    """Scoring the test tasks and checking the written CSV come from the memo: a rerun, or another click with
+    the same selection, scores nothing again (the click writes the file again); another selection or another
+    data folder is scored anew."""
+    import studio.memo
+    from tll_core.engine import Engine
+
+    scorings: list[str] = []  # the split of each task set the engine scores
+    checks: list[str] = []
+    studio.memo.memo.clear()  # the memo is the process's: answers another test's session left are dropped
+    real_score, real_check = Engine.score, studio.memo.submission_problems
+    monkeypatch.setattr(Engine, "score", lambda self, tasks, *a, **kw: scorings.append(tasks.name)
+                        or real_score(self, tasks, *a, **kw))
+    monkeypatch.setattr(studio.memo, "submission_problems", lambda *a, **kw: checks.append(1) or real_check(*a, **kw))
+    app.switch_page("pages/submission.py").run()
+    app.main.button[0].click().run()
+    _ok(app)
+    assert "Valid: 40 rows" in app.success[0].value and scorings.count("test") == 1 and len(checks) == 1
+    app.run()  # a rerun: the same CSV shown, neither scored nor checked again
+    _ok(app)
+    assert "Valid: 40 rows" in app.success[0].value and app.get("download_button")
+    assert scorings.count("test") == 1 and len(checks) == 1
+    app.main.button[0].click().run()  # the same selection: the memo's scores, the file written again (checked)
+    _ok(app)
+    assert scorings.count("test") == 1 and "Valid: 40 rows" in app.success[0].value
+    app.sidebar.selectbox(key="w_backbone").set_value("tiny-image").run()  # another selection
+    app.main.button[0].click().run()
+    _ok(app)
+    assert scorings.count("test") == 2 and "tiny" in app.success[0].value
+    copy = shutil.copytree(demo_dir, tmp_path / "demo-copy")  # another data folder, the same images
+    app.sidebar.text_input(key="w_data").input(str(copy)).run()
+    app.main.button[0].click().run()
+    _ok(app)
+    assert scorings.count("test") == 3 and "Valid: 40 rows" in app.success[0].value
 
 
 def test_url_query_params_reopen_the_same_view() -> None:

@@ -257,7 +257,7 @@ def _ok(at) -> None:
 
 @pytest.mark.slow
 def test_the_why_page_renders_descriptor_maps_and_takes_a_handed_candidate(demo_dir: Path, warm_demo_cache: Path) -> None:
-    from studio.state import _engine as studio_engine
+    from studio.folder import open_engine as studio_engine
     from tll_core.analysis import ranked_task
     from tll_core.selection import Selection
 
@@ -283,7 +283,7 @@ def test_the_why_page_renders_descriptor_maps_and_takes_a_handed_candidate(demo_
 @pytest.mark.slow
 def test_the_why_page_on_the_default_recipe_maps_its_deep_part(warm_recipe_cache: Path, reuse_backbones) -> None:
     """The default recipe (lite0+lite2+combined): the map explains its first deep part, with real weights."""
-    from studio.state import _engine as studio_engine
+    from studio.folder import open_engine as studio_engine
     from tll_core.recipes import default_recipe
 
     recipe = default_recipe()
