@@ -662,7 +662,7 @@ def test_the_sidebar_scores_uncentred_as_the_cli_does(app: AppTest, demo_dir: Pa
     _ok(app)
     assert app.query_params["centre"] in ("false", ["false"])
     table = app.dataframe[0].value
-    row = table[table["selection"] == "combined · zero-shot · cosine, uncentred"]
+    row = table[table["selection"] == "combined · zero-shot+centre=False · cosine"]
     assert len(row) == 1, list(table["selection"])
     engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
     (centred,), (raw,) = (engine.evaluate(["combined"], ["cosine"], centre=c) for c in (True, False))

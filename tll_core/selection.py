@@ -64,8 +64,9 @@ class Selection:
 
     @property
     def label(self) -> str:
-        uncentred = "" if self.centre else ", uncentred"
-        return f"{self.backbone} · {self.to_method().label}" + (f" · {self.metric}{uncentred}" if self.uses_metric else "")
+        """``backbone · method label · metric``: the label names every option (``zero-shot+centre=False``)."""
+        method = self.to_method()
+        return f"{self.backbone} · {method.label}" + (f" · {method.shown_metric}" if self.uses_metric else "")
 
     def to_query(self) -> dict[str, str]:
         """Only what differs from the defaults, as strings (a short, shareable URL)."""
