@@ -72,10 +72,10 @@ for label in picked:
     scores = results[label]
     r = figures(choices[label])
     c = compare(tasks, results[reference], scores) if label != reference else None
-    rows.append({"method": label, **r.values, "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
+    rows.append({"method": label, **{f.label: r.values[f.name] for f in figures_of("tasks")}, "top2 CI": f"[{r.top2_ci[0]:.3f}, {r.top2_ci[1]:.3f}]",
                  "vs reference: McNemar p": None if c is None else c.p_value})
 st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-    **{f.name: st.column_config.NumberColumn(format=f"%{f.format}", help=f.help) for f in figures_of("tasks")},
+    **{f.label: st.column_config.NumberColumn(format=f"%{f.format}", help=f.help) for f in figures_of("tasks")},
     "vs reference: McNemar p": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Disagreements (top-2 hits)")

@@ -26,7 +26,7 @@ NARROW = 56  # px: the whole table fits a 1400 px wide window beside the sidebar
 def figure_column(figure: Figure, protocol: Protocol) -> str:
     """A registered figure's leaderboard column: its name (``mean rank``), ``gallery mrr`` where the tasks
     protocol has a figure of that name too."""
-    name = figure.name.replace("_", " ")
+    name = figure.label
     clash = protocol == "gallery" and figure.name in {f.name for f in figures_of("tasks")}
     return f"gallery {name}" if clash else name
 

@@ -39,6 +39,11 @@ class Figure:
         return self
 
     @property
+    def label(self) -> str:
+        """The name as a table column shows it (``mean_rank`` → ``mean rank``)."""
+        return self.name.replace("_", " ")
+
+    @property
     def attribute(self) -> str:
         """The name as a Python attribute (``recall@1`` → ``recall_at_1``): ``row.recall_at_1``."""
         return attribute_name(self.name)
