@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
     _method_options(p, repeat=True)
+    _import_options(p, repeat=True)
     p.add_argument("--fuse", action="store_true", help="add a row fusing all the rows' scores (z-scored mean)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="tasks",
                    help="tasks: 20 candidates per left (the competition's); gallery: every validation left "
@@ -121,8 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED,
                    help="the seed of the test pools' order (the scores do not depend on it)")
     _method_options(p, repeat=False)
+    _import_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("tasks", help="write the tasks evaluate scores (left,c0..c19) and the fit pairs (left,right), "
+                                     "to score them elsewhere and bring the scores back with --scores")
+    _data_options(p)
+    p.add_argument("--split", choices=("validation", "test"), default="validation")
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    p.add_argument("--foils", choices=("random", "hard"), default="random",
+                   help="hard: the 19 validation rights nearest to each left under --foil-backbone")
+    p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--out", required=True, type=Path, help="the tasks: left,c0..c19 (the shape of test_candidates.csv)")
+    p.add_argument("--fit-out", type=Path, help="the pairs to train on for these tasks: left,right")
+    p.set_defaults(run=cmd_tasks)
 
     p = sub.add_parser("reproduce", help="the seed reports' experiments, wherever the weights are available")
     _data_options(p)
@@ -173,6 +189,28 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
                    help="an option of the chosen matcher(s) or re-ranker(s), checked against its type and range; "
                         "the options are listed below and by `python -m tll_core parts`")
     p.add_argument("--flip-tta", action="store_true", help="average scores over the images and their mirrors")
+
+
+def _import_options(p: argparse.ArgumentParser, repeat: bool) -> None:
+    """--scores and --embeddings: a model of the user's own, scored or embedded elsewhere (tll_core/imported.py)."""
+    many = " (repeatable)" if repeat else ""
+    p.add_argument("--scores", action="append" if repeat else "store", default=[] if repeat else None,
+                   metavar="[NAME=]FILE", help=f"your own scores{many}: a left,c0..c19 CSV for these tasks (export "
+                   "them with `tasks`); NAME (default: the file's stem) is a method beside the others")
+    p.add_argument("--embeddings", action="append" if repeat else "store", default=[] if repeat else None,
+                   metavar="[NAME=]FILE", help=f"your own embeddings{many}: .npz (names, embeddings) or .parquet "
+                   "(name, embedding) by image path (train/left/abc.jpg); NAME is a backbone like the others")
+
+
+def _imports(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
+    """The imported backbones and methods, entered in the register (one line on a bad file)."""
+    from .engine import Method
+    from .imported import add_embeddings, add_scores
+
+    backbones = [add_embeddings(text) for text in _listed(args.embeddings)]
+    methods = [Method(add_scores(text), rerank=reranker) for text in _listed(args.scores)
+               for reranker in (_listed(args.rerank) or ["none"])]
+    return backbones, methods
 
 
 def _options_epilog() -> str:
@@ -231,12 +269,13 @@ def _listed(value: list[str] | str | None) -> list[str]:
     return value if isinstance(value, list) else ([value] if value else [])
 
 
-def _backbones(args: argparse.Namespace) -> list[str]:
-    """The backbones asked for; else the default recipe's, with a one-line notice when it had to fall back."""
+def _backbones(args: argparse.Namespace, imported: list[str] | None = None) -> list[str]:
+    """The backbones asked for (``imported`` ones too); else the default recipe's, with a one-line notice when it
+    had to fall back."""
     from .recipes import default_recipe, fallback_notice
 
-    if _listed(args.backbone):
-        return _listed(args.backbone)
+    if _listed(args.backbone) or imported:
+        return _listed(args.backbone) + list(imported or [])
     notice = fallback_notice()
     if notice:
         args.notices.append(notice)
@@ -382,10 +421,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "gallery" and (args.foils == "hard" or args.fuse):
         raise TLLError(f"{'--foils hard' if args.foils == 'hard' else '--fuse'} applies to the 20-candidate tasks, "
                        "not to --protocol gallery (every left is ranked against all validation rights)")
-    backbones = _backbones(args)
+    imported_backbones, imported_methods = _imports(args)
+    own_only = imported_methods and not (imported_backbones or _listed(args.backbone) or _listed(args.method)
+                                         or args.metric)
+    backbones = [] if own_only else _backbones(args, imported_backbones)  # only your scores: nothing else to embed
     metrics = args.metric or ["cosine"]
     _check_backbones([*backbones, args.foil_backbone])
-    methods = _methods(args, metrics)
+    methods = ([] if own_only else _methods(args, metrics)) + imported_methods
     engine = _engine(args, backbones)
     if _default_method(args):
         from .evaluation.tasks import split_pairs
@@ -420,18 +462,25 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
     for r in rows:
         values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
         tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        if r.skipped:
+            values, tail = "  ".join("-" * 5 for _ in figures), f"  not run: {bounded_line(r.skipped)}"
         print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from .engine import NO_BACKBONE
     from .submission import check_output_path, validate_submission
 
     check_output_path(args.out)  # before the minutes of scoring
-    backbone, = _backbones(args)
-    _check_backbones([backbone])
-    method, = _methods(args, [args.metric or "cosine"])
-    engine = _engine(args, [backbone])
-    if _default_method(args):
+    imported_backbones, imported_methods = _imports(args)
+    chosen = [NO_BACKBONE] if imported_methods else _backbones(args, imported_backbones)
+    if len(chosen) > 1:
+        raise TLLError("submit scores with one backbone: give --backbone or --embeddings, not both")
+    backbone = chosen[0]
+    _check_backbones([b for b in chosen if b != NO_BACKBONE])
+    method, = imported_methods or _methods(args, [args.metric or "cosine"])
+    engine = _engine(args, [b for b in chosen if b != NO_BACKBONE])
+    if _default_method(args) and not imported_methods:
         args.n_fit = len(engine.dataset.train_pairs)
         method = _small_fit(args, method)
     with _progress(args, "embedding") as progress:
@@ -439,6 +488,42 @@ def cmd_submit(args: argparse.Namespace) -> int:
     validate_submission(path, args.data)
     print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
     return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Write the tasks ``evaluate`` builds with the same flags (and their fit pairs): what your own model scores."""
+    from .submission import HEADER, check_output_path, write_atomically
+
+    outs = [check_output_path(args.out), *([check_output_path(args.fit_out)] if args.fit_out else [])]
+    if args.fit_out and os.path.realpath(outs[0]) == os.path.realpath(outs[1]):
+        raise TLLError("--out and --fit-out name the same file")
+    if args.split == "test" and args.foils == "hard":
+        raise TLLError("--foils hard builds validation tasks; the test tasks are test_candidates.csv's")
+    _check_backbones([args.foil_backbone])
+    engine = _engine(args, [args.foil_backbone] if args.foils == "hard" else [])
+    for path in outs:
+        check_output_path(path, engine.dataset)  # never over the data's own files
+    if args.split == "test":
+        tasks, fit = engine.tasks_for("test", args.val_fraction, args.seed)
+    else:
+        with _progress(args, "embedding") as progress:
+            split = engine.validation(args.val_fraction, args.seed, args.foils, args.foil_backbone, progress)
+        tasks, fit = split.tasks, split.fit
+    write_atomically(outs[0], _csv([HEADER, *([left, *tasks.candidate_names(i)] for i, left in enumerate(tasks.left_names))]))
+    if args.fit_out:
+        write_atomically(outs[1], _csv([("left", "right"), *((p.left, p.right) for p in fit)]))
+    print(f"wrote {outs[0]} ({len(tasks)} {args.split} tasks" + (f"; {outs[1]}: {len(fit)} fit pairs" if args.fit_out else "")
+          + "); score them and bring the scores back with evaluate --scores NAME=FILE")
+    return 0
+
+
+def _csv(rows) -> bytes:
+    import csv
+    import io
+
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode("utf-8")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -124,7 +124,7 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
         if cells[0] != want:
             problems.append(f"{submission.name} line {line}: left '{shown(cells[0])}', expected '{shown(want)}' (rows must follow {TEST_CSV})")
         for col, value in zip(CANDIDATE_COLUMNS, cells[1:]):
-            bad = _score_problem(value)
+            bad = score_problem(value)
             if bad:
                 problems.append(f"{submission.name} line {line} ({col}): {bad}")
     if len(got_lefts) != len(expected):
@@ -149,7 +149,8 @@ def _file_problem(path: Path) -> str | None:
     return None
 
 
-def _score_problem(value: str) -> str | None:
+def score_problem(value: str) -> str | None:
+    """Why a CSV cell is not a score Kaggle takes (a plain ASCII decimal, finite), or None."""
     value = value.strip(" \t")  # " 0.5" is read as 0.5 by Kaggle's CSV parser; a no-break space is not
     if NON_FINITE.fullmatch(value):
         return f"{value} is not finite"
