@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,14 +25,14 @@ import numpy as np
 
 from .backbones.base import BackboneCfg
 from .backbones.imported import EMBEDDING_SUFFIXES, imported_cfg, read_embeddings
-from .backbones.registry import BACKBONES, add_backbone
+from .backbones.registry import BACKBONES, add_backbone, remove_backbone
 from .dataset import MAX_CSV_BYTES, read_csv_rows
 from .errors import TLLError, quoted, shown_path
 from .evaluation.tasks import TaskSet
 from .files import read_regular
 from .matchers.base import Embedded, Fixed, GallerySearch, NoGallery
 from .register import REGISTER, Part
-from .submission import HEADER, score_problem
+from .submission import HEADER, score_problem, write_atomically
 
 SCORES_SUFFIXES = (".csv",)
 METHODS_FOLDER = "methods"  # <data folder>/methods/: files there are the studio's imported methods
@@ -43,11 +44,15 @@ def named_file(text: str) -> tuple[str, Path]:
     """``NAME=FILE`` or ``FILE`` (the name is then the file's stem): the name checked, the path as given."""
     name, sep, file = text.partition("=")
     path = Path(file if sep else text)
-    name = name if sep else path.stem
+    return checked_name(name if sep else path.stem), path
+
+
+def checked_name(name: str) -> str:
+    """``name`` if it can name an imported method or backbone; one line otherwise."""
     if not NAME.fullmatch(name):
         raise TLLError(f"name {quoted(name)}: use 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
                        "or digit) for an imported method or backbone")
-    return name, path
+    return name
 
 
 def file_digest(path: Path, cap: int) -> str:
@@ -57,45 +62,56 @@ def file_digest(path: Path, cap: int) -> str:
 # ---------------------------------------------------------------- scores
 
 
-def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
-    """``[n, 20]`` scores of ``tasks`` from a ``left,c0..c19`` CSV: column ``cK`` scores the task's candidate K
-    (as ``tasks`` exports them). One line naming the file and row on any problem; a file whose lefts are not
-    these tasks' lefts is named as made for other tasks."""
+def scores_by_left(path: str | Path) -> dict[str, tuple[int, list[float]]]:
+    """A ``left,c0..c19`` CSV's rows by left: (line, 20 finite scores). One line naming the file and row on a
+    wrong header or width, a score that is not a finite number, a left listed twice or no rows."""
     path = Path(path)
     where = path.name
     rows, problems = read_csv_rows(path, HEADER, confined=False)
     if problems:
         raise TLLError(problems[0] + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""))
     if not rows:
-        raise TLLError(f"{where}: no rows (expected one per left of the {len(tasks)} tasks)")
+        raise TLLError(f"{where}: no rows (expected one per left of the tasks it scores)")
+    by_left: dict[str, tuple[int, list[float]]] = {}
+    for line, (left, *cells) in rows:
+        if left in by_left:
+            raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {by_left[left][0]})")
+        for column, value in zip(HEADER[1:], cells):
+            problem = score_problem(value)
+            if problem:
+                raise TLLError(f"{where} line {line} ({column}): {problem}")
+        values = [float(v) for v in cells]
+        if not np.isfinite(np.asarray(values, dtype=np.float32)).all():
+            raise TLLError(f"{where} line {line}: a score is beyond float32's range")
+        by_left[left] = line, values
+    return by_left
+
+
+def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
+    """``[n, 20]`` scores of ``tasks`` from a ``left,c0..c19`` CSV: column ``cK`` scores the task's candidate K
+    (as ``tasks`` exports them). One line naming the file and row on any problem (:func:`scores_by_left`); a
+    file whose lefts are not these tasks' lefts is named as made for other tasks."""
+    path = Path(path)
+    where = path.name
+    by_left = scores_by_left(path)
     at = {left: i for i, left in enumerate(tasks.left_names)}
-    first: dict[str, int] = {}
-    scores = np.empty(tasks.candidates.shape, dtype=np.float64)
-    unknown = [(line, left) for line, (left, *_) in rows if left not in at]
-    if len(unknown) * 2 > len(rows):  # mostly other lefts: another split, fraction or seed
-        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(rows)} lefts (e.g. "
+    unknown = [(line, left) for left, (line, _) in by_left.items() if left not in at]
+    if len(unknown) * 2 > len(by_left):  # mostly other lefts: another split, fraction or seed
+        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(by_left)} lefts (e.g. "
                        f"{quoted(unknown[0][1])}) are not among the {len(tasks)} lefts of these tasks ({tasks.name}); "
                        "export the tasks you score with `python -m tll_core tasks` and the same "
                        "--split/--val-fraction/--seed/--foils")
     if unknown:
         raise TLLError(f"{where} line {unknown[0][0]}: left {quoted(unknown[0][1])} is not a left of these tasks")
-    for line, (left, *cells) in rows:
-        if left in first:
-            raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {first[left]})")
-        first[left] = line
-        for column, value in zip(HEADER[1:], cells):
-            problem = score_problem(value)
-            if problem:
-                raise TLLError(f"{where} line {line} ({column}): {problem}")
-        scores[at[left]] = [float(v) for v in cells]
-    missing = [left for left in tasks.left_names if left not in first]
+    missing = [left for left in tasks.left_names if left not in by_left]
     if missing:
         raise TLLError(f"{where}: no row for left {quoted(missing[0])}"
                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                        + f" (one row per left of the {len(tasks)} tasks)")
-    if not np.isfinite(scores.astype(np.float32)).all():
-        raise TLLError(f"{where}: a score is beyond float32's range")
-    return scores.astype(np.float32)
+    scores = np.empty(tasks.candidates.shape, dtype=np.float32)
+    for left, (_, values) in by_left.items():
+        scores[at[left]] = values
+    return scores
 
 
 @dataclass(frozen=True)
@@ -124,21 +140,28 @@ class ImportedScores(Fixed):
 # ---------------------------------------------------------------- entering parts
 
 
-def _check_free(kind: str, name: str, taken: bool) -> None:
-    """A built-in part's name cannot be taken by an imported one (an imported one may be entered again)."""
+def _check_free(kind: str, name: str) -> None:
+    """A built-in part's name cannot be taken by an imported one (an imported one may be entered again);
+    ``kind``: ``matcher`` or ``backbone``."""
+    if kind == "matcher":
+        taken = any(p.name == name and p.metric != IMPORTED_METRIC for p in REGISTER.parts("matcher"))
+    else:
+        current: BackboneCfg | None = BACKBONES.get(name)
+        taken = current is not None and current.family != "imported"
     if taken:
-        raise TLLError(f"{name}: already the name of a built-in {kind}; import it under another name (NAME=FILE)")
+        noun = "method" if kind == "matcher" else "backbone"
+        raise TLLError(f"{name}: already the name of a built-in {noun}; import it under another name (NAME=FILE)")
 
 
 def add_scores(text: str | tuple[str, Path]) -> str:
-    """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. The file is read
-    whole when scored (checked against the tasks then); here only that it can be read."""
+    """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. Here the file is
+    read and checked as a ``left,c0..c19`` CSV; when scored, against the tasks."""
     name, path = named_file(text) if isinstance(text, str) else text
     if path.suffix.lower() not in SCORES_SUFFIXES:
         raise TLLError(f"{shown_path(path)}: scores must be a .csv file (left,c0..c19)")
-    existing = REGISTER.parts("matcher")
-    _check_free("method", name, any(p.name == name and p.metric != IMPORTED_METRIC for p in existing))
+    _check_free("matcher", name)
     digest = file_digest(path, MAX_CSV_BYTES)
+    scores_by_left(path)  # a file that does not read is not entered (which tasks it scores is told when scored)
     scores = ImportedScores(name, str(path.resolve()), digest)
     REGISTER.add(Part("matcher", name, lambda: scores, help=f"scores imported from {path.name}",
                       metric=IMPORTED_METRIC), replace=True)
@@ -149,15 +172,23 @@ def add_embeddings(text: str | tuple[str, Path]) -> str:
     """Enter an embeddings file as the backbone NAME (``NAME=FILE`` or ``FILE``), read and checked now;
     returns NAME."""
     name, path = named_file(text) if isinstance(text, str) else text
-    current: BackboneCfg | None = BACKBONES.get(name)
-    _check_free("backbone", name, current is not None and current.family != "imported")
+    _check_free("backbone", name)
     add_backbone(imported_cfg(name, path, read_embeddings(path)))
     return name
 
 
+def methods_folder(folder: str | Path) -> Path:
+    """``<folder>/methods/``, refused in one line where it is a link or lies outside the data folder (nothing
+    is read from there or written there)."""
+    root = Path(folder) / METHODS_FOLDER
+    if root.is_symlink() or (root.exists() and not root.resolve().is_relative_to(Path(folder).resolve())):
+        raise TLLError(f"{shown_path(root)}: is a link out of the data folder; make it a plain folder")
+    return root
+
+
 def methods_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """The scores files and the embeddings files in ``<folder>/methods/`` (regular files, by name)."""
-    root = Path(folder) / METHODS_FOLDER
+    root = methods_folder(folder)
     if not root.is_dir():
         return [], []
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
@@ -170,3 +201,73 @@ def imported_names(kind: str) -> tuple[str, ...]:
     if kind == "matcher":
         return tuple(p.name for p in REGISTER.parts("matcher") if p.metric == IMPORTED_METRIC)
     return tuple(name for name, cfg in BACKBONES.items() if cfg.family == "imported")
+
+
+def entry(kind: str, name: str) -> tuple[str, str] | None:
+    """The file an imported method (``matcher``) or backbone (``backbone``) NAME was entered from and its
+    content digest, as entered; None for a built-in or unknown name."""
+    if kind == "matcher":
+        if ("matcher", name) not in REGISTER or name not in imported_names("matcher"):
+            return None
+        scores = REGISTER.get("matcher", name).create()
+        return scores.path, scores.digest
+    cfg = BACKBONES.get(name)
+    return (cfg.model_id, cfg.weights_tag) if cfg is not None and cfg.family == "imported" else None
+
+
+def remove_entry(kind: str, name: str) -> None:
+    """Take an imported method or backbone out again (its file is gone); a built-in is never removed."""
+    if entry(kind, name) is None:
+        return
+    if kind == "matcher":
+        REGISTER.remove("matcher", name)
+    else:
+        remove_backbone(name)
+
+
+# ---------------------------------------------------------------- an upload (the studio's sidebar)
+
+MAX_SCORES_UPLOAD = MAX_CSV_BYTES  # 32 MiB: what a scores CSV may be (the reader's own cap)
+MAX_EMBEDDINGS_UPLOAD = 200 * 2**20  # 200 MiB: the studio's upload cap; larger files go into <data>/methods/ by hand
+UPLOAD_SUFFIXES = (*SCORES_SUFFIXES, *EMBEDDING_SUFFIXES)
+
+
+def upload_kind(filename: str) -> str:
+    """``matcher`` (a scores CSV) or ``backbone`` (embeddings) by the file's suffix; one line otherwise."""
+    suffix = Path(filename).suffix.lower()
+    if suffix in SCORES_SUFFIXES:
+        return "matcher"
+    if suffix in EMBEDDING_SUFFIXES:
+        return "backbone"
+    raise TLLError(f"{quoted(Path(filename).name)}: add a .csv (scores: left,c0..c19) or an .npz / .parquet "
+                   "(embeddings) file")
+
+
+def save_upload(data_folder: str | Path, filename: str, data: bytes, tasks: TaskSet) -> tuple[str, str, Path]:
+    """An uploaded scores or embeddings file: checked (a scores CSV against ``tasks``, an embeddings file read
+    whole), then written atomically to ``<data_folder>/methods/NAME.<suffix>`` (NAME: the file's stem; a file
+    of that name is replaced) and entered; ``(kind, NAME, the file written)``. A problem is one line naming the
+    file, and nothing is written or entered."""
+    shown_name = Path(filename).name
+    kind = upload_kind(shown_name)
+    name, _ = named_file(shown_name)
+    cap = MAX_SCORES_UPLOAD if kind == "matcher" else MAX_EMBEDDINGS_UPLOAD
+    if len(data) > cap:
+        raise TLLError(f"{quoted(shown_name)}: {len(data) / 2**20:.1f} MB, more than the {cap // 2**20} MB an upload "
+                       f"of {'scores' if kind == 'matcher' else 'embeddings'} may be; put it in "
+                       f"{shown_path(Path(data_folder) / METHODS_FOLDER)} yourself")
+    _check_free(kind, name)
+    target = methods_folder(data_folder) / f"{name}{Path(shown_name).suffix.lower()}"
+    with tempfile.TemporaryDirectory(prefix="tll-upload-") as folder:  # read as the file it will be, named so
+        trial = Path(folder) / target.name
+        trial.write_bytes(data)
+        try:
+            if kind == "matcher":
+                read_scores(trial, tasks, name)
+            else:
+                read_embeddings(trial)
+        except TLLError as exc:
+            raise TLLError(str(exc).replace(shown_path(trial), target.name)) from None
+    write_atomically(target, data)
+    (add_scores if kind == "matcher" else add_embeddings)((name, target))
+    return kind, name, target

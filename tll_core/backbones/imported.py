@@ -56,6 +56,8 @@ def read_embeddings(path: str | Path) -> Embeddings:
 
 
 def _npz(path: Path, data: bytes) -> tuple[list, np.ndarray]:
+    if not data.startswith(b"PK"):  # np.load would take any other bytes for a pickle (and call it one)
+        raise TLLError(f"{shown_path(path)}: not a readable .npz (not a zip archive: save it with numpy.savez)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             missing = [k for k in ("names", "embeddings") if k not in npz.files]
