@@ -75,7 +75,7 @@ for label, candidate in list(computed.items()):
             on_tasks, on_gallery = leaderboard_rows(candidate, content, bar)
             lines.append(line(label, on_tasks, on_gallery))
             if on_gallery.skipped:
-                not_run.append(f"{label}: full gallery not run — {on_gallery.skipped}")
+                not_run.append(f"Not run under the full gallery — {on_gallery.skipped}")
     except TLLError as exc:
         show_error(f"{label}: {exc}")
         del computed[label]  # tried again when it is next chosen, not on every run

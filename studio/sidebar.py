@@ -82,10 +82,11 @@ def _own_model() -> None:
     note = session.UPLOAD_NOTE.get()
     with st.expander("Your own model", expanded=note is not None):
         folder = Path(data_folder()).expanduser() / METHODS_FOLDER
-        st.caption(md(f"Scores (.csv: left,c0..c19 for the validation tasks that `python -m tll_core tasks` writes; "
+        st.caption(md(f"Scores (.csv: left,c0..c19 for the validation tasks that python -m tll_core tasks writes; "
                       f"at most {MAX_SCORES_UPLOAD // 2**20} MB) become a method, embeddings (.npz: names, embeddings; "
-                      f".parquet: name, embedding; at most {MAX_EMBEDDINGS_UPLOAD // 2**20} MB) a backbone, named "
-                      f"by the file. Saved into {folder}; files put there appear too."))
+                      f".parquet: name, embedding; by image id, e.g. train/left/abc.jpg; at most "
+                      f"{MAX_EMBEDDINGS_UPLOAD // 2**20} MB) a backbone, named by the file. Saved into {folder}; "
+                      "files put there yourself appear too."))
         widget = session.upload_widget(session.UPLOAD_ROUND.get())
         st.file_uploader("Add a scores or embeddings file", type=[s.lstrip(".") for s in UPLOAD_SUFFIXES],
                          key=widget.key, on_change=_uploaded, args=(widget,))

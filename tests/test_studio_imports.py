@@ -20,6 +20,9 @@ from tll_core.imported import imported_names, remove_entry, save_upload
 from tll_core.selection import Selection, comparison_choices, leaderboard_selections
 from tll_core.submission import HEADER
 
+# each test opens the studio on a copy of the demo (or embeds it): seconds each
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_RANK, BAD_RANK = 1, 3  # the truth's rank in a scores file: a top-2 hit, a miss
 
@@ -60,9 +63,9 @@ def scores_csv(tasks, hits: int) -> bytes:
     return out.getvalue().encode()
 
 
-def embeddings_npz(data: Path) -> bytes:
+def embeddings_npz(data: Path, cache_dir: Path | None = None) -> bytes:
     """The demo's ``combined`` vectors of every image, by image id, as an .npz (names, embeddings)."""
-    engine = Engine.open(data)
+    engine = Engine.open(data, cache_dir=cache_dir)
     split, test = engine.validation(), engine.test()
     ids = list(dict.fromkeys([*(p.left_id for p in split.fit), *(p.right_id for p in split.fit),
                               *split.tasks.left_ids, *split.tasks.right_ids, *test.left_ids, *test.right_ids]))
@@ -141,7 +144,7 @@ def test_methods_files_are_in_the_leaderboard_with_their_top2(demo_copy: Path, w
         assert rows["myemb · zero-shot · cosine"][column] == rows["combined · zero-shot · cosine"][column], column
     # scores cannot rank a whole gallery: the row says so (blank), and no error is shown
     assert all(rows["mine · own"][c] is None or np.isnan(rows["mine · own"][c]) for c in ("recall@1", "gallery"))
-    assert any("mine · own: full gallery not run" in plain(c.value) for c in at.caption)
+    assert any("full gallery — mine: imported scores cover 20 candidates" in plain(c.value) for c in at.caption)
 
 
 def test_a_bad_file_is_one_warning_and_the_rest_works(demo_copy: Path, warm_demo_cache: Path) -> None:
