@@ -92,8 +92,10 @@ def test_an_upload_through_the_sidebar(own, page, tmp_path: Path) -> None:
     upload = tmp_path / "upped.csv"
     upload.write_bytes(scores_csv(validation_tasks(data), hits=7))
     sidebar.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(upload))
-    sidebar.get_by_text(re.compile("Added the method upped")).wait_for(timeout=WAIT_S * 1000)
+    note = sidebar.locator("[data-testid='stAlert']")  # what became of the file: saved, or why not
+    note.wait_for(timeout=WAIT_S * 1000)
     settle(page)
+    assert "Added the method upped" in note.inner_text(), note.inner_text()
     assert (data / "methods" / "upped.csv").read_bytes() == upload.read_bytes()
     page.get_by_role("heading", name="Cache").wait_for(timeout=WAIT_S * 1000)
     cells = _grid_cells(page)

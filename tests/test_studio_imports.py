@@ -164,26 +164,35 @@ def test_a_bad_file_is_one_warning_and_the_rest_works(demo_copy: Path, warm_demo
 
 def test_a_replaced_scores_file_is_scored_again_and_an_unchanged_one_is_not(
         demo_copy: Path, warm_demo_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import studio.imports as imports
     import tll_core.imported as imported
 
-    reads = []
+    reads, entered = [], []  # the file read to score it; the file entered as a method
     real = imported.read_scores
     monkeypatch.setattr(imported, "read_scores", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    real_add = imports.add_scores
+    monkeypatch.setattr(imports, "add_scores", lambda *a: entered.append(a) or real_add(*a))
     tasks = validation_tasks(demo_copy)
     path = put(demo_copy, "mine.csv", scores_csv(tasks, hits=2))
-    at = open_studio(demo_copy)
+    at = open_studio(demo_copy, method="mine")
     assert leaderboard(at)["mine · own"]["top2"] == pytest.approx(2 / len(tasks), abs=1e-12)
+    at.switch_page("pages/failures.py").run()  # the selection's own scores (not the leaderboard's)
+    assert any(f"**{len(tasks) - 2}** of {len(tasks)} lefts miss the top 2" in m.value for m in at.markdown)
     scored = len(reads)
-    assert scored >= 1
+    assert scored >= 2
     at.run()
-    assert len(reads) == scored  # unchanged: the memo answers
+    at.switch_page("pages/overview.py").run()
+    assert len(reads) == scored  # unchanged: the memo answers, on both pages
+    assert len(entered) == 1  # and the file was entered once, not at every run
     replacement = path.with_name("mine.csv.new")
     replacement.write_bytes(scores_csv(tasks, hits=len(tasks)))
     os.replace(replacement, path)  # replaced as an editor or a script would
     at.run()
     _ok(at)
-    assert len(reads) > scored
+    assert len(reads) > scored and len(entered) == 2
     assert leaderboard(at)["mine · own"]["top2"] == 1.0
+    at.switch_page("pages/failures.py").run()
+    assert any(f"**0** of {len(tasks)} lefts miss the top 2" in m.value for m in at.markdown)
 
 
 def test_a_file_taken_away_takes_its_method_away(demo_copy: Path, warm_demo_cache: Path) -> None:
@@ -220,7 +229,11 @@ def test_every_page_takes_your_own_model(demo_copy: Path, warm_demo_cache: Path)
     tasks = validation_tasks(demo_copy)
     put(demo_copy, "mine.csv", scores_csv(tasks, hits=3))
     put(demo_copy, "myemb.npz", embeddings_npz(demo_copy))
-    at = open_studio(demo_copy, method="mine")
+    at = open_studio(demo_copy)  # a built-in selection: Compare offers your own model beside it
+    at.switch_page("pages/compare.py").run()
+    offered = at.multiselect[0].options
+    assert "mine · own" in offered and "myemb · zero-shot · cosine" in offered
+    at.sidebar.selectbox(key="w_method").set_value("mine").run()
     for page in ("pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/embedding_map.py"):
         at.switch_page(page).run()
         _ok(at)
