@@ -124,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
 
+    p = sub.add_parser("report", help="one self-contained HTML report of backbones x methods on the validation "
+                                      "tasks, its tables and charts also as CSV/SVG/PNG files beside it",
+                       epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_options(p)
+    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
+    p.add_argument("--metric", action="append", choices=metric_names(),
+                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    _method_options(p, repeat=True)
+    p.add_argument("--out", required=True, type=Path, help="the HTML file; its figures go to <stem>_figures/ beside it")
+    p.add_argument("--worst", type=whole_arg, default=20, help="how many of the first method's worst failures (20)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="the two methods whose disagreements are shown, by label (default: the first two)")
+    p.set_defaults(run=cmd_report)
+
     p = sub.add_parser("reproduce", help="the seed reports' experiments, wherever the weights are available")
     _data_options(p)
     p.add_argument("--json", action="store_true")
@@ -421,6 +437,47 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
         values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
         tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
         print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ScoredMethod, build_report, check_compare, check_report_path, figures_folder, write_report
+    from .tags import TagStore
+
+    if args.worst < 1:
+        raise TLLError(f"--worst {args.worst}: give how many failures to show, at least 1")
+    backbones = list(dict.fromkeys(_backbones(args)))
+    _check_backbones(backbones)
+    methods = _methods(args, args.metric or ["cosine"])
+    engine = _engine(args, backbones)
+    out = check_report_path(args.out, engine.dataset)  # before the minutes of scoring
+    split = engine.validation(args.val_fraction, args.seed)
+    if _default_method(args):
+        args.n_fit = len(split.fit)
+        methods = [_small_fit(args, m) for m in methods]
+    chosen = {_report_label(b, m): (b, m) for b in backbones for m in methods}
+    compare = tuple(args.compare) if args.compare else None
+    if compare:
+        check_compare(list(chosen), compare)
+    tags = TagStore.open(args.data, args.cache_dir)
+    if tags.notice:
+        args.notices.append(_notice(tags.notice))
+    with _progress(args, "embedding") as progress:
+        scored = [ScoredMethod(label, engine.score(split.tasks, b, m, split.fit, progress=progress))
+                  for label, (b, m) in chosen.items()]
+    summary = (f"{engine.dataset.root}: {len(split.tasks)} validation tasks (validation fraction {args.val_fraction}, "
+               f"seed {args.seed}; learned matchers fitted on the other {len(split.fit)} pairs)")
+    report = build_report(engine.dataset, split.tasks, scored, tags=tags, worst=args.worst, compare=compare,
+                          seed=args.seed, title=f"TLL report: {engine.dataset.name}", summary=summary)
+    paths = write_report(report, out)
+    print(f"wrote {out} ({paths[0].stat().st_size / 1024:.0f} KiB) and {len(paths) - 1} figure files in "
+          f"{figures_folder(out)}")
+    return 0
+
+
+def _report_label(backbone: str, method) -> str:  # method: Method
+    """``backbone · method label · metric`` (the metric where the matcher scores with the metric option), as the
+    studio labels a selection."""
+    return f"{backbone} · {method.label}" + (f" · {method.shown_metric}" if method.part.metric is None else "")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
