@@ -440,7 +440,8 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ScoredMethod, build_report, check_compare, check_report_path, figures_folder, write_report
+    from .report import (ScoredMethod, build_report, check_compare, check_report_path, figures_folder, headline,
+                         write_report)
     from .tags import TagStore
 
     if args.worst < 1:
@@ -464,10 +465,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _progress(args, "embedding") as progress:
         scored = [ScoredMethod(label, engine.score(split.tasks, b, m, split.fit, progress=progress))
                   for label, (b, m) in chosen.items()]
-    summary = (f"{engine.dataset.root}: {len(split.tasks)} validation tasks (validation fraction {args.val_fraction}, "
-               f"seed {args.seed}; learned matchers fitted on the other {len(split.fit)} pairs)")
+    title, summary = headline(engine.dataset, split.tasks, val_fraction=args.val_fraction, seed=args.seed,
+                              fit_pairs=len(split.fit))
     report = build_report(engine.dataset, split.tasks, scored, tags=tags, worst=args.worst, compare=compare,
-                          seed=args.seed, title=f"TLL report: {engine.dataset.name}", summary=summary)
+                          seed=args.seed, title=title, summary=summary)
     paths = write_report(report, out)
     print(f"wrote {out} ({paths[0].stat().st_size / 1024:.0f} KiB) and {len(paths) - 1} figure files in "
           f"{figures_folder(out)}")

@@ -227,6 +227,14 @@ def check_compare(labels: Sequence[str], compare: tuple[str, str]) -> None:
         raise ReportError(f"--compare names {quoted(compare[0])} twice; name two different methods")
 
 
+def headline(dataset, tasks: TaskSet, *, val_fraction: float, seed: int, fit_pairs: int) -> tuple[str, str]:
+    """A report's title and summary line for validation tasks of ``dataset`` (a Dataset): what the CLI and the
+    studio both pass to :func:`build_report`."""
+    return (f"TLL report: {dataset.name}",
+            f"{dataset.root}: {len(tasks)} validation tasks (validation fraction {val_fraction}, seed {seed}; "
+            f"learned matchers fitted on the other {fit_pairs} pairs)")
+
+
 class _Thumbnails:
     """Thumbnails made as the report asks for them, each image read once (through the confined reader)."""
 
@@ -402,10 +410,12 @@ def chart_shapes(chart: BarChart) -> tuple[tuple[int, int], list[_Shape]]:
     return (width, height), shapes
 
 
-def chart_svg(chart: BarChart) -> str:
-    """The chart as a standalone SVG document (also inlined in the HTML)."""
+def chart_svg(chart: BarChart, *, standalone: bool = True) -> str:
+    """The chart as an SVG document; not ``standalone``: the element inlined in the HTML, which needs no
+    namespace (so the page names no URL at all)."""
     (width, height), shapes = chart_shapes(chart)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    namespace = 'xmlns="http://www.w3.org/2000/svg" ' if standalone else ""
+    out = [f'<svg {namespace}width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(chart.title)}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="{_FONT}">',
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
@@ -555,7 +565,7 @@ def render_html(report: Report) -> str:
     parts.append("<nav>" + "".join(f'<a href="#{key}">{name}</a>' for key, name in sections if present[key])
                  + "</nav>")
     parts += ['<section id="leaderboard"><h2>Leaderboard</h2>', _table_html(report.leaderboard),
-              f'<div class="chart">{chart_svg(report.chart)}</div>',
+              f'<div class="chart">{chart_svg(report.chart, standalone=False)}</div>',
               f'<p class="note">Bars: {_esc(report.chart.axis)}; whiskers: its 95% bootstrap interval (1000 '
               f'resamples of the lefts); dashed: chance ({report.chart.reference:.2f}).</p></section>']
     if report.mcnemar is not None:
