@@ -22,7 +22,7 @@ from tll_core.evaluation.figures import figures_of
 from tll_core.evaluation.metrics import NonFiniteScores
 from tll_core.report import (ReportError, ScoredMethod, build_report, chart_svg, figures_folder, render_html,
                              write_report)
-from tll_core.tags import TagStore
+from tll_core.tags import TagStore, tag_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKBONES = ("colour-hist", "tiny-image")
@@ -63,7 +63,7 @@ def report_out(demo_dir: Path, warm_demo_cache: Path, tmp_path: Path, capsys: py
     return out
 
 
-def test_the_cli_writes_the_html_and_every_figure_file(report_out: Path) -> None:
+def test_the_cli_writes_the_html_and_every_figure_file(report_out: Path, demo_dir: Path) -> None:
     folder = figures_folder(report_out)
     assert folder == report_out.parent / "report_figures"
     assert {p.name for p in folder.iterdir()} == FIGURE_FILES | {"tags.csv"}
@@ -72,8 +72,12 @@ def test_the_cli_writes_the_html_and_every_figure_file(report_out: Path) -> None
     assert svg.tag == "{http://www.w3.org/2000/svg}svg" and "tiny-image · zero-shot · cosine" in ET.tostring(svg, "unicode")
     text = report_out.read_text()
     assert text.startswith("<!doctype html>") and all(label in text for label in LABELS)
+    _, tasks, scores = _scores(demo_dir)
+    expected = [(row.tag, label, row.lefts, row.top2_hits, row.mean_rank)
+                for label, s in zip(LABELS, scores) for row in tag_table(TagStore.open(demo_dir), tasks, s)]
     tags = _csv(folder / "tags.csv")
-    assert [r["tag"] for r in tags] == ["colour match"] and tags[0]["lefts"] == "1"
+    assert [(r["tag"], r["method"], int(r["lefts"]), int(r["top-2 hits"]), float(r["mean rank"])) for r in tags] \
+        == expected and [r[:3] for r in expected] == [("colour match", label, 1) for label in LABELS]
     assert 'id="tags"' in text
 
 
@@ -238,3 +242,85 @@ def test_a_second_report_removes_the_files_the_first_left(demo_dir: Path, warm_d
     assert {p.name for p in (tmp_path / "r_figures").iterdir()} == {p.name for p in files[1:]}
     assert {p.name for p in files[1:]} == {"leaderboard.csv", "worst_failures.csv", "top2.svg", "top2.png"}
     assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "r_figures").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_the_compare_page_offers_the_report(warm_demo_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download button's bytes — as the browser would get them, from Streamlit's media store — are the report
+    of the methods picked on the page."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import AppTest
+
+    stores: list[MemoryMediaFileStorage] = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for key, value in {"backbone": "combined", "method": "zero-shot", "rerank": "none"}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    [button] = [b for b in at.get("download_button") if b.proto.label == "Download the report (HTML)"]
+    content = stores[-1].get_file(button.proto.url.rsplit("/", 1)[1]).content
+    text = content.decode("utf-8")
+    picked = at.multiselect(key="compare_methods").value
+    assert len(picked) == 2 and text.startswith("<!doctype html>")
+    assert all(html.escape(label) in text for label in picked)
+    assert 'id="leaderboard"' in text and 'id="failures"' in text and 'id="compare"' in text
+    assert "http://" not in text and "https://" not in text
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_report_in_chromium_with_the_network_blocked(report_out: Path) -> None:
+    """Opened from a file:// URL with every other request aborted (and counted: none is made), the leaderboard,
+    the chart and the failures' thumbnails show; a screenshot is saved under cache/screenshots/."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("TLL_REQUIRE_BROWSER"):
+            raise RuntimeError(f"{CHROMIUM} is missing but TLL_REQUIRE_BROWSER is set")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    shots = Path(os.environ.get("TLL_SCREENSHOTS") or (ROOT / "cache" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    requests, aborted = [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.on("request", lambda r: requests.append(r.url))
+            page.route(lambda url: not url.startswith("file:"), lambda route: (aborted.append(route.request.url),
+                                                                               route.abort()))
+            page.goto(report_out.as_uri())
+            page.wait_for_load_state("load")
+            assert page.locator("#leaderboard table").is_visible()
+            assert page.locator("#leaderboard table tbody tr").count() == 2
+            assert page.locator("#leaderboard .chart svg rect").count() >= 3  # the background and a bar each
+            assert page.locator("#failures .card").count() == 20
+            page.screenshot(path=shots / "report.png")
+            first = page.locator("#failures .card figure .img").first
+            first.scroll_into_view_if_needed()
+            assert first.is_visible()
+            thumbnail = shots / "report-thumbnail.png"
+            first.screenshot(path=thumbnail)
+            page.locator("#failures").scroll_into_view_if_needed()
+            page.evaluate("document.getElementById('failures').scrollIntoView()")
+            page.screenshot(path=shots / "report-failures.png")
+        finally:
+            browser.close()
+    pixels = np.asarray(Image.open(thumbnail).convert("L"), dtype=np.float64)
+    assert pixels.std() > 10, "the thumbnail drawn by <use> is blank"
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == [] and aborted == []
+    assert any(u.startswith("file:") for u in requests)

@@ -279,18 +279,13 @@ def _mcnemar(tasks: TaskSet, methods: Sequence[ScoredMethod]) -> Table:
 
 
 def _tags(store: TagStore, tasks: TaskSet, methods: Sequence[ScoredMethod]) -> Table:
-    """A row per tag: its lefts in these tasks, then each method's top-2 hits and mean truth rank on them."""
+    """A row per tag and method: the tag's lefts in these tasks, their top-2 hits, its share and their mean truth
+    rank under the method (tag by tag, the methods in their order)."""
     per_method = [tag_table(store, tasks, m.scores) for m in methods]
-    rows = []
-    for k, row in enumerate(per_method[0]):
-        cells: list[Cell] = [row.tag, row.lefts]
-        for table in per_method:
-            cells += [table[k].top2_hits, table[k].mean_rank]
-        rows.append(tuple(cells))
-    columns = ["tag", "lefts"]
-    for m in methods:
-        columns += [f"{m.label}: top-2 hits", f"{m.label}: mean rank"]
-    return Table("tags", "Per tag", tuple(columns), tuple(rows), ("", "", *("", ".2f") * len(methods)))
+    rows = tuple((row.tag, m.label, row.lefts, row.top2_hits, row.top2, row.mean_rank)
+                 for k in range(len(per_method[0])) for m, row in zip(methods, (t[k] for t in per_method)))
+    return Table("tags", "Per tag", ("tag", "method", "lefts", "top-2 hits", "top-2", "mean rank"), rows,
+                 ("", "", "", "", ".3f", ".2f"))
 
 
 def _caption(c: Candidate) -> str:
@@ -301,8 +296,8 @@ def _card(tasks: TaskSet, scores: np.ndarray, i: int, thumbs: _Thumbnails) -> Fa
     task = ranked_task(tasks, scores, i)
     truth = task.truth
     assert truth is not None and task.truth_rank is not None  # validation tasks (checked)
-    left = thumbs(task.left_id, task.left, "left")
-    shown_truth = thumbs(truth.image_id, truth.name, f"truth · rank {task.truth_rank} · {truth.score:.3f}",
+    left = thumbs(task.left_id, task.left, "")
+    shown_truth = thumbs(truth.image_id, truth.name, f"#{task.truth_rank} · {truth.score:.3f}",
                              truth=True)
     beaten = tuple(thumbs(c.image_id, c.name, _caption(c)) for c in task.beating_truth)
     best = task.candidates[0].score
@@ -534,12 +529,14 @@ class _Images:
 
 
 def _thumb_html(images: _Images, t: Thumb, role: str = "") -> str:
-    cls = "truth" if t.truth else role
+    """A thumbnail with its caption; ``role`` (``left``; a truth is always ``truth``) framed and named above it."""
+    role = "truth" if t.truth else role
     side = THUMBNAIL_SIDE
     img = (f'<svg class="img" viewBox="0 0 {side} {side}" role="img" aria-label="{_esc(t.name)}">'
            f"<title>{_esc(t.name)}</title>{images.use(t.url)}</svg>" if t.url
            else f'<span class="none" title="{_esc(t.name)}">unreadable</span>')
-    return f'<figure class="{cls}">{img}<figcaption>{_esc(t.caption)}<br>{_esc(t.name)}</figcaption></figure>'
+    lines = [f"<b>{role}</b>" if role else "", _esc(t.caption), _esc(t.name)]
+    return f'<figure class="{role}">{img}<figcaption>{"<br>".join(x for x in lines if x)}</figcaption></figure>'
 
 
 def _card_html(images: _Images, card: FailureCard) -> str:
@@ -588,7 +585,7 @@ def render_html(report: Report) -> str:
         for name, size, thumbs in c.lefts:
             more = f" (the first {len(thumbs)})" if size > len(thumbs) else ""
             parts.append(f"<h3>{_esc(name)}: {size} lefts{more}</h3>")
-            parts.append('<div class="row">' + "".join(_thumb_html(images, t, "left") for t in thumbs) + "</div>"
+            parts.append('<div class="row">' + "".join(_thumb_html(images, t) for t in thumbs) + "</div>"
                          if thumbs else '<p class="note">none</p>')
         parts.append("</section>")
     parts.insert(2, images.defs())  # after the heading: every image the sections use, once
