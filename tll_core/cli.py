@@ -97,11 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="backbones x methods on validation tasks built from the train pairs",
                        epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
-    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
-    p.add_argument("--metric", action="append", choices=metric_names(),
-                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
-    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
-    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    _validation_options(p)
     p.add_argument("--foils", choices=("random", "hard"), default="random",
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
@@ -128,11 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "tasks, its tables and charts also as CSV/SVG/PNG files beside it",
                        epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
-    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
-    p.add_argument("--metric", action="append", choices=metric_names(),
-                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
-    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
-    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    _validation_options(p)
     _method_options(p, repeat=True)
     p.add_argument("--out", required=True, type=Path, help="the HTML file; its figures go to <stem>_figures/ beside it")
     p.add_argument("--worst", type=whole_arg, default=20, help="how many of the first method's worst failures (20)")
@@ -174,6 +166,16 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where deep backbones and learned matchers run (auto: cuda, else mps, else cpu)")
+
+
+def _validation_options(p: argparse.ArgumentParser) -> None:
+    """--backbone and --metric (repeatable), --val-fraction and --seed: backbones x methods on a validation split
+    (``evaluate``, ``report``)."""
+    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
+    p.add_argument("--metric", action="append", choices=metric_names(),
+                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
 
 
 def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
