@@ -24,7 +24,7 @@ import numpy as np
 
 from .backbones.base import BackboneCfg
 from .backbones.imported import EMBEDDING_SUFFIXES, imported_cfg, read_embeddings
-from .backbones.registry import BACKBONES, add_backbone
+from .backbones.registry import BACKBONES, add_backbone, remove_backbone
 from .dataset import MAX_CSV_BYTES, read_csv_rows
 from .errors import TLLError, quoted, shown_path
 from .evaluation.tasks import TaskSet
@@ -163,6 +163,14 @@ def methods_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
     return ([p for p in files if p.suffix.lower() in SCORES_SUFFIXES],
             [p for p in files if p.suffix.lower() in EMBEDDING_SUFFIXES])
+
+
+def forget_imports() -> None:
+    """Take every imported method and backbone out of the register and the table (another data folder, a test)."""
+    for name in imported_names("matcher"):
+        REGISTER.remove("matcher", name)
+    for name in imported_names("backbone"):
+        remove_backbone(name)
 
 
 def imported_names(kind: str) -> tuple[str, ...]:
