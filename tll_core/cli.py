@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
 
+    p = sub.add_parser("studio", help="open the studio (streamlit) on a folder, with your own scores and embeddings")
+    p.add_argument("--data", required=True, type=Path, help="a TLL folder (Kaggle or release layout)")
+    _import_options(p, repeat=True)
+    p.add_argument("--port", type=whole_arg, default=8501)
+    p.set_defaults(run=cmd_studio)
+
     p = sub.add_parser("tasks", help="write the tasks evaluate scores (left,c0..c19) and the fit pairs (left,right), "
                                      "to score them elsewhere and bring the scores back with --scores")
     _data_options(p)
@@ -488,6 +494,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     validate_submission(path, args.data)
     print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
     return 0
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    """Check the folder and your files first (one line each), then run the studio on them until it stops."""
+    from .api import run_studio
+    from .dataset import load_dataset
+    from .imported import add_embeddings, add_scores, named_file
+
+    load_dataset(args.data)
+    imports = []
+    for kind, texts, enter in (("scores", args.scores, add_scores), ("embeddings", args.embeddings, add_embeddings)):
+        for text in texts:
+            name, path = named_file(text)
+            enter((name, path))  # read and checked now: a bad file fails here, not in the browser
+            imports.append((kind, name, str(path)))
+    return run_studio(args.data, imports, port=args.port)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

@@ -57,8 +57,9 @@ def _reads(dataset, path: Path) -> bool:
     return target in csvs or any(target == os.path.realpath(dataset.root / i) for i in dataset.image_ids())
 
 
-def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray) -> Path:
-    """Rows in the order of test_candidates.csv; written to a private temporary file, then moved into place."""
+def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray, digits: int = 7) -> Path:
+    """Rows in the order of the tasks (test_candidates.csv's for the test tasks), each score to ``digits``
+    significant digits (9 keep a float32 exactly); written to a private temporary file, then moved into place."""
     if scores.shape != tasks.candidates.shape:
         raise ValueError(f"scores {scores.shape} do not match the tasks {tasks.candidates.shape}")
     if not np.isfinite(scores).all():
@@ -68,7 +69,7 @@ def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.nd
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
     for left, row in zip(tasks.left_names, scores):
-        writer.writerow([left, *(format(float(s), ".7g") for s in row)])
+        writer.writerow([left, *(format(float(s), f".{digits}g") for s in row)])
     write_atomically(path, text.getvalue().encode("utf-8"))
     return path
 
