@@ -361,3 +361,15 @@ def test_evaluate_scores_of_the_api_matches_the_cli(demo_dir: Path, tmp_path: Pa
 
     tasks = engine.validation().tasks
     assert evaluate_scores(read_scores(scores, tasks), tasks.truth).top2 == pytest.approx((ranks <= 2).mean())
+
+
+def test_a_compressed_bomb_is_refused_before_it_unpacks(capsys, demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A small .npz whose arrays unpack past the cap (zeros compress ~1000:1) is refused by its stated sizes."""
+    from tll_core.backbones import imported
+
+    monkeypatch.setattr(imported, "MAX_EMBEDDINGS_BYTES", 4 * 2**20)
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, names=np.array(["train/left/a.jpg"] * 1), embeddings=np.zeros((1, 2**21)))
+    assert os.path.getsize(path) < 2**20  # small on disk, 16 MiB unpacked
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--embeddings", str(path), "--quiet")
+    assert code == 2 and "bomb.npz: unpacks to" in err and err.count("\n") == 1, err

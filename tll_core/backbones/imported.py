@@ -55,7 +55,19 @@ def read_embeddings(path: str | Path) -> Embeddings:
     return Embeddings(*_checked(path, names, vectors), hashlib.sha1(data).hexdigest())
 
 
+def _unpacked_size(path: Path, data: bytes) -> None:
+    """Refuse, unread, an archive whose members unpack to more than the cap (a compressed bomb)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # np.load says what is wrong with it
+    if size > MAX_EMBEDDINGS_BYTES:
+        raise TLLError(f"{shown_path(path)}: unpacks to {size:,} bytes, more than {MAX_EMBEDDINGS_BYTES:,}")
+
+
 def _npz(path: Path, data: bytes) -> tuple[list, np.ndarray]:
+    _unpacked_size(path, data)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             missing = [k for k in ("names", "embeddings") if k not in npz.files]
@@ -85,6 +97,10 @@ def _parquet(path: Path, data: bytes) -> tuple[list, np.ndarray]:
     except ImportError:  # pragma: no cover - pyarrow is in requirements.txt
         raise TLLError(f"{shown_path(path)}: reading .parquet needs pyarrow (pip install pyarrow)") from None
     try:
+        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if size > MAX_EMBEDDINGS_BYTES:
+            raise TLLError(f"{shown_path(path)}: unpacks to {size:,} bytes, more than {MAX_EMBEDDINGS_BYTES:,}")
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise TLLError(f"{shown_path(path)}: not a readable .parquet ({type(exc).__name__})") from None
