@@ -329,3 +329,37 @@ def test_the_report_in_chromium_with_the_network_blocked(report_out: Path) -> No
     assert pixels.std() > 10, "the thumbnail drawn by <use> is blank"
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == [] and aborted == []
     assert any(u.startswith("file:") for u in requests)
+
+
+def test_your_own_scores_and_embeddings_are_methods_of_the_report(demo_dir: Path, warm_demo_cache: Path,
+                                                                  tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--scores`` and ``--embeddings`` (tll_core/imported.py) join the report as they join ``evaluate``: the same
+    figures, labelled by their names, comparable by label."""
+    from test_imported import export_embeddings, exported, known_rank_scores
+
+    from tll_core.imported import forget_imports
+
+    tasks_csv, _ = exported(capsys, demo_dir, tmp_path)
+    scores, ranks = known_rank_scores(tasks_csv, demo_dir, tmp_path / "mine.csv")
+    vectors = export_embeddings(demo_dir, tmp_path / "vectors.npz", backbone="colour-hist")
+    flags = ["--scores", f"mine={scores}", "--embeddings", f"vec={vectors}", "--backbone", "tiny-image",
+             "--method", "zero-shot", "--rerank", "none", "--quiet"]
+    out = tmp_path / "r.html"
+    try:
+        assert main(["report", "--data", str(demo_dir), *flags, "--out", str(out), "--compare", "mine",
+                     "vec · zero-shot · cosine"]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", "--data", str(demo_dir), *flags, "--json"]) == 0
+    finally:
+        forget_imports()
+    rows = json.loads(capsys.readouterr().out)
+    board = _csv(figures_folder(out) / "leaderboard.csv")
+    assert [r["method"] for r in board] == ["tiny-image · zero-shot · cosine", "vec · zero-shot · cosine", "mine"]
+    assert [(r["backbone"], r["method"]) for r in rows] == [("tiny-image", "zero-shot"), ("vec", "zero-shot"),
+                                                          ("-", "mine")]
+    for row, line in zip(rows, board):
+        assert {f.name: float(line[f.label]) for f in figures_of("tasks")} == {f.name: row[f.name]
+                                                                               for f in figures_of("tasks")}
+    assert float(board[2]["top2"]) == (ranks <= 2).mean()
+    [compared] = _csv(figures_folder(out) / "compare.csv")
+    assert (compared["A"], compared["B"]) == ("mine", "vec · zero-shot · cosine")

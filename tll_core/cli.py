@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
     _method_options(p, repeat=True)
+    _import_options(p, repeat=True)
     p.add_argument("--fuse", action="store_true", help="add a row fusing all the rows' scores (z-scored mean)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="tasks",
                    help="tasks: 20 candidates per left (the competition's); gallery: every validation left "
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED,
                    help="the seed of the test pools' order (the scores do not depend on it)")
     _method_options(p, repeat=False)
+    _import_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
 
@@ -126,11 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(p)
     _validation_options(p)
     _method_options(p, repeat=True)
+    _import_options(p, repeat=True)
     p.add_argument("--out", required=True, type=Path, help="the HTML file; its figures go to <stem>_figures/ beside it")
     p.add_argument("--worst", type=whole_arg, default=20, help="how many of the first method's worst failures (20)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="the two methods whose disagreements are shown, by label (default: the first two)")
     p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("studio", help="open the studio (streamlit) on a folder, with your own scores and embeddings")
+    p.add_argument("--data", required=True, type=Path, help="a TLL folder (Kaggle or release layout)")
+    _import_options(p, repeat=True)
+    p.add_argument("--port", type=whole_arg, default=8501)
+    p.set_defaults(run=cmd_studio)
+
+    p = sub.add_parser("tasks", help="write the tasks evaluate scores (left,c0..c19) and the fit pairs (left,right), "
+                                     "to score them elsewhere and bring the scores back with --scores")
+    _data_options(p)
+    p.add_argument("--split", choices=("validation", "test"), default="validation")
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    p.add_argument("--foils", choices=("random", "hard"), default="random",
+                   help="hard: the 19 validation rights nearest to each left under --foil-backbone")
+    p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--out", required=True, type=Path, help="the tasks: left,c0..c19 (the shape of test_candidates.csv)")
+    p.add_argument("--fit-out", type=Path, help="the pairs to train on for these tasks: left,right")
+    p.set_defaults(run=cmd_tasks)
 
     p = sub.add_parser("reproduce", help="the seed reports' experiments, wherever the weights are available")
     _data_options(p)
@@ -193,6 +216,40 @@ def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
     p.add_argument("--flip-tta", action="store_true", help="average scores over the images and their mirrors")
 
 
+def _import_options(p: argparse.ArgumentParser, repeat: bool) -> None:
+    """--scores and --embeddings: a model of the user's own, scored or embedded elsewhere (tll_core/imported.py)."""
+    many = " (repeatable)" if repeat else ""
+    p.add_argument("--scores", action="append" if repeat else "store", default=[] if repeat else None,
+                   metavar="[NAME=]FILE", help=f"your own scores{many}: a left,c0..c19 CSV for these tasks (export "
+                   "them with `tasks`); NAME (default: the file's stem) is a method beside the others")
+    p.add_argument("--embeddings", action="append" if repeat else "store", default=[] if repeat else None,
+                   metavar="[NAME=]FILE", help=f"your own embeddings{many}: .npz (names, embeddings) or .parquet "
+                   "(name, embedding) by image path (train/left/abc.jpg); NAME is a backbone like the others")
+
+
+def _imports(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
+    """The imported backbones and methods, entered in the register (one line on a bad file)."""
+    from .engine import Method
+    from .imported import add_embeddings, add_scores
+
+    backbones = [add_embeddings(text) for text in _listed(args.embeddings)]
+    methods = [Method(add_scores(text), rerank=reranker) for text in _listed(args.scores)
+               for reranker in (_listed(args.rerank) or ["none"])]
+    return backbones, methods
+
+
+def _evaluated(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
+    """What ``evaluate`` and ``report`` score: the backbones and methods asked for (each checked) and the imported
+    ones; given only your own scores, no backbone (nothing else to embed)."""
+    imported_backbones, imported_methods = _imports(args)
+    own_only = imported_methods and not (imported_backbones or _listed(args.backbone) or _listed(args.method)
+                                         or args.metric)
+    backbones = [] if own_only else list(dict.fromkeys(_backbones(args, imported_backbones)))
+    _check_backbones(backbones)
+    methods = ([] if own_only else _methods(args, args.metric or ["cosine"])) + imported_methods
+    return backbones, methods
+
+
 def _options_epilog() -> str:
     """Every matcher's and re-ranker's options, one per line (type, range, default, help)."""
     lines = ["options (--option KEY=VALUE):"]
@@ -249,12 +306,13 @@ def _listed(value: list[str] | str | None) -> list[str]:
     return value if isinstance(value, list) else ([value] if value else [])
 
 
-def _backbones(args: argparse.Namespace) -> list[str]:
-    """The backbones asked for; else the default recipe's, with a one-line notice when it had to fall back."""
+def _backbones(args: argparse.Namespace, imported: list[str] | None = None) -> list[str]:
+    """The backbones asked for (``imported`` ones too); else the default recipe's, with a one-line notice when it
+    had to fall back."""
     from .recipes import default_recipe, fallback_notice
 
-    if _listed(args.backbone):
-        return _listed(args.backbone)
+    if _listed(args.backbone) or imported:
+        return _listed(args.backbone) + list(imported or [])
     notice = fallback_notice()
     if notice:
         args.notices.append(notice)
@@ -400,10 +458,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "gallery" and (args.foils == "hard" or args.fuse):
         raise TLLError(f"{'--foils hard' if args.foils == 'hard' else '--fuse'} applies to the 20-candidate tasks, "
                        "not to --protocol gallery (every left is ranked against all validation rights)")
-    backbones = _backbones(args)
-    metrics = args.metric or ["cosine"]
-    _check_backbones([*backbones, args.foil_backbone])
-    methods = _methods(args, metrics)
+    backbones, methods = _evaluated(args)
+    _check_backbones([args.foil_backbone])
     engine = _engine(args, backbones)
     if _default_method(args):
         from .evaluation.tasks import split_pairs
@@ -438,26 +494,29 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
     for r in rows:
         values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
         tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        if r.skipped:
+            values, tail = "  ".join("-" * 5 for _ in figures), f"  not run: {bounded_line(r.skipped)}"
         print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .engine import NO_BACKBONE
     from .report import (ScoredMethod, build_report, check_compare, check_report_path, figures_folder, headline,
                          write_report)
     from .tags import TagStore
 
     if args.worst < 1:
         raise TLLError(f"--worst {args.worst}: give how many failures to show, at least 1")
-    backbones = list(dict.fromkeys(_backbones(args)))
-    _check_backbones(backbones)
-    methods = _methods(args, args.metric or ["cosine"])
+    backbones, methods = _evaluated(args)
     engine = _engine(args, backbones)
     out = check_report_path(args.out, engine.dataset)  # before the minutes of scoring
     split = engine.validation(args.val_fraction, args.seed)
     if _default_method(args):
         args.n_fit = len(split.fit)
         methods = [_small_fit(args, m) for m in methods]
-    chosen = {_report_label(b, m): (b, m) for b in backbones for m in methods}
+    runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
+    runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]  # your scores: once each, no backbone
+    chosen = {_report_label(b, m): (b, m) for b, m in runs}
     compare = tuple(args.compare) if args.compare else None
     if compare:
         check_compare(list(chosen), compare)
@@ -479,19 +538,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_label(backbone: str, method) -> str:  # method: Method
     """``backbone · method label · metric`` (the metric where the matcher scores with the metric option), as the
-    studio labels a selection."""
+    studio labels a selection; imported scores (no backbone) by their name."""
+    from .engine import NO_BACKBONE
+
+    if backbone == NO_BACKBONE:
+        return method.label
     return f"{backbone} · {method.label}" + (f" · {method.shown_metric}" if method.part.metric is None else "")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from .engine import NO_BACKBONE
     from .submission import check_output_path, validate_submission
 
     check_output_path(args.out)  # before the minutes of scoring
-    backbone, = _backbones(args)
-    _check_backbones([backbone])
-    method, = _methods(args, [args.metric or "cosine"])
-    engine = _engine(args, [backbone])
-    if _default_method(args):
+    imported_backbones, imported_methods = _imports(args)
+    chosen = [NO_BACKBONE] if imported_methods else _backbones(args, imported_backbones)
+    if len(chosen) > 1:
+        raise TLLError("submit scores with one backbone: give --backbone or --embeddings, not both")
+    backbone = chosen[0]
+    _check_backbones([b for b in chosen if b != NO_BACKBONE])
+    method, = imported_methods or _methods(args, [args.metric or "cosine"])
+    engine = _engine(args, [b for b in chosen if b != NO_BACKBONE])
+    if _default_method(args) and not imported_methods:
         args.n_fit = len(engine.dataset.train_pairs)
         method = _small_fit(args, method)
     with _progress(args, "embedding") as progress:
@@ -499,6 +567,58 @@ def cmd_submit(args: argparse.Namespace) -> int:
     validate_submission(path, args.data)
     print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
     return 0
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    """Check the folder and your files first (one line each), then run the studio on them until it stops."""
+    from .api import run_studio
+    from .dataset import load_dataset
+    from .imported import add_embeddings, add_scores, named_file
+
+    load_dataset(args.data)
+    imports = []
+    for kind, texts, enter in (("scores", args.scores, add_scores), ("embeddings", args.embeddings, add_embeddings)):
+        for text in texts:
+            name, path = named_file(text)
+            enter((name, path))  # read and checked now: a bad file fails here, not in the browser
+            imports.append((kind, name, str(path)))
+    return run_studio(args.data, imports, port=args.port)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Write the tasks ``evaluate`` builds with the same flags (and their fit pairs): what your own model scores."""
+    from .submission import HEADER, check_output_path, write_atomically
+
+    outs = [check_output_path(args.out), *([check_output_path(args.fit_out)] if args.fit_out else [])]
+    if args.fit_out and os.path.realpath(outs[0]) == os.path.realpath(outs[1]):
+        raise TLLError("--out and --fit-out name the same file")
+    if args.split == "test" and args.foils == "hard":
+        raise TLLError("--foils hard builds validation tasks; the test tasks are test_candidates.csv's")
+    _check_backbones([args.foil_backbone])
+    engine = _engine(args, [args.foil_backbone] if args.foils == "hard" else [])
+    for path in outs:
+        check_output_path(path, engine.dataset)  # never over the data's own files
+    if args.split == "test":
+        tasks, fit = engine.tasks_for("test", args.val_fraction, args.seed)
+    else:
+        with _progress(args, "embedding") as progress:
+            split = engine.validation(args.val_fraction, args.seed, args.foils, args.foil_backbone, progress)
+        tasks, fit = split.tasks, split.fit
+    write_atomically(outs[0], _csv([HEADER, *([left, *tasks.candidate_names(i)] for i, left in enumerate(tasks.left_names))]))
+    if args.fit_out:
+        write_atomically(outs[1], _csv([("left", "right"), *((p.left, p.right) for p in fit)]))
+    print(f"wrote {outs[0]} ({len(tasks)} {args.split} tasks" + (f"; {outs[1]}: {len(fit)} fit pairs" if args.fit_out else "")
+          + "); score them and bring the scores back with evaluate --scores NAME=FILE")
+    return 0
+
+
+def _csv(rows) -> bytes:
+    import csv
+    import io
+
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode("utf-8")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

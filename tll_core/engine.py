@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, create_backbone
+from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, create_backbone, get_cfg
 from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
@@ -23,6 +23,8 @@ from .device import resolve_device
 from .errors import TLLError, quoted
 from .evaluation.gallery import gallery_metrics, matcher_ranks
 from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback, ZeroShot, matcher_part
+from .matchers.base import NoGallery
+from .analysis import compare
 from .evaluation.metrics import check_finite, evaluate_scores
 from .register import OptionSpec, Part
 from .rerank import rerank
@@ -73,6 +75,14 @@ class Method:
     def matcher(self) -> Matcher:
         return self.part.create(**dict(self.options))
 
+    @property
+    def uses_embeddings(self) -> bool:
+        """False for a method that scores by the images' names (imported scores): no backbone applies."""
+        return self.matcher().uses_embeddings
+
+
+NO_BACKBONE = "-"  # a result row's backbone for a method that uses none
+
 
 def with_options(matcher: str, options: tuple[tuple[str, Any], ...], **chosen: Any) -> tuple[tuple[str, Any], ...]:
     """``options`` plus each of ``chosen`` that ``matcher`` has as an option and that differs from its default
@@ -94,7 +104,7 @@ class Engine:
     device: str = "auto"  # auto, cpu, cuda or mps: deep backbones and learned matchers run there
     stats: EmbeddingStats = field(default_factory=EmbeddingStats)
     trained: int = 0  # matchers trained (not taken from the store) by this engine
-    _backbones: dict[str, Backbone] = field(default_factory=dict, repr=False)
+    _backbones: dict[tuple, Backbone] = field(default_factory=dict, repr=False)
     _memo: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _store: MatcherStore | None = field(default=None, repr=False)
 
@@ -108,10 +118,13 @@ class Engine:
     # ------------------------------------------------------------ embeddings
 
     def backbone(self, name: str) -> Backbone:
-        if name not in self._backbones:
-            self._backbones[name] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained,
-                                                   device=self.device)
-        return self._backbones[name]
+        """The built backbone ``name``, kept per table entry (an entry replaced, e.g. an imported file that
+        changed, is built again)."""
+        key = (name, get_cfg(name))
+        if key not in self._backbones:
+            self._backbones[key] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained,
+                                                  device=self.device)
+        return self._backbones[key]
 
     def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str | Ensemble, progress: Progress | None = None,
               view: str = "") -> np.ndarray:
@@ -134,8 +147,12 @@ class Engine:
             if progress:
                 progress(len(image_ids), len(image_ids))
             return hit[1]
-        vectors = embed_paths(list(image_ids), model, self.cache, batch_size=self.batch_size, workers=self.workers,
-                              progress=progress, stats=self.stats, view=view, read=self.dataset.read_image)
+        vectors = model.vectors_of(tuple(image_ids), view)  # given, not computed from pixels (imported)
+        if vectors is None:
+            vectors = embed_paths(list(image_ids), model, self.cache, batch_size=self.batch_size, workers=self.workers,
+                                  progress=progress, stats=self.stats, view=view, read=self.dataset.read_image)
+        elif progress:
+            progress(len(image_ids), len(image_ids))
         vectors.flags.writeable = False  # shared between callers
         self._memo[key] = (signature, vectors)
         while len(self._memo) > MEMO_ENTRIES:
@@ -231,8 +248,8 @@ class Engine:
             left, right = self.task_embeddings(tasks, backbone, progress)
             return check_finite(method.score(left, right, tasks.candidates), f"{backbone}, {method.name}")
         matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
-        scores = np.mean([matcher.score(*self.task_embeddings(tasks, backbone, progress, v), tasks.candidates)
-                          for v in matcher.score_views(method.flip_tta)], axis=0)
+        scores = matcher.score_tasks(tasks, lambda view: self.task_embeddings(tasks, backbone, progress, view),
+                                     method.flip_tta)
         check_finite(scores, f"{backbone}, {method.label}")
         return check_finite(rerank(scores, tasks.candidates, len(tasks.right_ids), method.rerank,
                                    dict(method.rerank_options)), f"{backbone}, {method.label} after {method.rerank}")
@@ -266,12 +283,16 @@ class Engine:
                        callback: TrainingCallback | None = None) -> list[ResultRow]:
         """Every backbone × method on a task set with known truth. Strings in ``methods`` are zero-shot metrics."""
         methods = [m if isinstance(m, Method) else Method.zero_shot(m, centre=centre) for m in methods]
+        runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
+        runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]  # once each, whatever the backbones
         rows, all_scores = [], []
-        for backbone in backbones:
-            for method in methods:
-                scores = self.score(tasks, backbone, method, fit_pairs, callback=callback, progress=progress)
-                all_scores.append(scores)
-                rows.append(self._row(backbone, method.shown_metric, method.label, scores, tasks, seed))
+        for backbone, method in runs:
+            scores = self.score(tasks, backbone, method, fit_pairs, callback=callback, progress=progress)
+            all_scores.append(scores)
+            rows.append(self._row(backbone, method.shown_metric, method.label, scores, tasks, seed))
+        if len(rows) > 1:  # each row's top-2 hits against the first row's, on the same lefts
+            rows = [rows[0], *(replace(r, versus_first=compare(tasks, all_scores[0], s).p_value) for r, s in
+                               zip(rows[1:], all_scores[1:]))]
         if fuse and len(all_scores) > 1:
             rows.append(self._row("+".join(dict.fromkeys(backbones)), "mixed", "fusion(" + ",".join(r.method for r in rows) + ")",
                                   fuse_scores(all_scores), tasks, seed))
@@ -285,17 +306,26 @@ class Engine:
         split = validation_split(self.dataset, val_fraction, seed)
         truth = truth_rights(split.tasks)  # left i's match: its truth's index in the (shuffled) right pool
         rows = []
-        for backbone in backbones:
-            for method in methods:
-                matcher = self.fit(method, backbone, split.fit, callback=callback, progress=progress)
-                embedded = [self.task_embeddings(split.tasks, backbone, progress, v)
-                            for v in matcher.score_views(method.flip_tta)]
-                ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank,
-                                      rerank_options=dict(method.rerank_options), backend=backend,
-                                      what=f"{backbone}, {method.label}")
-                rows.append(ResultRow.of(backbone, method.shown_metric, method.label,
-                                                 gallery_metrics(ranks, len(truth), seed=seed)))
+        runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
+        runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]
+        for backbone, method in runs:
+            try:
+                rows.append(self._gallery_row(split, truth, backbone, method, seed, backend, progress, callback))
+            except NoGallery as exc:  # a method that scores 20 candidates only: a row that says so
+                rows.append(ResultRow.not_run(backbone, method.shown_metric, method.label, str(exc), protocol="gallery"))
         return rows
+
+    def _gallery_row(self, split: Split, truth: np.ndarray, backbone: str, method: Method, seed: int, backend: str,
+                     progress: Progress | None, callback: TrainingCallback | None) -> ResultRow:
+        """One method's row under the full-gallery protocol (``NoGallery`` where the matcher cannot score one)."""
+        matcher = self.fit(method, backbone, split.fit, callback=callback, progress=progress)
+        nothing = np.empty((0, 0), dtype=np.float32)
+        embedded = ([self.task_embeddings(split.tasks, backbone, progress, v) for v in matcher.score_views(method.flip_tta)]
+                    if matcher.uses_embeddings else [(nothing, nothing)])  # it asks for none: its gallery() says
+        ranks = matcher_ranks(matcher, embedded, truth, rerank_name=method.rerank,
+                              rerank_options=dict(method.rerank_options), backend=backend,
+                              what=f"{backbone}, {method.label}")
+        return ResultRow.of(backbone, method.shown_metric, method.label, gallery_metrics(ranks, len(truth), seed=seed))
 
     @staticmethod
     def _row(backbone: str, metric: str, label: str, scores: np.ndarray, tasks: TaskSet, seed: int) -> ResultRow:

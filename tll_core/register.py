@@ -221,9 +221,11 @@ class Register:
     def __init__(self) -> None:
         self._parts: dict[str, dict[str, Part]] = {kind: {} for kind in KINDS}
 
-    def add(self, part: Part) -> Part:
+    def add(self, part: Part, *, replace: bool = False) -> Part:
+        """Enter ``part``; a second part of the same kind and name is an error unless ``replace`` (an imported
+        file entered again after it changed)."""
         entries = self._parts[part.kind]
-        if part.name in entries and entries[part.name].build is not part.build:
+        if part.name in entries and entries[part.name].build is not part.build and not replace:
             raise ValueError(f"{part.kind} {part.name!r} is registered twice")
         entries[part.name] = part
         return part

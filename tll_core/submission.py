@@ -59,8 +59,9 @@ def _reads(dataset, path: Path) -> bool:
     return target in csvs or any(target == os.path.realpath(dataset.root / i) for i in dataset.image_ids())
 
 
-def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray) -> Path:
-    """Rows in the order of test_candidates.csv; written to a private temporary file, then moved into place."""
+def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray, digits: int = 7) -> Path:
+    """Rows in the order of the tasks (test_candidates.csv's for the test tasks), each score to ``digits``
+    significant digits (9 keep a float32 exactly); written to a private temporary file, then moved into place."""
     if scores.shape != tasks.candidates.shape:
         raise ValueError(f"scores {scores.shape} do not match the tasks {tasks.candidates.shape}")
     if not np.isfinite(scores).all():
@@ -70,7 +71,7 @@ def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.nd
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
     for left, row in zip(tasks.left_names, scores):
-        writer.writerow([left, *(format(float(s), ".7g") for s in row)])
+        writer.writerow([left, *(format(float(s), f".{digits}g") for s in row)])
     write_atomically(path, text.getvalue().encode("utf-8"))
     return path
 
@@ -126,7 +127,7 @@ def submission_problems(submission: str | os.PathLike[str], data: str | os.PathL
         if cells[0] != want:
             problems.append(f"{submission.name} line {line}: left '{shown(cells[0])}', expected '{shown(want)}' (rows must follow {TEST_CSV})")
         for col, value in zip(CANDIDATE_COLUMNS, cells[1:]):
-            bad = _score_problem(value)
+            bad = score_problem(value)
             if bad:
                 problems.append(f"{submission.name} line {line} ({col}): {bad}")
     if len(got_lefts) != len(expected):
@@ -151,7 +152,8 @@ def _file_problem(path: Path) -> str | None:
     return None
 
 
-def _score_problem(value: str) -> str | None:
+def score_problem(value: str) -> str | None:
+    """Why a CSV cell is not a score Kaggle takes (a plain ASCII decimal, finite), or None."""
     value = value.strip(" \t")  # " 0.5" is read as 0.5 by Kaggle's CSV parser; a no-break space is not
     if NON_FINITE.fullmatch(value):
         return f"{value} is not finite"

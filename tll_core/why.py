@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .backbones.base import WHOLE, MapKind, NoSpatialMap, Region
-from .backbones.registry import Ensemble, map_kind
+from .backbones.registry import Ensemble, map_kind, no_map_reason
 from .engine import Engine
 from .errors import TLLError
 from .images import decode_rgb
@@ -82,10 +82,11 @@ def explainable_members(backbone: str | Ensemble) -> list[str]:
     return [p for p in parts if kinds[p] == "deep"] + [p for p in parts if kinds[p] == "descriptor"]
 
 
-def no_map_message(backbone: str) -> str:
-    """One line for a backbone none of whose parts gives a map."""
-    return (f"No spatial map for backbone {backbone}: a colour histogram has no layout (pick a deep backbone, "
-            "hog, tiny-image or combined to see where images match)")
+def no_map_message(backbone: str | Ensemble) -> str:
+    """One line for a backbone none of whose parts gives a map: each part's family says why."""
+    reasons = "; ".join(no_map_reason(part) for part in dict.fromkeys(Ensemble.parse(backbone).parts))
+    return (f"No spatial map for backbone {backbone}: {reasons} (pick a deep backbone, hog, tiny-image or "
+            "combined to see where images match)")
 
 
 def why(engine: Engine, backbone: str | Ensemble, left_id: str, candidate_id: str, *, member: str | None = None,

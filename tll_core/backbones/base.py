@@ -98,6 +98,11 @@ class Backbone:
     def embed(self, prepared: list[Any]) -> np.ndarray:
         raise NotImplementedError
 
+    def vectors_of(self, image_ids: tuple[str, ...], view: str = "") -> np.ndarray | None:
+        """The vectors of these images when they are given rather than computed from pixels (embeddings
+        imported from a file), else None: the engine then decodes the images and calls ``prepare``/``embed``."""
+        return None
+
     def feature_cells(self, images: list[Image.Image]) -> FeatureCells:
         """The last feature map before pooling of a few images, and their pooled embeddings."""
         raise NoSpatialMap(f"no spatial map for backbone {self.cfg.name}: its model gives no feature map")
@@ -126,3 +131,7 @@ class Family:
     def map_kind(self, cfg: BackboneCfg) -> MapKind | None:
         """Which Why map its backbone ``cfg`` gives (without building it), or None."""
         return None
+
+    def no_map_reason(self, cfg: BackboneCfg) -> str:
+        """One line on why ``cfg`` gives no map (where ``map_kind`` is None)."""
+        return f"{cfg.name} gives no spatial map"

@@ -24,6 +24,7 @@ from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, MapKind, Prepr
 from ..register import REGISTER
 from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
 from . import deep  # noqa: F401
+from . import imported  # noqa: F401
 from .packaged import PackagedWeights, packaged_weights_ok
 
 DEFAULT_BACKBONE = "combined"
@@ -121,6 +122,12 @@ def map_kind(name: str) -> MapKind | None:
     """Which Why map a single (non-ensemble) backbone gives, as its family says, without building it."""
     cfg = get_cfg(name)
     return family(cfg).map_kind(cfg)
+
+
+def no_map_reason(name: str) -> str:
+    """One line, from its family, on why a single backbone gives no Why map."""
+    cfg = get_cfg(name)
+    return family(cfg).no_map_reason(cfg)
 
 
 @dataclass(frozen=True)

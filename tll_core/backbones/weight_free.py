@@ -101,6 +101,9 @@ class WeightFreeFamily(Family):
     def map_kind(self, cfg: BackboneCfg) -> MapKind | None:
         return "descriptor" if cfg.model_id in LAYOUTS else None
 
+    def no_map_reason(self, cfg: BackboneCfg) -> str:
+        return f"{cfg.name}: a colour histogram has no layout"
+
 
 # ------------------------------------------------------------ where a descriptor's dimensions lie (the Why view)
 # The cosine of two descriptors is a sum over their dimensions of (normalised left dim x normalised candidate

@@ -34,6 +34,7 @@ class ResultRow:
     values: tuple[tuple[str, float], ...] = ()  # (figure name, value), in register order
     ci: tuple[float, float] = (_NAN, _NAN)  # the headline figure's (top2, recall@1) seeded bootstrap 95 % interval
     gallery: int = 0  # gallery protocol: the gallery's size
+    versus_first: float = _NAN  # exact McNemar p of its top-2 hits against the first row's (tasks protocol)
     experiment: str = ""  # reproduce
     skipped: str = ""  # why the row could not run (then it has no figures)
 
@@ -44,8 +45,9 @@ class ResultRow:
                    r.pool if r.protocol == "gallery" else 0, experiment=experiment)
 
     @classmethod
-    def not_run(cls, backbone: str, metric: str, method: str, reason: str, experiment: str = "") -> ResultRow:
-        return cls(backbone, metric, method, experiment=experiment, skipped=reason)
+    def not_run(cls, backbone: str, metric: str, method: str, reason: str, experiment: str = "",
+                protocol: Protocol = "tasks") -> ResultRow:
+        return cls(backbone, metric, method, protocol, experiment=experiment, skipped=reason)
 
     def __getattr__(self, attr: str) -> Any:  # row.top2, row.recall_at_1, row.top2_ci: a registered figure
         return figure_attribute(self, attr)
@@ -72,7 +74,9 @@ class ResultRow:
             row["gallery"] = self.gallery
         else:
             row["top2_ci"] = None if self.skipped else [_finite(v) for v in self.ci]
-        if self.experiment:
+            if math.isfinite(self.versus_first):
+                row["mcnemar_p_vs_first"] = self.versus_first
+        if self.experiment or self.skipped:
             row["skipped"] = self.skipped
         return row
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from ..errors import TLLError
+
+if TYPE_CHECKING:
+    from ..evaluation.tasks import TaskSet
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class TrainingCurve:
 
 
 
+class NoGallery(TLLError):
+    """The matcher cannot score a whole gallery (imported scores cover their 20 candidates only)."""
+
+
 GalleryScorer = Callable[[int, int], np.ndarray]  # (start, stop) -> [stop - start, m] scores of those lefts
 
 
@@ -58,6 +67,14 @@ def every_item_scorer(score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
     return lambda start, stop: score(left[start:stop], gallery, np.tile(every, (stop - start, 1)))
 
 
+Embedded = Callable[[str], tuple[np.ndarray, np.ndarray]]  # view -> (lefts, right pool) embeddings of a task set
+
+
+def mean_over_views(matcher: Any, candidates: np.ndarray, embedded: Embedded, flip_tta: bool) -> np.ndarray:
+    """A matcher's scores of a task set from its embeddings: ``score`` on each view it scores, averaged."""
+    return np.mean([matcher.score(*embedded(view), candidates) for view in matcher.score_views(flip_tta)], axis=0)
+
+
 def views_of(grayscale: bool, flip: bool) -> tuple[str, ...]:
     """The plain view (grayscale or not), then its mirror when ``flip``."""
     base = "gray" if grayscale else ""
@@ -69,6 +86,7 @@ class Fixed:
     mirror under flip test-time augmentation)."""
 
     learns = False
+    uses_embeddings = True
 
     def fit_views(self) -> tuple[str, ...]:
         return ("",)
@@ -79,6 +97,9 @@ class Fixed:
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         return None
 
+    def score_tasks(self, tasks: TaskSet, embedded: Embedded, flip_tta: bool) -> np.ndarray:
+        return mean_over_views(self, tasks.candidates, embedded, flip_tta)
+
     def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
         """Every gallery item as a candidate of every left, through ``score`` (a fixed matcher's default)."""
         return GallerySearch(every_item_scorer(self.score, left, gallery), width=gallery.shape[1])
@@ -87,6 +108,7 @@ class Fixed:
 class Matcher(Protocol):
     name: str
     learns: bool  # False: nothing to fit, store or load (fit is a no-op)
+    uses_embeddings: bool  # False: it scores by the images' names (imported scores), whatever the backbone
 
     def fit_views(self) -> tuple[str, ...]:
         """The image views whose pair embeddings are fitted on (several: concatenated as extra pairs)."""
@@ -99,6 +121,10 @@ class Matcher(Protocol):
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``[n, 20]`` similarities for lefts ``[n, d]`` and their candidates (indices into ``right``)."""
+
+    def score_tasks(self, tasks: TaskSet, embedded: Embedded, flip_tta: bool) -> np.ndarray:
+        """``[n, 20]`` scores of a task set (what the engine asks): from the embeddings ``embedded(view)``
+        gives, for each view it scores (:func:`mean_over_views`), or from anything else it knows of the tasks."""
 
     def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
         """How it scores every left against every gallery item (the same scores ``score`` gives them)."""

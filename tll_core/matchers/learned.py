@@ -21,10 +21,10 @@ from ..dataset import N_CANDIDATES
 from ..device import resolve_device
 from ..errors import TLLError
 from ..evaluation.metrics import evaluate_scores
-from ..evaluation.tasks import random_candidates
+from ..evaluation.tasks import TaskSet, random_candidates
 from ..register import REGISTER, checked, option, register
 from ..runtime import one_blas_thread
-from .base import EpochReport, GallerySearch, TrainingCallback, TrainingCurve, views_of
+from .base import EpochReport, Embedded, GallerySearch, TrainingCallback, TrainingCurve, mean_over_views, views_of
 
 
 MIN_HELD_BACK = N_CANDIDATES  # the early-stopping tasks need 20 rights to draw 20 candidates from
@@ -123,6 +123,7 @@ class LearnedMatcher:
 
     name = "learned"
     learns = True
+    uses_embeddings = True
     cfg: TrainCfg
 
     def __init__(self, cfg: TrainCfg) -> None:
@@ -158,6 +159,9 @@ class LearnedMatcher:
 
     def score_views(self, flip_tta: bool) -> tuple[str, ...]:
         return views_of(self.cfg.grayscale, flip_tta)
+
+    def score_tasks(self, tasks: TaskSet, embedded: Embedded, flip_tta: bool) -> np.ndarray:
+        return mean_over_views(self, tasks.candidates, embedded, flip_tta)
 
     def key_material(self) -> dict[str, Any]:
         material = {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": asdict(self.cfg)}
