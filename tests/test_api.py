@@ -74,3 +74,20 @@ def test_api_tasks_are_the_exported_tasks_and_submit_writes_a_valid_csv(demo_dir
     assert submission_problems(out, demo_dir) == []
     with pytest.raises(tll.errors.TLLError, match=r"shape \(3, 20\), expected"):
         data.submit(tmp_path / "bad.csv", scores=scores[:3])
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a+b", "", "combined"])
+def test_api_names_are_checked_before_anything_is_written(demo_dir: Path, tmp_path: Path, name: str) -> None:
+    data = tll.open_data(demo_dir, cache_dir=tmp_path / "cache")
+    scores = np.zeros((len(data.tasks()), 20))
+    with pytest.raises(tll.errors.TLLError):
+        data.evaluate(scores={name: scores})
+    assert not list(tmp_path.rglob("*.csv"))  # nothing written, inside the cache or out of it
+
+
+def test_api_non_finite_arrays_are_one_line_errors(demo_dir: Path, tmp_path: Path) -> None:
+    data = tll.open_data(demo_dir, cache_dir=tmp_path / "cache")
+    scores = np.zeros((len(data.tasks()), 20))
+    scores[3, 4] = np.nan
+    with pytest.raises(tll.errors.TLLError, match="not finite .* in task 3"):
+        data.evaluate(scores={"mine": scores})

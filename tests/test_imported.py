@@ -190,7 +190,7 @@ def test_a_name_that_is_a_built_in_part_is_refused(capsys, demo_dir: Path, tmp_p
     tasks_csv, _ = exported(capsys, demo_dir, tmp_path)
     scores, _ = known_rank_scores(tasks_csv, demo_dir, tmp_path / "s.csv")
     code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--scores", f"adaptation={scores}", "--quiet")
-    assert code == 2 and "already the name of a built-in method" in err
+    assert code == 2 and "already the name of a built-in part or backbone" in err
     assert REGISTER.get("matcher", "adaptation").metric != "own"  # the built-in is untouched
     code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--scores", f"../x={scores}", "--quiet")
     assert code == 2 and "name '../x'" in err
@@ -373,3 +373,72 @@ def test_a_compressed_bomb_is_refused_before_it_unpacks(capsys, demo_dir: Path, 
     assert os.path.getsize(path) < 2**20  # small on disk, 16 MiB unpacked
     code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--embeddings", str(path), "--quiet")
     assert code == 2 and "bomb.npz: unpacks to" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--scores", "combined={s}"], "already the name of a built-in part or backbone"),  # a backbone's name
+    (["--scores", "own={s}", "--scores", "own={s}"], "own: named twice"),
+    (["--embeddings", "zero-shot={e}"], "already the name of a built-in part or backbone"),  # a matcher's name
+])
+def test_names_are_checked_across_kinds_and_within_a_command(capsys, demo_dir: Path, tmp_path: Path, argv, fragment) -> None:
+    tasks_csv, _ = exported(capsys, demo_dir, tmp_path)
+    scores, _ = known_rank_scores(tasks_csv, demo_dir, tmp_path / "s.csv")
+    embeddings = export_embeddings(demo_dir, tmp_path / "e.npz")
+    argv = [a.format(s=scores, e=embeddings) for a in argv]
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), *argv, "--quiet")
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
+
+
+def test_a_score_beyond_float32_is_named_by_line_and_column(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    tasks_csv, _ = exported(capsys, demo_dir, tmp_path)
+    good, _ = known_rank_scores(tasks_csv, demo_dir, tmp_path / "good.csv")
+    table = rows(good)
+    table[2][3] = "1e39"
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--scores", str(write_rows(tmp_path / "big.csv", table)), "--quiet")
+    assert code == 2 and "big.csv line 3 (c2): 1e39 is beyond float32's range" in err, err
+
+
+def test_embeddings_naming_images_of_another_folder_are_refused(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    path = export_embeddings(demo_dir, tmp_path / "mine.npz",
+                             transform=lambda names, vectors: ([*names[:-1], "train/left/not-here.jpg"], vectors))
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--embeddings", str(path), "--method", "zero-shot", "--quiet")
+    assert code == 2 and "'train/left/not-here.jpg' is not an image of" in err and err.count("\n") == 1, err
+
+
+def test_a_parquet_file_with_no_rows_is_one_line(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "norows.parquet"
+    pq.write_table(pa.table({"name": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float64()))}), path)
+    code, _, err = run(capsys, "evaluate", "--data", str(demo_dir), "--embeddings", str(path), "--quiet")
+    assert code == 2 and "norows.parquet: no embeddings in it" in err, err
+
+
+def test_submit_scores_take_no_method_flags_and_never_overwrite_themselves(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "test.csv"
+    code, _, err = run(capsys, "submit", "--data", str(demo_dir), "--scores", str(scores), "--backbone", "hog",
+                       "--out", str(tmp_path / "sub.csv"))
+    assert code == 2 and "--backbone would not apply" in err, err
+    scores.write_text("left\n")
+    code, _, err = run(capsys, "submit", "--data", str(demo_dir), "--scores", str(scores), "--out", str(scores))
+    assert code == 2 and "is your --scores file" in err and scores.read_text() == "left\n", err
+
+
+def test_tasks_are_never_written_into_the_data_folder(capsys, demo_dir: Path, tmp_path: Path) -> None:
+    for target in (demo_dir / "test_truth.csv", demo_dir / "methods" / "x.csv"):
+        before = target.read_bytes() if target.exists() else None
+        code, _, err = run(capsys, "tasks", "--data", str(demo_dir), "--out", str(target), "--quiet")
+        assert code == 2 and "is inside the data folder" in err, err
+        assert (target.read_bytes() if target.exists() else None) == before
+    assert not (demo_dir / "methods").exists()
+
+
+def test_studio_refuses_a_bad_file_before_it_starts(capsys, demo_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from tll_core import api
+
+    monkeypatch.setattr(api.subprocess, "run", lambda *a, **k: pytest.fail("streamlit was started"))
+    tasks_csv, _ = exported(capsys, demo_dir, tmp_path, "--seed", "5")
+    other, _ = known_rank_scores(tasks_csv, demo_dir, tmp_path / "other.csv")  # for other tasks than the studio's
+    code, _, err = run(capsys, "studio", "--data", str(demo_dir), "--scores", str(other))
+    assert code == 2 and "made for other tasks" in err and err.count("\n") == 1, err

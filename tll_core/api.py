@@ -35,7 +35,7 @@ from .engine import Engine, Method
 from .errors import TLLError
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
-from .imported import add_embeddings, add_scores, read_scores
+from .imported import add_embeddings, add_scores, check_images, checked_name, read_scores
 from .submission import write_atomically, write_submission
 
 ScoresInput = np.ndarray | str | os.PathLike
@@ -116,6 +116,7 @@ class Data:
         tasks = self.tasks(val_fraction=val_fraction, seed=seed, foils=foils)
         own = [self._scores(name, value, tasks.task_set) for name, value in (scores or {}).items()]
         embedded = [self._embeddings(name, value) for name, value in (embeddings or {}).items()]
+        check_images(self.engine.dataset)
         every = [*backbones, *embedded]
         chosen = list(methods) or ([Method.zero_shot()] if every else [])
         return self.engine.evaluate_tasks(tasks.task_set, every, [*chosen, *(Method(name) for name in own)],
@@ -152,21 +153,28 @@ class Data:
         return add_embeddings((name, self._embeddings_file(name, value)))
 
     def _scores_file(self, name: str, value: ScoresInput, task_set: TaskSet) -> Path:
+        checked_name(name)  # before anything is written under its name
         if not isinstance(value, np.ndarray):
             return Path(value)
         values = np.asarray(value, dtype=np.float64)
         if values.shape != task_set.candidates.shape:
             raise TLLError(f"scores {name}: shape {values.shape}, expected {task_set.candidates.shape} (one row per "
                            "task, one column per candidate)")
+        if not np.isfinite(values.astype(np.float32)).all():
+            raise TLLError(f"scores {name}: not finite (NaN, infinity or beyond float32) in task "
+                           f"{int(np.flatnonzero(~np.isfinite(values.astype(np.float32)).all(axis=1))[0])}")
         path = self._import_path(name, values.tobytes(), ".csv")
         return write_submission(path, task_set, values, digits=9)
 
     def _embeddings_file(self, name: str, value: EmbeddingsInput) -> Path:
+        checked_name(name)  # before anything is written under its name
         if not isinstance(value, tuple):
             return Path(value)
         names, vectors = value
         names = np.asarray([str(n) for n in names])
         vectors = np.asarray(vectors)
+        if vectors.dtype.kind not in "fiu" or not np.isfinite(vectors.astype(np.float32)).all():
+            raise TLLError(f"embeddings {name}: must be finite numbers (NaN, infinity or beyond float32 found)")
         import io
 
         buffer = io.BytesIO()

@@ -230,10 +230,10 @@ def _import_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 def _imports(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
     """The imported backbones and methods, entered in the register (one line on a bad file)."""
     from .engine import Method
-    from .imported import add_embeddings, add_scores
+    from .imported import add_embeddings, add_scores, distinct, named_file
 
-    backbones = [add_embeddings(text) for text in _listed(args.embeddings)]
-    methods = [Method(add_scores(text), rerank=reranker) for text in _listed(args.scores)
+    backbones = [add_embeddings(named) for named in distinct([named_file(t) for t in _listed(args.embeddings)])]
+    methods = [Method(add_scores(named), rerank=reranker) for named in distinct([named_file(t) for t in _listed(args.scores)])
                for reranker in (_listed(args.rerank) or ["none"])]
     return backbones, methods
 
@@ -344,6 +344,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
     from .cache import EmbeddingCache
     from .dataset import load_dataset
     from .engine import Engine
+    from .imported import check_images
 
     if args.batch_size < 1 or args.workers < 1:
         raise TLLError("--batch-size and --workers must be at least 1")
@@ -359,6 +360,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
         weights[name] = file
     dataset = load_dataset(args.data)
     args.notices += [_notice(w) for w in dataset.warnings]
+    check_images(dataset)  # imported embeddings name only this folder's images
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     if cache is not None:
         args.notices += [_notice(n) for n in cache.notices]
@@ -548,9 +550,18 @@ def _report_label(backbone: str, method) -> str:  # method: Method
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .engine import NO_BACKBONE
+    from .imported import named_file
     from .submission import check_output_path, validate_submission
 
     check_output_path(args.out)  # before the minutes of scoring
+    if args.scores:
+        mixed = [flag for flag, given in (("--backbone", args.backbone), ("--embeddings", args.embeddings),
+                                          ("--method", args.method), ("--metric", args.metric), ("--option", args.option),
+                                          ("--flip-tta", args.flip_tta)) if given]
+        if mixed:
+            raise TLLError(f"--scores are your submission's scores: {', '.join(mixed)} would not apply to them")
+        if os.path.realpath(args.out) == os.path.realpath(named_file(args.scores)[1]):
+            raise TLLError(f"--out {shown_path(args.out)} is your --scores file; write the submission elsewhere")
     imported_backbones, imported_methods = _imports(args)
     chosen = [NO_BACKBONE] if imported_methods else _backbones(args, imported_backbones)
     if len(chosen) > 1:
@@ -573,16 +584,34 @@ def cmd_studio(args: argparse.Namespace) -> int:
     """Check the folder and your files first (one line each), then run the studio on them until it stops."""
     from .api import run_studio
     from .dataset import load_dataset
-    from .imported import add_embeddings, add_scores, named_file
+    from .engine import Engine
+    from .imported import add_embeddings, add_scores, check_images, distinct, named_file, read_scores
 
-    load_dataset(args.data)
+    engine = Engine(load_dataset(args.data))
     imports = []
     for kind, texts, enter in (("scores", args.scores, add_scores), ("embeddings", args.embeddings, add_embeddings)):
-        for text in texts:
-            name, path = named_file(text)
+        for name, path in distinct([named_file(text) for text in texts]):
             enter((name, path))  # read and checked now: a bad file fails here, not in the browser
             imports.append((kind, name, str(path)))
+            if kind == "scores":
+                _studio_tasks_of(engine, path, read_scores)
+    check_images(engine.dataset)
     return run_studio(args.data, imports, port=args.port)
+
+
+def _studio_tasks_of(engine, path: Path, read) -> None:
+    """Scores the studio can show: for its default validation tasks or for the test tasks (else the validation
+    tasks' problem, one line)."""
+    validation = engine.validation().tasks
+    try:
+        read(path, validation)
+    except TLLError:
+        if not engine.dataset.test_rows:
+            raise
+        try:
+            read(path, engine.test())
+        except TLLError:
+            read(path, validation)  # the validation tasks' own words
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -596,8 +625,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         raise TLLError("--foils hard builds validation tasks; the test tasks are test_candidates.csv's")
     _check_backbones([args.foil_backbone])
     engine = _engine(args, [args.foil_backbone] if args.foils == "hard" else [])
+    root = os.path.realpath(engine.dataset.root)
     for path in outs:
-        check_output_path(path, engine.dataset)  # never over the data's own files
+        if os.path.realpath(path).startswith(root + os.sep):  # its CSVs, its hidden truth, its methods/ folder
+            raise TLLError(f"{shown_path(path)}: is inside the data folder {shown_path(root)}; write the tasks elsewhere")
     if args.split == "test":
         tasks, fit = engine.tasks_for("test", args.val_fraction, args.seed)
     else:

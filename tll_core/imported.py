@@ -22,10 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .backbones.base import BackboneCfg
 from .backbones.imported import EMBEDDING_SUFFIXES, imported_cfg, read_embeddings
 from .backbones.registry import BACKBONES, add_backbone, remove_backbone
-from .dataset import MAX_CSV_BYTES, read_csv_rows
+from .dataset import MAX_CSV_BYTES, Dataset, read_csv_rows
 from .errors import TLLError, quoted, shown_path
 from .evaluation.tasks import TaskSet
 from .files import read_regular
@@ -43,11 +42,32 @@ def named_file(text: str) -> tuple[str, Path]:
     """``NAME=FILE`` or ``FILE`` (the name is then the file's stem): the name checked, the path as given."""
     name, sep, file = text.partition("=")
     path = Path(file if sep else text)
-    name = name if sep else path.stem
+    return checked_name(name if sep else path.stem), path
+
+
+def checked_name(name: str) -> str:
+    """A name for an imported method or backbone: 1-64 letters, digits, '.', '_' or '-', and no built-in part's
+    or backbone's name (of any kind: a row named 'combined' or 'zero-shot' would read as the built-in one)."""
     if not NAME.fullmatch(name):
         raise TLLError(f"name {quoted(name)}: use 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
                        "or digit) for an imported method or backbone")
-    return name, path
+    built_in = {p.name for kind in ("family", "matcher", "rerank", "metric", "figure") for p in REGISTER.parts(kind)
+                if p.metric != IMPORTED_METRIC} | {n for n, cfg in BACKBONES.items() if cfg.family != "imported"}
+    if name in built_in:
+        raise TLLError(f"{name}: already the name of a built-in part or backbone; import it under another name "
+                       "(NAME=FILE)")
+    return name
+
+
+def distinct(named: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Refuse one NAME given twice in one command (the second file would silently replace the first)."""
+    seen: dict[str, Path] = {}
+    for name, path in named:
+        if name in seen:
+            raise TLLError(f"{name}: named twice ({shown_path(seen[name])} and {shown_path(path)}); give each file its "
+                           "own NAME=")
+        seen[name] = path
+    return named
 
 
 def file_digest(path: Path, cap: int) -> str:
@@ -72,9 +92,10 @@ def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
     first: dict[str, int] = {}
     scores = np.empty(tasks.candidates.shape, dtype=np.float64)
     unknown = [(line, left) for line, (left, *_) in rows if left not in at]
-    if len(unknown) * 2 > len(rows):  # mostly other lefts: another split, fraction or seed
-        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(rows)} lefts (e.g. "
-                       f"{quoted(unknown[0][1])}) are not among the {len(tasks)} lefts of these tasks ({tasks.name}); "
+    absent = len(set(at) - {left for _, (left, *_) in rows})
+    if len(unknown) + absent > 1:  # more than a stray or a lost row: another split, fraction or seed
+        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(rows)} lefts are not among the "
+                       f"{len(tasks)} lefts of these tasks ({tasks.name}) and {absent} of those have no row; "
                        "export the tasks you score with `python -m tll_core tasks` and the same "
                        "--split/--val-fraction/--seed/--foils")
     if unknown:
@@ -84,7 +105,8 @@ def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
             raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {first[left]})")
         first[left] = line
         for column, value in zip(HEADER[1:], cells):
-            problem = score_problem(value)
+            problem = score_problem(value) or (None if np.isfinite(np.float32(float(value))) else
+                                                f"{value.strip()} is beyond float32's range")
             if problem:
                 raise TLLError(f"{where} line {line} ({column}): {problem}")
         scores[at[left]] = [float(v) for v in cells]
@@ -93,8 +115,6 @@ def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
         raise TLLError(f"{where}: no row for left {quoted(missing[0])}"
                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                        + f" (one row per left of the {len(tasks)} tasks)")
-    if not np.isfinite(scores.astype(np.float32)).all():
-        raise TLLError(f"{where}: a score is beyond float32's range")
     return scores.astype(np.float32)
 
 
@@ -103,7 +123,7 @@ class ImportedScores(Fixed):
     """A matcher made of a scores file: it scores the tasks the file was made for, by their lefts' names."""
 
     name: str
-    path: str
+    path: str  # as given (messages name the file the user named)
     digest: str
     uses_embeddings: ClassVar[bool] = False
 
@@ -124,22 +144,14 @@ class ImportedScores(Fixed):
 # ---------------------------------------------------------------- entering parts
 
 
-def _check_free(kind: str, name: str, taken: bool) -> None:
-    """A built-in part's name cannot be taken by an imported one (an imported one may be entered again)."""
-    if taken:
-        raise TLLError(f"{name}: already the name of a built-in {kind}; import it under another name (NAME=FILE)")
-
-
 def add_scores(text: str | tuple[str, Path]) -> str:
     """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. The file is read
     whole when scored (checked against the tasks then); here only that it can be read."""
-    name, path = named_file(text) if isinstance(text, str) else text
+    name, path = named_file(text) if isinstance(text, str) else (checked_name(text[0]), Path(text[1]))
     if path.suffix.lower() not in SCORES_SUFFIXES:
         raise TLLError(f"{shown_path(path)}: scores must be a .csv file (left,c0..c19)")
-    existing = REGISTER.parts("matcher")
-    _check_free("method", name, any(p.name == name and p.metric != IMPORTED_METRIC for p in existing))
     digest = file_digest(path, MAX_CSV_BYTES)
-    scores = ImportedScores(name, str(path.resolve()), digest)
+    scores = ImportedScores(name, str(path.absolute()), digest)
     REGISTER.add(Part("matcher", name, lambda: scores, help=f"scores imported from {path.name}",
                       metric=IMPORTED_METRIC), replace=True)
     return name
@@ -148,11 +160,22 @@ def add_scores(text: str | tuple[str, Path]) -> str:
 def add_embeddings(text: str | tuple[str, Path]) -> str:
     """Enter an embeddings file as the backbone NAME (``NAME=FILE`` or ``FILE``), read and checked now;
     returns NAME."""
-    name, path = named_file(text) if isinstance(text, str) else text
-    current: BackboneCfg | None = BACKBONES.get(name)
-    _check_free("backbone", name, current is not None and current.family != "imported")
+    name, path = named_file(text) if isinstance(text, str) else (checked_name(text[0]), Path(text[1]))
     add_backbone(imported_cfg(name, path, read_embeddings(path)))
     return name
+
+
+def check_images(dataset: Dataset) -> None:
+    """Every imported backbone names only images of ``dataset`` (a name of another folder is a wrong file)."""
+    images = dataset.image_ids()
+    for name in imported_names("backbone"):
+        cfg = BACKBONES[name]
+        foreign = [n for n in read_embeddings(cfg.model_id).names if n not in images]
+        if foreign:
+            raise TLLError(f"{shown_path(cfg.model_id)}: {quoted(foreign[0])}"
+                           + (f" and {len(foreign) - 1} more name(s) are" if len(foreign) > 1 else " is")
+                           + f" not an image of {shown_path(dataset.root)} (names are paths relative to it, e.g. "
+                           "train/left/abc.jpg)")
 
 
 def methods_in(folder: str | Path) -> tuple[list[Path], list[Path]]:

@@ -38,6 +38,9 @@ def check_output_path(path: str | os.PathLike[str], dataset=None, *, what: str =
             raise TLLError(f"{shown_path(path)}: not a regular file; give a new or a regular file name for {what}")
         if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
             raise TLLError(f"{shown_path(path)}: is read-only; make it writable or choose another file name")
+    if dataset is not None and os.path.realpath(path).startswith(os.path.realpath(dataset.root / "methods") + os.sep):
+        raise TLLError(f"{shown_path(path)}: is in the data folder's methods/ (its files are imported methods); "
+                       "choose another folder")
     if dataset is not None and _reads(dataset, path):
         raise TLLError(f"{shown_path(path)}: is a file of the data folder {dataset.root}; choose another file name")
     parent = path.parent
@@ -59,7 +62,7 @@ def _reads(dataset, path: Path) -> bool:
     return target in csvs or any(target == os.path.realpath(dataset.root / i) for i in dataset.image_ids())
 
 
-def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray, digits: int = 7) -> Path:
+def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray, digits: int = 9) -> Path:
     """Rows in the order of the tasks (test_candidates.csv's for the test tasks), each score to ``digits``
     significant digits (9 keep a float32 exactly); written to a private temporary file, then moved into place."""
     if scores.shape != tasks.candidates.shape:
