@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -490,12 +491,15 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
     protocol = rows[0].protocol if rows else "tasks"
     figures = figures_of(protocol)
     width = max([len(r.method) for r in rows] + [10])
-    tail = f" {'gallery':>7}" if protocol == "gallery" else "  top2 95% CI"
+    versus = protocol == "tasks" and any(math.isfinite(r.versus_first) for r in rows)  # McNemar p against row 1
+    tail = f" {'gallery':>7}" if protocol == "gallery" else "  top2 95% CI   " + (" p vs 1st" if versus else "")
     print(f"{'backbone':22} {'metric':10} {'method':{width}} " + " ".join(f"{f.header:>6}" for f in figures)
           + f" {'n':>5}{tail}")
     for r in rows:
         values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
         tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        if versus:
+            tail += f"  {r.versus_first:8.3g}" if math.isfinite(r.versus_first) else f"  {'-':>8}"
         if r.skipped:
             values, tail = "  ".join("-" * 5 for _ in figures), f"  not run: {bounded_line(r.skipped)}"
         print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
