@@ -25,6 +25,7 @@ eng = engine()
 if eng is None:
     st.stop()
 added = session.COMPARE_ADDED.setdefault()  # the methods built below, kept for the session
+added[:] = [s for s in added if s.known]  # (an imported method or backbone whose file was taken away goes)
 choices = {s.label: s for s in [*comparison_choices(selection()), *added]}
 
 
@@ -50,7 +51,7 @@ with st.expander("Add any method: backbone × matcher × metric × re-ranking"):
             else:
                 _add(new)
                 choices[new.label] = new
-session.COMPARE_METHODS.setdefault(list(choices)[:2])
+session.COMPARE_METHODS.set([label for label in session.COMPARE_METHODS.get(list(choices)[:2]) if label in choices])
 picked = st.multiselect("Methods (the first is the reference)", list(choices), key=session.COMPARE_METHODS.key)
 if len(picked) < 2:
     st.info("Pick at least two methods.")

@@ -40,8 +40,9 @@ def line(label: str, on_tasks: ResultRow, on_gallery: ResultRow) -> dict[str, An
     """One leaderboard line: the tasks row's figures and top-2 CI, then the gallery row's."""
     low, high = on_tasks.as_dict()["top2_ci"] or (None, None)
     figures = {figure_column(f, p): row.as_dict()[f.name] for p, row in (("tasks", on_tasks), ("gallery", on_gallery))
-               for f in figures_of(p)}
-    return {"selection": label, "n": on_tasks.n, **figures, "gallery": on_gallery.gallery, "ci_low": low, "ci_high": high,
+               for f in figures_of(p)}  # a row that could not run (imported scores' gallery): None, shown blank
+    return {"selection": label, "n": on_tasks.n, **figures, "gallery": None if on_gallery.skipped else on_gallery.gallery,
+            "ci_low": low, "ci_high": high,
             "top2 CI": "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"}
 
 
@@ -58,6 +59,8 @@ for note in [*eng.dataset.warnings, *(eng.cache.notices if eng.cache is not None
     st.warning(md(note))
 
 computed = session.LEADERBOARD.setdefault()  # label → selection, every one computed this session
+for label in [label for label, candidate in computed.items() if not candidate.known]:
+    del computed[label]  # an imported method or backbone whose file was taken away
 for candidate in leaderboard_selections(selection()):
     computed.setdefault(candidate.label, candidate)
 try:
@@ -65,11 +68,14 @@ try:
 except TLLError as exc:
     show_error(exc)
     st.stop()
-lines = []
+lines, not_run = [], []
 for label, candidate in list(computed.items()):
     try:
         with st.spinner(f"Evaluating {label}…"), progress_bar(f"{label}: embedding") as bar:
-            lines.append(line(label, *leaderboard_rows(candidate, content, bar)))
+            on_tasks, on_gallery = leaderboard_rows(candidate, content, bar)
+            lines.append(line(label, on_tasks, on_gallery))
+            if on_gallery.skipped:
+                not_run.append(f"Not run under the full gallery — {on_gallery.skipped}")
     except TLLError as exc:
         show_error(f"{label}: {exc}")
         del computed[label]  # tried again when it is next chosen, not on every run
@@ -90,6 +96,8 @@ if lines:
         x=[html.escape(label) for label in table["selection"]], y=table["top2"],  # plotly reads tags in labels
         error_y=dict(type="data", symmetric=False, array=table["ci_high"] - table["top2"], arrayminus=table["top2"] - table["ci_low"]),
     ))
+    for note in not_run:
+        st.caption(md(note))
     figure.add_hline(y=0.1, line_dash="dot", annotation_text="chance (0.10)")
     figure.update_layout(yaxis_title="top-2 (95 % bootstrap CI)", yaxis_range=[0, 1], height=380, margin=dict(t=10))
     st.plotly_chart(figure, key="leaderboard_chart")

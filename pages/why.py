@@ -10,13 +10,16 @@ from studio.session import selection
 from studio.widgets import md, show_error
 from tll_core.analysis import Candidate, RankedTask, ranked_task
 from tll_core.errors import TLLError
-from tll_core.why import NoSpatialMap, colour_bar, explainable_members, no_map_message
+from tll_core.why import NoSpatialMap, colour_bar, explainable_members, no_features_message, no_map_message
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
 eng, tasks, scores = scores_or_stop()
 sel = selection()
 st.title("Why this match?")
+if not sel.uses_backbone:  # imported scores: the sidebar's backbone does not score them
+    st.info(md(no_features_message(sel.label)))
+    st.stop()
 members = explainable_members(sel.backbone)
 if not members:
     st.info(md(no_map_message(sel.backbone)))

@@ -31,7 +31,7 @@ from tll_core.evaluation.figures import Evaluation
 from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.evaluation.results import ResultRow
 from tll_core.report import ScoredMethod, build_report, headline, render_html
-from tll_core.selection import Selection
+from tll_core.selection import Selection, backbone_sources
 from tll_core.submission import check_output_path, submission_problems, write_submission
 from tll_core.evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
 from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
@@ -93,10 +93,11 @@ def one_run() -> Iterator[None]:
         session.RUN_FINGERPRINTS.clear()
 
 
-def _chosen(sel: Selection) -> tuple[str, str, Selection, str]:
-    """The key of an answer about ``sel`` on the chosen folder as it is now, on the chosen device."""
+def _chosen(sel: Selection) -> tuple[str, str, Selection, str, tuple]:
+    """The key of an answer about ``sel`` on the chosen folder as it is now, on the chosen device (and the
+    imported files it reads, as entered: a replaced one is scored again)."""
     data, device_name = data_folder(), device()
-    return data, fingerprint(data, device_name), sel, device_name
+    return data, fingerprint(data, device_name), sel, device_name, sel.sources
 
 
 # ------------------------------------------------------------ scores and their figures
@@ -106,7 +107,7 @@ def scored(sel: Selection, bar: ProgressBar | None = None) -> tuple[TaskSet, np.
     """The task set of the selection's split and its [n, 20] scores, for the chosen folder's content as it is
     now; ``bar`` shows the embedding and training it takes when the answer is not kept yet."""
     key = _chosen(sel)
-    data, _, _, device_name = key
+    data, _, _, device_name, _ = key
 
     def compute() -> tuple[TaskSet, np.ndarray]:
         eng = engine_for(data, device_name)
@@ -146,7 +147,7 @@ def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = Non
     :func:`fingerprint`, taken once per run for the whole leaderboard)."""
     data, device_name = data_folder(), device()
     return memo("leaderboard rows", 64).get(
-        (data, content, sel, device_name),
+        (data, content, sel, device_name, sel.sources),
         lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
 
 
@@ -188,7 +189,7 @@ def map_coordinates(sel: Selection, projection: str, bar: ProgressBar | None = N
         return eng.embedding_map(tasks, sel.backbone, projection, sel.seed, progress=bar.images if bar else None)
 
     key = (data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction, sel.seed, projection,
-           device_name)
+           device_name, backbone_sources(sel.backbone))
     return memo("map coordinates", 16).get(key, compute)
 
 
@@ -242,9 +243,9 @@ def trained_curve(sel: Selection) -> TrainingCurve | None:
     return _training(key) if key in session.TRAINED.get() else None
 
 
-def _training(key: tuple[str, str, Selection, str], bar: ProgressBar | None = None,
+def _training(key: tuple[str, str, Selection, str, tuple], bar: ProgressBar | None = None,
               on_epoch: Callable[[EpochReport], None] | None = None) -> TrainingCurve:
-    data, _, sel, device_name = key
+    data, _, sel, device_name, _ = key
 
     def compute() -> TrainingCurve:
         eng = engine_for(data, device_name)

@@ -87,6 +87,10 @@ W_CENTRE: Slot[bool | None] = Slot("w_centre", _none)
 W_FRACTION: Slot[float | None] = Slot("w_fraction", _none)
 W_SEED: Slot[int | None] = Slot("w_seed", _none)
 
+# the sidebar's upload of your own model (studio.imports): a fresh widget after each file, and what became of it
+UPLOAD_ROUND: Slot[int] = Slot("upload_round", int)
+UPLOAD_NOTE: Slot[tuple[bool, str] | None] = Slot("upload_note", _none)  # (saved?, one line)
+
 # ------------------------------------------------------------ links between pages (studio.links)
 SWITCH_TO: Slot[str | None] = Slot("switch_to", _none)  # the page a callback asked for (app.py switches)
 WHY_CANDIDATE: Slot[str | None] = Slot("why_candidate", _none)  # a right handed to the Why page, taken once
@@ -118,6 +122,11 @@ TAG_PROBLEM: Slot[tuple[str, str] | None] = Slot("tag_problem", _none)  # Failur
 def tags_widget(index: int) -> Slot[list[str]]:
     """Failures: the tag box of the failure of task ``index``."""
     return Slot(f"tags_{index}", list)
+
+
+def upload_widget(round_: int) -> Slot[Any]:
+    """The sidebar's file uploader of round ``round_`` (an UploadedFile or None)."""
+    return Slot(f"upload_{round_}", _none)
 
 
 def selection() -> Selection:

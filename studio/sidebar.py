@@ -7,30 +7,40 @@ page switches. Its choices come from the register and the backbone registry: a n
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import streamlit as st
 
 from tll_core.backbones.registry import BACKBONES, weights_available
 from tll_core.errors import TLLError
+from tll_core.imported import MAX_EMBEDDINGS_UPLOAD, MAX_SCORES_UPLOAD, METHODS_FOLDER, UPLOAD_SUFFIXES
 from tll_core.evaluation.metrics import metric_names
 from tll_core.recipes import fallback_notice
 from tll_core.register import REGISTER
 from tll_core.selection import SPLITS, Selection, default_options
 
 from . import session
-from .folder import device_choices
+from .folder import device_choices, engine_for
+from .imports import enter_imports, save_uploaded
 from .links import set_selection, views_from
 from .session import data_folder, default_data, device, selection
 from .widgets import md, option_input, show_error
 
 
 def sidebar() -> None:
-    """Data folder, split, backbone, method, metric, re-ranking, device, validation fraction and seed."""
-    if not session.SELECTION.held():
-        params = st.query_params.to_dict()
-        session.SELECTION.set(Selection.from_query(params))
+    """Data folder, split, backbone, method, metric, re-ranking, device, validation fraction and seed; your own
+    model (files in the folder's methods/, and an upload), entered first so that every choice offers it."""
+    first = not session.SELECTION.held()
+    params = st.query_params.to_dict() if first else {}
+    if first:
         session.DATA_FOLDER.set(params.get("data") or default_data())
+    for problem in enter_imports(data_folder()):
+        st.warning(md(problem))
+    if first:
+        session.SELECTION.set(Selection.from_query(params))
         session.VIEWS.set(views_from(params))
+    elif not selection().known:  # its imported method or backbone was taken away
+        session.SELECTION.set(selection().with_known_parts())
     sel = selection()
     _seed_widgets(sel)
     session.W_DATA.set(data_folder())
@@ -58,12 +68,48 @@ def sidebar() -> None:
             st.number_input("Validation fraction", 0.05, 1.0, key=session.W_FRACTION.key, step=0.05,
                             on_change=_widgets_changed)
             st.number_input("Seed", 0, 10_000, key=session.W_SEED.key, step=1, on_change=_widgets_changed)
+        _own_model()
         notice = _fallback_notice()
         if notice:
             st.info(md(notice.removeprefix("notice: ")))
         if sel.options:
             st.caption(md("options: " + ", ".join(f"{k}={v}" for k, v in sel.options) + " (set on the Train page)"))
     set_selection(sel)
+
+
+def _own_model() -> None:
+    """The upload of a scores or embeddings file into the folder's methods/, and what became of the last one."""
+    note = session.UPLOAD_NOTE.get()
+    with st.expander("Your own model", expanded=note is not None):
+        folder = Path(data_folder()).expanduser() / METHODS_FOLDER
+        st.caption(md(f"Scores (.csv: left,c0..c19 for the validation tasks that python -m tll_core tasks writes; "
+                      f"at most {MAX_SCORES_UPLOAD // 2**20} MB) become a method, embeddings (.npz: names, embeddings; "
+                      f".parquet: name, embedding; by image id, e.g. train/left/abc.jpg; at most "
+                      f"{MAX_EMBEDDINGS_UPLOAD // 2**20} MB) a backbone, named by the file. Saved into {folder}; "
+                      "files put there yourself appear too."))
+        widget = session.upload_widget(session.UPLOAD_ROUND.get())
+        st.file_uploader("Add a scores or embeddings file", type=[s.lstrip(".") for s in UPLOAD_SUFFIXES],
+                         key=widget.key, on_change=_uploaded, args=(widget,))
+        if note is not None:
+            (st.success if note[0] else st.error)(md(note[1]))
+
+
+def _uploaded(widget) -> None:  # widget: Slot of an UploadedFile
+    """A file given to the uploader: checked against the selection's tasks, saved, entered; then a fresh
+    uploader (the file is not kept in the session)."""
+    upload = widget.get()
+    if upload is None:
+        return
+    data, sel = data_folder(), selection()
+    try:
+        tasks, _ = engine_for(data, device()).tasks_for(sel.split, sel.val_fraction, sel.seed)
+        kind, name, path = save_uploaded(data, upload.name, upload.getvalue(), tasks)
+    except TLLError as exc:
+        session.UPLOAD_NOTE.set((False, str(exc)))
+    else:
+        what = "method" if kind == "matcher" else "backbone"
+        session.UPLOAD_NOTE.set((True, f"Added the {what} {name}, saved as {path}"))
+    session.UPLOAD_ROUND.set(session.UPLOAD_ROUND.get() + 1)
 
 
 def _rerank_options(sel: Selection) -> Selection:

@@ -6,6 +6,7 @@ on any exception shown on a page. Skipped only where chromium is absent and TLL_
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -46,15 +47,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_studio(tmp_path_factory: pytest.TempPathFactory, warm: Path | None = None):
-    """``streamlit run app.py`` on a free port with its own cache (a copy of ``warm`` if given): (url, process)
-    once it answers."""
+def start_studio(tmp_path_factory: pytest.TempPathFactory, warm: Path | None = None, data: Path | None = None):
+    """``streamlit run app.py`` on a free port with its own cache (a copy of ``warm`` if given), on ``data``
+    (``$TLL_DATA``; the demo when None): (url, process) once it answers."""
     port = _free_port()
     cache = tmp_path_factory.mktemp("browser-cache") / "cache"
     if warm is not None:
         copy_warm_cache(warm, cache)
     env = dict(os.environ, TLL_CACHE_DIR=str(cache))
     env.pop("TLL_DATA", None)
+    env.pop("TLL_IMPORTS", None)
+    if data is not None:
+        env["TLL_DATA"] = str(data)
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -75,14 +79,15 @@ def studio(tmp_path_factory: pytest.TempPathFactory, warm_recipe_master: Path):
     """The studio as started by a user on the demo, on a copy of the warm recipe cache (the default recipe's demo
     embeddings and trained matcher, made by the engine once per session): the pages, not the embedding, are
     the subject here. It still writes the demo and builds the recipe's backbones itself."""
-    url, proc = _start_studio(tmp_path_factory, warm=warm_recipe_master)
+    url, proc = start_studio(tmp_path_factory, warm=warm_recipe_master)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
 
 
-@pytest.fixture(scope="module")
-def page(studio: str):
+@contextlib.contextmanager
+def browser_page():
+    """A page of a fresh headless chromium, 1400 x 1000, downloads accepted."""
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -90,6 +95,12 @@ def page(studio: str):
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         yield context.new_page()
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(studio: str):
+    with browser_page() as opened:
+        yield opened
 
 
 def settle(page, timeout_s: float = WAIT_S) -> None:
@@ -136,7 +147,7 @@ def test_every_page_in_a_browser(studio: str, page) -> None:
 def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The first request a fresh server answers is a deep link: it still runs app.py (sidebar, page config,
     query params) and shows app.py's navigation, not an automatic one."""
-    url, proc = _start_studio(tmp_path_factory)
+    url, proc = start_studio(tmp_path_factory)
     try:
         page.goto(f"{url}/ranked?backbone=combined")
         page.get_by_role("heading", name="Ranked candidates").wait_for(timeout=WAIT_S * 1000)

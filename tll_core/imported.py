@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +31,7 @@ from .evaluation.tasks import TaskSet
 from .files import read_regular
 from .matchers.base import Embedded, Fixed, GallerySearch, NoGallery
 from .register import REGISTER, Part
-from .submission import HEADER, score_problem
+from .submission import HEADER, score_problem, write_atomically
 
 SCORES_SUFFIXES = (".csv",)
 METHODS_FOLDER = "methods"  # <data folder>/methods/: files there are the studio's imported methods
@@ -77,45 +78,55 @@ def file_digest(path: Path, cap: int) -> str:
 # ---------------------------------------------------------------- scores
 
 
-def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
-    """``[n, 20]`` scores of ``tasks`` from a ``left,c0..c19`` CSV: column ``cK`` scores the task's candidate K
-    (as ``tasks`` exports them). One line naming the file and row on any problem; a file whose lefts are not
-    these tasks' lefts is named as made for other tasks."""
+def scores_by_left(path: str | Path) -> dict[str, tuple[int, list[float]]]:
+    """A ``left,c0..c19`` CSV's rows by left: (line, 20 finite scores). One line naming the file and row on a
+    wrong header or width, a score that is not a finite number, a left listed twice or no rows."""
     path = Path(path)
     where = path.name
     rows, problems = read_csv_rows(path, HEADER, confined=False)
     if problems:
         raise TLLError(problems[0] + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""))
     if not rows:
-        raise TLLError(f"{where}: no rows (expected one per left of the {len(tasks)} tasks)")
-    at = {left: i for i, left in enumerate(tasks.left_names)}
-    first: dict[str, int] = {}
-    scores = np.empty(tasks.candidates.shape, dtype=np.float64)
-    unknown = [(line, left) for line, (left, *_) in rows if left not in at]
-    absent = len(set(at) - {left for _, (left, *_) in rows})
-    if len(unknown) + absent > 1:  # more than a stray or a lost row: another split, fraction or seed
-        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(rows)} lefts are not among the "
-                       f"{len(tasks)} lefts of these tasks ({tasks.name}) and {absent} of those have no row; "
-                       "export the tasks you score with `python -m tll_core tasks` and the same "
-                       "--split/--val-fraction/--seed/--foils")
-    if unknown:
-        raise TLLError(f"{where} line {unknown[0][0]}: left {quoted(unknown[0][1])} is not a left of these tasks")
+        raise TLLError(f"{where}: no rows (expected one per left of the tasks it scores)")
+    by_left: dict[str, tuple[int, list[float]]] = {}
     for line, (left, *cells) in rows:
-        if left in first:
-            raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {first[left]})")
-        first[left] = line
+        if left in by_left:
+            raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {by_left[left][0]})")
         for column, value in zip(HEADER[1:], cells):
             problem = score_problem(value) or (None if np.isfinite(np.float32(float(value))) else
                                                 f"{value.strip()} is beyond float32's range")
             if problem:
                 raise TLLError(f"{where} line {line} ({column}): {problem}")
-        scores[at[left]] = [float(v) for v in cells]
-    missing = [left for left in tasks.left_names if left not in first]
+        by_left[left] = line, [float(v) for v in cells]
+    return by_left
+
+
+def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
+    """``[n, 20]`` scores of ``tasks`` from a ``left,c0..c19`` CSV: column ``cK`` scores the task's candidate K
+    (as ``tasks`` exports them). One line naming the file and row on any problem (:func:`scores_by_left`); a
+    file whose lefts are not these tasks' lefts is named as made for other tasks."""
+    path = Path(path)
+    where = path.name
+    by_left = scores_by_left(path)
+    at = {left: i for i, left in enumerate(tasks.left_names)}
+    unknown = [(line, left) for left, (line, _) in by_left.items() if left not in at]
+    absent = len(set(at) - set(by_left))
+    if len(unknown) + absent > 1:  # more than a stray or a lost row: another split, fraction or seed
+        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(by_left)} lefts are not among the "
+                       f"{len(tasks)} lefts of these tasks ({tasks.name}) and {absent} of those have no row; "
+                       "export the tasks you score with `python -m tll_core tasks` and the same "
+                       "--split/--val-fraction/--seed/--foils")
+    if unknown:
+        raise TLLError(f"{where} line {unknown[0][0]}: left {quoted(unknown[0][1])} is not a left of these tasks")
+    missing = [left for left in tasks.left_names if left not in by_left]
     if missing:
         raise TLLError(f"{where}: no row for left {quoted(missing[0])}"
                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                        + f" (one row per left of the {len(tasks)} tasks)")
-    return scores.astype(np.float32)
+    scores = np.empty(tasks.candidates.shape, dtype=np.float32)
+    for left, (_, values) in by_left.items():
+        scores[at[left]] = values
+    return scores
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ class ImportedScores(Fixed):
     """A matcher made of a scores file: it scores the tasks the file was made for, by their lefts' names."""
 
     name: str
-    path: str  # as given (messages name the file the user named)
+    path: str
     digest: str
     uses_embeddings: ClassVar[bool] = False
 
@@ -145,12 +156,13 @@ class ImportedScores(Fixed):
 
 
 def add_scores(text: str | tuple[str, Path]) -> str:
-    """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. The file is read
-    whole when scored (checked against the tasks then); here only that it can be read."""
+    """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. Here the file is
+    read and checked as a ``left,c0..c19`` CSV; when scored, against the tasks."""
     name, path = named_file(text) if isinstance(text, str) else (checked_name(text[0]), Path(text[1]))
     if path.suffix.lower() not in SCORES_SUFFIXES:
         raise TLLError(f"{shown_path(path)}: scores must be a .csv file (left,c0..c19)")
     digest = file_digest(path, MAX_CSV_BYTES)
+    scores_by_left(path)  # a file that does not read is not entered (which tasks it scores is told when scored)
     scores = ImportedScores(name, str(path.absolute()), digest)
     REGISTER.add(Part("matcher", name, lambda: scores, help=f"scores imported from {path.name}",
                       metric=IMPORTED_METRIC), replace=True)
@@ -178,9 +190,18 @@ def check_images(dataset: Dataset) -> None:
                            "train/left/abc.jpg)")
 
 
+def methods_folder(folder: str | Path) -> Path:
+    """``<folder>/methods/``, refused in one line where it is a link or lies outside the data folder (nothing
+    is read from there or written there)."""
+    root = Path(folder) / METHODS_FOLDER
+    if root.is_symlink() or (root.exists() and not root.resolve().is_relative_to(Path(folder).resolve())):
+        raise TLLError(f"{shown_path(root)}: is a link out of the data folder; make it a plain folder")
+    return root
+
+
 def methods_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """The scores files and the embeddings files in ``<folder>/methods/`` (regular files, by name)."""
-    root = Path(folder) / METHODS_FOLDER
+    root = methods_folder(folder)
     if not root.is_dir():
         return [], []
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
@@ -188,16 +209,84 @@ def methods_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
             [p for p in files if p.suffix.lower() in EMBEDDING_SUFFIXES])
 
 
-def forget_imports() -> None:
-    """Take every imported method and backbone out of the register and the table (another data folder, a test)."""
-    for name in imported_names("matcher"):
-        REGISTER.remove("matcher", name)
-    for name in imported_names("backbone"):
-        remove_backbone(name)
-
-
 def imported_names(kind: str) -> tuple[str, ...]:
     """The imported methods (``matcher``) or backbones (``backbone``) entered so far."""
     if kind == "matcher":
         return tuple(p.name for p in REGISTER.parts("matcher") if p.metric == IMPORTED_METRIC)
     return tuple(name for name, cfg in BACKBONES.items() if cfg.family == "imported")
+
+
+def entry(kind: str, name: str) -> tuple[str, str] | None:
+    """The file an imported method (``matcher``) or backbone (``backbone``) NAME was entered from and its
+    content digest, as entered; None for a built-in or unknown name."""
+    if kind == "matcher":
+        if ("matcher", name) not in REGISTER or name not in imported_names("matcher"):
+            return None
+        scores = REGISTER.get("matcher", name).create()
+        return scores.path, scores.digest
+    cfg = BACKBONES.get(name)
+    return (cfg.model_id, cfg.weights_tag) if cfg is not None and cfg.family == "imported" else None
+
+
+def forget_imports() -> None:
+    """Take every imported method and backbone out of the register and the table (another data folder, a test)."""
+    for kind in ("matcher", "backbone"):
+        for name in imported_names(kind):
+            remove_entry(kind, name)
+
+
+def remove_entry(kind: str, name: str) -> None:
+    """Take an imported method or backbone out again (its file is gone); a built-in is never removed."""
+    if entry(kind, name) is None:
+        return
+    if kind == "matcher":
+        REGISTER.remove("matcher", name)
+    else:
+        remove_backbone(name)
+
+
+# ---------------------------------------------------------------- an upload (the studio's sidebar)
+
+MAX_SCORES_UPLOAD = MAX_CSV_BYTES  # 32 MiB: what a scores CSV may be (the reader's own cap)
+MAX_EMBEDDINGS_UPLOAD = 200 * 2**20  # 200 MiB: the studio's upload cap; larger files go into <data>/methods/ by hand
+UPLOAD_SUFFIXES = (*SCORES_SUFFIXES, *EMBEDDING_SUFFIXES)
+
+
+def upload_kind(filename: str) -> str:
+    """``matcher`` (a scores CSV) or ``backbone`` (embeddings) by the file's suffix; one line otherwise."""
+    suffix = Path(filename).suffix.lower()
+    if suffix in SCORES_SUFFIXES:
+        return "matcher"
+    if suffix in EMBEDDING_SUFFIXES:
+        return "backbone"
+    raise TLLError(f"{quoted(Path(filename).name)}: add a .csv (scores: left,c0..c19) or an .npz / .parquet "
+                   "(embeddings) file")
+
+
+def save_upload(data_folder: str | Path, filename: str, data: bytes, tasks: TaskSet) -> tuple[str, str, Path]:
+    """An uploaded scores or embeddings file: checked (a scores CSV against ``tasks``, an embeddings file read
+    whole), then written atomically to ``<data_folder>/methods/NAME.<suffix>`` (NAME: the file's stem; a file
+    of that name is replaced) and entered; ``(kind, NAME, the file written)``. A problem is one line naming the
+    file, and nothing is written or entered."""
+    shown_name = Path(filename).name
+    kind = upload_kind(shown_name)
+    name, _ = named_file(shown_name)
+    cap = MAX_SCORES_UPLOAD if kind == "matcher" else MAX_EMBEDDINGS_UPLOAD
+    if len(data) > cap:
+        raise TLLError(f"{quoted(shown_name)}: {len(data) / 2**20:.1f} MB, more than the {cap // 2**20} MB an upload "
+                       f"of {'scores' if kind == 'matcher' else 'embeddings'} may be; put it in "
+                       f"{shown_path(Path(data_folder) / METHODS_FOLDER)} yourself")
+    target = methods_folder(data_folder) / f"{name}{Path(shown_name).suffix.lower()}"
+    with tempfile.TemporaryDirectory(prefix="tll-upload-") as folder:  # read as the file it will be, named so
+        trial = Path(folder) / target.name
+        trial.write_bytes(data)
+        try:
+            if kind == "matcher":
+                read_scores(trial, tasks, name)
+            else:
+                read_embeddings(trial)
+        except TLLError as exc:
+            raise TLLError(str(exc).replace(shown_path(trial), target.name)) from None
+    write_atomically(target, data)
+    (add_scores if kind == "matcher" else add_embeddings)((name, target))
+    return kind, name, target

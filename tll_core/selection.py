@@ -18,6 +18,7 @@ from .progress import Reporter
 from .register import REGISTER, OptionSpec, Part
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
+from .imported import entry, imported_names
 
 SPLITS = ("validation", "test")
 
@@ -63,10 +64,39 @@ class Selection:
         return matcher_part(self.method).metric is None
 
     @property
+    def uses_backbone(self) -> bool:
+        """Whether the method scores the backbone's embeddings (False: imported scores, read by the lefts' names)."""
+        return _uses_embeddings(matcher_part(self.method))
+
+    @property
     def label(self) -> str:
-        """``backbone · method label · metric``: the label names every option (``zero-shot+centre=False``)."""
+        """``backbone · method label · metric``: the label names every option (``zero-shot+centre=False``); a
+        method that uses no backbone (imported scores) is ``method label · own``, whatever the backbone."""
         method = self.to_method()
+        if not self.uses_backbone:
+            return f"{method.label} · {method.shown_metric}"
         return f"{self.backbone} · {method.label}" + (f" · {method.shown_metric}" if self.uses_metric else "")
+
+    @property
+    def known(self) -> bool:
+        """Whether its method and backbone are registered now (an imported file taken away takes its part)."""
+        return ("matcher", self.method) in REGISTER and _valid_backbone(self.backbone)
+
+    def with_known_parts(self) -> Selection:
+        """Itself, with the default method (and its options) or backbone in place of one no longer registered."""
+        default = Selection()
+        sel = self if ("matcher", self.method) in REGISTER else replace(
+            self, method=default.method, options=default.options)
+        return sel if _valid_backbone(sel.backbone) else replace(sel, backbone=default.backbone)
+
+    @property
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """The imported files its method and backbone are read from, as entered (file, content digest): part of
+        every cached answer's key, so a replaced file is scored again and an unchanged one is not."""
+        if self.uses_backbone:
+            return backbone_sources(self.backbone)
+        found = entry("matcher", self.method)
+        return () if found is None else (found,)
 
     def to_query(self) -> dict[str, str]:
         """Only what differs from the defaults, as strings (a short, shareable URL)."""
@@ -129,17 +159,31 @@ def settable_options(method: str) -> tuple[OptionSpec, ...]:
 ZERO_SHOT = ZeroShot.name
 
 
+def backbone_sources(backbone: str) -> tuple[tuple[str, str], ...]:
+    """The imported embeddings files the parts of ``backbone`` are read from (file, content digest)."""
+    found = (entry("backbone", part) for part in Ensemble.parse(backbone).parts)
+    return tuple(f for f in found if f is not None)
+
+
 def zero_shot_baseline(sel: Selection, backbone: str, metric: str = "cosine") -> Selection:
     """Zero-shot ``metric`` on ``backbone``, no re-ranking, with the rest of ``sel`` (split, fraction, seed)."""
     return replace(sel, backbone=backbone, method=ZERO_SHOT, metric=metric, rerank="none", options=(), rerank_options=())
 
 
+def imported_selections(sel: Selection) -> list[Selection]:
+    """Your own models on ``sel``'s split: each imported scores method as it is (no re-ranking; the backbone
+    plays no part), then zero-shot cosine on each imported backbone."""
+    scores = [replace(sel, method=name, options=(), rerank="none", rerank_options=())
+              for name in imported_names("matcher")]
+    return [*scores, *(zero_shot_baseline(sel, name) for name in imported_names("backbone"))]
+
+
 def leaderboard_selections(sel: Selection) -> list[Selection]:
     """What the overview's leaderboard scores on the validation split: the selection, then zero-shot cosine on
-    each backbone that needs no weights (every label once)."""
+    each backbone that needs no weights, then your own models (:func:`imported_selections`; every label once)."""
     sel = replace(sel, split="validation")
     baselines = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
-    return _unique([sel, *baselines])
+    return _unique([sel, *baselines, *imported_selections(sel)])
 
 
 def comparison_choices(sel: Selection) -> list[Selection]:
@@ -153,7 +197,7 @@ def comparison_choices(sel: Selection) -> list[Selection]:
     backbones = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
     matchers = [replace(sel, method=name, options=default_options(name))
                 for name in REGISTER.names("matcher") if name not in (sel.method, ZERO_SHOT)]
-    return _unique([sel, *reranked, *metrics, *backbones, *matchers])
+    return _unique([sel, *reranked, *metrics, *backbones, *matchers, *imported_selections(sel)])
 
 
 def chosen_method(sel: Selection, backbone: str, method: str, metric: str, rerank: str) -> Selection:
@@ -168,6 +212,12 @@ def chosen_method(sel: Selection, backbone: str, method: str, metric: str, reran
         raise TLLError(f"unknown metric {quoted(metric)}; choose from {', '.join(metric_names())}")
     return replace(sel, split="validation", backbone=backbone, method=method, metric=metric, rerank=rerank,
                    options=default_options(method), rerank_options=())
+
+
+@functools.lru_cache(maxsize=256)
+def _uses_embeddings(part: Part) -> bool:
+    """Whether a matcher part scores embeddings (asked of it once per entry: building a learned one costs ~2 ms)."""
+    return bool(part.create().uses_embeddings)
 
 
 def _unique(selections: list[Selection]) -> list[Selection]:

@@ -89,6 +89,12 @@ def no_map_message(backbone: str | Ensemble) -> str:
             "combined to see where images match)")
 
 
+def no_features_message(method: str) -> str:
+    """One line for a method that scores no image features (imported scores, read by the lefts' names)."""
+    return (f"No spatial map for {method}: its scores were read from a file, not computed from the images' "
+            "features, so there are no features to map (the sidebar's backbone plays no part in them)")
+
+
 def why(engine: Engine, backbone: str | Ensemble, left_id: str, candidate_id: str, *, member: str | None = None,
         centre: np.ndarray | None = None) -> WhyPair:
     """Where ``left_id`` and ``candidate_id`` match under ``backbone`` (for an ensemble: ``member``, by default

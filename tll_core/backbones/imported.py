@@ -95,6 +95,8 @@ def _unpacked_size(path: Path, data: bytes) -> None:
 
 
 def _npz(path: Path, data: bytes) -> tuple[list, np.ndarray]:
+    if not data.startswith(b"PK"):  # np.load would take any other bytes for a pickle (and call it one)
+        raise TLLError(f"{shown_path(path)}: not a readable .npz (not a zip archive: save it with numpy.savez)")
     _unpacked_size(path, data)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
