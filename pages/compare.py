@@ -6,7 +6,7 @@ from studio import session
 from studio.entry import enter
 from studio.folder import engine
 from studio.links import open_in_ranked
-from studio.memo import figures, scored
+from studio.memo import figures, report_html, scored
 from studio.progress import progress_bar
 from studio.session import selection
 from studio.sidebar import backbone_choices, backbone_label
@@ -88,6 +88,14 @@ slices = comparison.slices
 for col, (name, members) in zip(st.columns(len(slices)), slices.items()):
     col.metric(name, len(members))
 st.caption(f"Exact McNemar test on the discordant lefts: p = {comparison.p_value:.4f}")
+try:
+    report = report_html(tuple(choices[label] for label in picked), (a, b) if a != b else None)
+except TLLError as exc:
+    show_error(exc)
+else:
+    st.download_button("Download the report (HTML)", report, file_name="tll-report.html", mime="text/html",
+                       on_click="ignore", help="every method picked here: figures, McNemar tests, the first "
+                       "one's worst failures, A against B; one file that opens offline")
 slice_name = st.radio("Slice", list(slices), horizontal=True, key="compare_slice")
 members = slices[slice_name]
 if not members:

@@ -30,6 +30,7 @@ from tll_core.matchers import EpochReport, TrainingCurve
 from tll_core.evaluation.figures import Evaluation
 from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.evaluation.results import ResultRow
+from tll_core.report import ScoredMethod, build_report, headline, render_html
 from tll_core.selection import Selection, backbone_sources
 from tll_core.submission import check_output_path, submission_problems, write_submission
 from tll_core.evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
@@ -37,7 +38,7 @@ from tll_core.thumbnails import THUMBNAIL_SIDE, thumbnail_urls
 from tll_core.why import Rendered, WhyPair, centre_of, render, why
 
 from . import session
-from .folder import engine, engine_for
+from .folder import engine, engine_for, tag_store
 from .progress import ProgressBar, progress_bar
 from .session import data_folder, device, selection
 from .widgets import show_error
@@ -148,6 +149,31 @@ def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = Non
     return memo("leaderboard rows", 64).get(
         (data, content, sel, device_name, sel.sources),
         lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
+
+
+def report_html(sels: tuple[Selection, ...], compare: tuple[str, str] | None) -> bytes:
+    """The HTML report (``tll_core.report``) of ``sels`` on their validation tasks — figures, McNemar tests, the
+    first one's worst failures, the disagreements of ``compare`` (two labels; None: the first two) and the
+    folder's tags — once per folder content, methods, pair and tags."""
+    data, device_name = data_folder(), device()
+    store = tag_store()
+    tags = tuple(sorted(store.tags.items())) if store is not None else ()
+
+    def compute() -> bytes:
+        eng = engine_for(data, device_name)
+        methods = []
+        for sel in sels:
+            tasks, scores = scored(sel)
+            methods.append(ScoredMethod(sel.label, scores))
+        _, fit = eng.tasks_for("validation", sels[0].val_fraction, sels[0].seed)
+        title, summary = headline(eng.dataset, tasks, val_fraction=sels[0].val_fraction, seed=sels[0].seed,
+                                  fit_pairs=len(fit))
+        report = build_report(eng.dataset, tasks, methods, tags=store, compare=compare, seed=sels[0].seed,
+                              title=title, summary=summary)
+        return render_html(report).encode("utf-8")
+
+    key = (data, fingerprint(data, device_name), sels, compare, tags, device_name)
+    return memo("reports", 8).get(key, compute)
 
 
 # ------------------------------------------------------------ the embedding map and the Why view

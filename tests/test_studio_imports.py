@@ -290,7 +290,7 @@ def test_an_upload_is_saved_into_methods_and_entered(demo_copy: Path, warm_demo_
 @pytest.mark.parametrize("name, content, says", [
     ("bad.npz", b"PK\x03\x04 but no zip", "bad.npz: not a readable .npz"),
     ("bad.csv", b"left,c0\nx,1\n", "bad.csv"),
-    ("combined.npz", None, "combined: already the name of a built-in backbone"),
+    ("combined.npz", None, "combined: already the name of a built-in part or backbone"),
     ("other-seed.csv", "seed 1", "other-seed.csv: made for other tasks"),
     ("evil name.csv", b"left\n", "name 'evil name'"),
 ])

@@ -5,6 +5,7 @@ The data flows one way: :func:`load_dataset` → tasks (:mod:`tll_core.evaluatio
 register, :mod:`tll_core.register`) → evaluation (:mod:`tll_core.evaluation.metrics`, :mod:`tll_core.analysis`) →
 export (:mod:`tll_core.submission`). :class:`Engine` ties them together; ``python -m tll_core`` is the CLI.
 """
+from .api import Data, Tasks, open_data
 from .backbones.registry import BACKBONES, create_backbone
 from .dataset import load_dataset
 from .engine import Engine, Method
@@ -12,5 +13,5 @@ from .matchers import create_matcher
 from .register import REGISTER, register
 from .evaluation.results import ResultRow
 
-__all__ = ["REGISTER", "BACKBONES", "Engine", "Method", "ResultRow", "create_backbone", "create_matcher", "load_dataset",
-           "register"]
+__all__ = ["BACKBONES", "REGISTER", "Data", "Engine", "Method", "ResultRow", "Tasks", "create_backbone", "create_matcher",
+           "load_dataset", "open_data", "register"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -98,11 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="backbones x methods on validation tasks built from the train pairs",
                        epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(p)
-    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
-    p.add_argument("--metric", action="append", choices=metric_names(),
-                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
-    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
-    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+    _validation_options(p)
     p.add_argument("--foils", choices=("random", "hard"), default="random",
                    help="hard: the 19 validation rights nearest to each left under --foil-backbone")
     p.add_argument("--foil-backbone", default=DEFAULT_BACKBONE)
@@ -126,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     _import_options(p, repeat=False)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of backbones x methods on the validation "
+                                      "tasks, its tables and charts also as CSV/SVG/PNG files beside it",
+                       epilog=_options_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_options(p)
+    _validation_options(p)
+    _method_options(p, repeat=True)
+    _import_options(p, repeat=True)
+    p.add_argument("--out", required=True, type=Path, help="the HTML file; its figures go to <stem>_figures/ beside it")
+    p.add_argument("--worst", type=whole_arg, default=20, help="how many of the first method's worst failures (20)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="the two methods whose disagreements are shown, by label (default: the first two)")
+    p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("studio", help="open the studio (streamlit) on a folder, with your own scores and embeddings")
+    p.add_argument("--data", required=True, type=Path, help="a TLL folder (Kaggle or release layout)")
+    _import_options(p, repeat=True)
+    p.add_argument("--port", type=whole_arg, default=8501)
+    p.set_defaults(run=cmd_studio)
 
     p = sub.add_parser("tasks", help="write the tasks evaluate scores (left,c0..c19) and the fit pairs (left,right), "
                                      "to score them elsewhere and bring the scores back with --scores")
@@ -176,6 +192,16 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="where deep backbones and learned matchers run (auto: cuda, else mps, else cpu)")
 
 
+def _validation_options(p: argparse.ArgumentParser) -> None:
+    """--backbone and --metric (repeatable), --val-fraction and --seed: backbones x methods on a validation split
+    (``evaluate``, ``report``)."""
+    p.add_argument("--backbone", action="append", help="repeatable (default: the default recipe's, see README)")
+    p.add_argument("--metric", action="append", choices=metric_names(),
+                   help="repeatable; a zero-shot metric (given alone, the method is zero-shot)")
+    p.add_argument("--val-fraction", type=decimal_arg, default=DEFAULT_VAL_FRACTION)
+    p.add_argument("--seed", type=whole_arg, default=DEFAULT_SEED)
+
+
 def _method_options(p: argparse.ArgumentParser, repeat: bool) -> None:
     """--method, --rerank and --option: choices and help from the register (a new part appears here by itself)."""
     many = " (repeatable)" if repeat else ""
@@ -205,11 +231,23 @@ def _import_options(p: argparse.ArgumentParser, repeat: bool) -> None:
 def _imports(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
     """The imported backbones and methods, entered in the register (one line on a bad file)."""
     from .engine import Method
-    from .imported import add_embeddings, add_scores
+    from .imported import add_embeddings, add_scores, distinct, named_file
 
-    backbones = [add_embeddings(text) for text in _listed(args.embeddings)]
-    methods = [Method(add_scores(text), rerank=reranker) for text in _listed(args.scores)
+    backbones = [add_embeddings(named) for named in distinct([named_file(t) for t in _listed(args.embeddings)])]
+    methods = [Method(add_scores(named), rerank=reranker) for named in distinct([named_file(t) for t in _listed(args.scores)])
                for reranker in (_listed(args.rerank) or ["none"])]
+    return backbones, methods
+
+
+def _evaluated(args: argparse.Namespace) -> tuple[list[str], list]:  # -> (backbones, [Method])
+    """What ``evaluate`` and ``report`` score: the backbones and methods asked for (each checked) and the imported
+    ones; given only your own scores, no backbone (nothing else to embed)."""
+    imported_backbones, imported_methods = _imports(args)
+    own_only = imported_methods and not (imported_backbones or _listed(args.backbone) or _listed(args.method)
+                                         or args.metric)
+    backbones = [] if own_only else list(dict.fromkeys(_backbones(args, imported_backbones)))
+    _check_backbones(backbones)
+    methods = ([] if own_only else _methods(args, args.metric or ["cosine"])) + imported_methods
     return backbones, methods
 
 
@@ -307,6 +345,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
     from .cache import EmbeddingCache
     from .dataset import load_dataset
     from .engine import Engine
+    from .imported import check_images
 
     if args.batch_size < 1 or args.workers < 1:
         raise TLLError("--batch-size and --workers must be at least 1")
@@ -322,6 +361,7 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
         weights[name] = file
     dataset = load_dataset(args.data)
     args.notices += [_notice(w) for w in dataset.warnings]
+    check_images(dataset)  # imported embeddings name only this folder's images
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     if cache is not None:
         args.notices += [_notice(n) for n in cache.notices]
@@ -421,13 +461,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "gallery" and (args.foils == "hard" or args.fuse):
         raise TLLError(f"{'--foils hard' if args.foils == 'hard' else '--fuse'} applies to the 20-candidate tasks, "
                        "not to --protocol gallery (every left is ranked against all validation rights)")
-    imported_backbones, imported_methods = _imports(args)
-    own_only = imported_methods and not (imported_backbones or _listed(args.backbone) or _listed(args.method)
-                                         or args.metric)
-    backbones = [] if own_only else _backbones(args, imported_backbones)  # only your scores: nothing else to embed
-    metrics = args.metric or ["cosine"]
-    _check_backbones([*backbones, args.foil_backbone])
-    methods = ([] if own_only else _methods(args, metrics)) + imported_methods
+    backbones, methods = _evaluated(args)
+    _check_backbones([args.foil_backbone])
     engine = _engine(args, backbones)
     if _default_method(args):
         from .evaluation.tasks import split_pairs
@@ -456,22 +491,81 @@ def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], on
     protocol = rows[0].protocol if rows else "tasks"
     figures = figures_of(protocol)
     width = max([len(r.method) for r in rows] + [10])
-    tail = f" {'gallery':>7}" if protocol == "gallery" else "  top2 95% CI"
+    versus = protocol == "tasks" and any(math.isfinite(r.versus_first) for r in rows)  # McNemar p against row 1
+    tail = f" {'gallery':>7}" if protocol == "gallery" else "  top2 95% CI   " + (" p vs 1st" if versus else "")
     print(f"{'backbone':22} {'metric':10} {'method':{width}} " + " ".join(f"{f.header:>6}" for f in figures)
           + f" {'n':>5}{tail}")
     for r in rows:
         values = " ".join(f"{f.shown(r[f.name]):>6}" for f in figures)
         tail = f" {r.gallery:7d}" if protocol == "gallery" else f"  [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        if versus:
+            tail += f"  {r.versus_first:8.3g}" if math.isfinite(r.versus_first) else f"  {'-':>8}"
         if r.skipped:
             values, tail = "  ".join("-" * 5 for _ in figures), f"  not run: {bounded_line(r.skipped)}"
         print(f"{r.backbone:22} {r.metric:10} {r.method:{width}} {values} {r.n:5d}{tail}")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .engine import NO_BACKBONE
+    from .report import (ScoredMethod, build_report, check_compare, check_report_path, figures_folder, headline,
+                         write_report)
+    from .tags import TagStore
+
+    if args.worst < 1:
+        raise TLLError(f"--worst {args.worst}: give how many failures to show, at least 1")
+    backbones, methods = _evaluated(args)
+    engine = _engine(args, backbones)
+    out = check_report_path(args.out, engine.dataset)  # before the minutes of scoring
+    split = engine.validation(args.val_fraction, args.seed)
+    if _default_method(args):
+        args.n_fit = len(split.fit)
+        methods = [_small_fit(args, m) for m in methods]
+    runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
+    runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]  # your scores: once each, no backbone
+    chosen = {_report_label(b, m): (b, m) for b, m in runs}
+    compare = tuple(args.compare) if args.compare else None
+    if compare:
+        check_compare(list(chosen), compare)
+    tags = TagStore.open(args.data, args.cache_dir)
+    if tags.notice:
+        args.notices.append(_notice(tags.notice))
+    with _progress(args, "embedding") as progress:
+        scored = [ScoredMethod(label, engine.score(split.tasks, b, m, split.fit, progress=progress))
+                  for label, (b, m) in chosen.items()]
+    title, summary = headline(engine.dataset, split.tasks, val_fraction=args.val_fraction, seed=args.seed,
+                              fit_pairs=len(split.fit))
+    report = build_report(engine.dataset, split.tasks, scored, tags=tags, worst=args.worst, compare=compare,
+                          seed=args.seed, title=title, summary=summary)
+    paths = write_report(report, out)
+    print(f"wrote {out} ({paths[0].stat().st_size / 1024:.0f} KiB) and {len(paths) - 1} figure files in "
+          f"{figures_folder(out)}")
+    return 0
+
+
+def _report_label(backbone: str, method) -> str:  # method: Method
+    """``backbone · method label · metric`` (the metric where the matcher scores with the metric option), as the
+    studio labels a selection; imported scores (no backbone) by their name."""
+    from .engine import NO_BACKBONE
+
+    if backbone == NO_BACKBONE:
+        return method.label
+    return f"{backbone} · {method.label}" + (f" · {method.shown_metric}" if method.part.metric is None else "")
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from .engine import NO_BACKBONE
+    from .imported import named_file
     from .submission import check_output_path, validate_submission
 
     check_output_path(args.out)  # before the minutes of scoring
+    if args.scores:
+        mixed = [flag for flag, given in (("--backbone", args.backbone), ("--embeddings", args.embeddings),
+                                          ("--method", args.method), ("--metric", args.metric), ("--option", args.option),
+                                          ("--flip-tta", args.flip_tta)) if given]
+        if mixed:
+            raise TLLError(f"--scores are your submission's scores: {', '.join(mixed)} would not apply to them")
+        if os.path.realpath(args.out) == os.path.realpath(named_file(args.scores)[1]):
+            raise TLLError(f"--out {shown_path(args.out)} is your --scores file; write the submission elsewhere")
     imported_backbones, imported_methods = _imports(args)
     chosen = [NO_BACKBONE] if imported_methods else _backbones(args, imported_backbones)
     if len(chosen) > 1:
@@ -490,6 +584,40 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    """Check the folder and your files first (one line each), then run the studio on them until it stops."""
+    from .api import run_studio
+    from .dataset import load_dataset
+    from .engine import Engine
+    from .imported import add_embeddings, add_scores, check_images, distinct, named_file, read_scores
+
+    engine = Engine(load_dataset(args.data))
+    imports = []
+    for kind, texts, enter in (("scores", args.scores, add_scores), ("embeddings", args.embeddings, add_embeddings)):
+        for name, path in distinct([named_file(text) for text in texts]):
+            enter((name, path))  # read and checked now: a bad file fails here, not in the browser
+            imports.append((kind, name, str(path)))
+            if kind == "scores":
+                _studio_tasks_of(engine, path, read_scores)
+    check_images(engine.dataset)
+    return run_studio(args.data, imports, port=args.port)
+
+
+def _studio_tasks_of(engine, path: Path, read) -> None:
+    """Scores the studio can show: for its default validation tasks or for the test tasks (else the validation
+    tasks' problem, one line)."""
+    validation = engine.validation().tasks
+    try:
+        read(path, validation)
+    except TLLError:
+        if not engine.dataset.test_rows:
+            raise
+        try:
+            read(path, engine.test())
+        except TLLError:
+            read(path, validation)  # the validation tasks' own words
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """Write the tasks ``evaluate`` builds with the same flags (and their fit pairs): what your own model scores."""
     from .submission import HEADER, check_output_path, write_atomically
@@ -501,8 +629,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         raise TLLError("--foils hard builds validation tasks; the test tasks are test_candidates.csv's")
     _check_backbones([args.foil_backbone])
     engine = _engine(args, [args.foil_backbone] if args.foils == "hard" else [])
+    root = os.path.realpath(engine.dataset.root)
     for path in outs:
-        check_output_path(path, engine.dataset)  # never over the data's own files
+        if os.path.realpath(path).startswith(root + os.sep):  # its CSVs, its hidden truth, its methods/ folder
+            raise TLLError(f"{shown_path(path)}: is inside the data folder {shown_path(root)}; write the tasks elsewhere")
     if args.split == "test":
         tasks, fit = engine.tasks_for("test", args.val_fraction, args.seed)
     else:

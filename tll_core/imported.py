@@ -23,10 +23,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .backbones.base import BackboneCfg
 from .backbones.imported import EMBEDDING_SUFFIXES, imported_cfg, read_embeddings
 from .backbones.registry import BACKBONES, add_backbone, remove_backbone
-from .dataset import MAX_CSV_BYTES, read_csv_rows
+from .dataset import MAX_CSV_BYTES, Dataset, read_csv_rows
 from .errors import TLLError, quoted, shown_path
 from .evaluation.tasks import TaskSet
 from .files import read_regular
@@ -48,11 +47,28 @@ def named_file(text: str) -> tuple[str, Path]:
 
 
 def checked_name(name: str) -> str:
-    """``name`` if it can name an imported method or backbone; one line otherwise."""
+    """A name for an imported method or backbone: 1-64 letters, digits, '.', '_' or '-', and no built-in part's
+    or backbone's name (of any kind: a row named 'combined' or 'zero-shot' would read as the built-in one)."""
     if not NAME.fullmatch(name):
         raise TLLError(f"name {quoted(name)}: use 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
                        "or digit) for an imported method or backbone")
+    built_in = {p.name for kind in ("family", "matcher", "rerank", "metric", "figure") for p in REGISTER.parts(kind)
+                if p.metric != IMPORTED_METRIC} | {n for n, cfg in BACKBONES.items() if cfg.family != "imported"}
+    if name in built_in:
+        raise TLLError(f"{name}: already the name of a built-in part or backbone; import it under another name "
+                       "(NAME=FILE)")
     return name
+
+
+def distinct(named: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Refuse one NAME given twice in one command (the second file would silently replace the first)."""
+    seen: dict[str, Path] = {}
+    for name, path in named:
+        if name in seen:
+            raise TLLError(f"{name}: named twice ({shown_path(seen[name])} and {shown_path(path)}); give each file its "
+                           "own NAME=")
+        seen[name] = path
+    return named
 
 
 def file_digest(path: Path, cap: int) -> str:
@@ -77,13 +93,11 @@ def scores_by_left(path: str | Path) -> dict[str, tuple[int, list[float]]]:
         if left in by_left:
             raise TLLError(f"{where} line {line}: left {quoted(left)} is listed twice (first at line {by_left[left][0]})")
         for column, value in zip(HEADER[1:], cells):
-            problem = score_problem(value)
+            problem = score_problem(value) or (None if np.isfinite(np.float32(float(value))) else
+                                                f"{value.strip()} is beyond float32's range")
             if problem:
                 raise TLLError(f"{where} line {line} ({column}): {problem}")
-        values = [float(v) for v in cells]
-        if not np.isfinite(np.asarray(values, dtype=np.float32)).all():
-            raise TLLError(f"{where} line {line}: a score is beyond float32's range")
-        by_left[left] = line, values
+        by_left[left] = line, [float(v) for v in cells]
     return by_left
 
 
@@ -96,9 +110,10 @@ def read_scores(path: str | Path, tasks: TaskSet, name: str = "") -> np.ndarray:
     by_left = scores_by_left(path)
     at = {left: i for i, left in enumerate(tasks.left_names)}
     unknown = [(line, left) for left, (line, _) in by_left.items() if left not in at]
-    if len(unknown) * 2 > len(by_left):  # mostly other lefts: another split, fraction or seed
-        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(by_left)} lefts (e.g. "
-                       f"{quoted(unknown[0][1])}) are not among the {len(tasks)} lefts of these tasks ({tasks.name}); "
+    absent = len(set(at) - set(by_left))
+    if len(unknown) + absent > 1:  # more than a stray or a lost row: another split, fraction or seed
+        raise TLLError(f"{where}: made for other tasks: {len(unknown)} of its {len(by_left)} lefts are not among the "
+                       f"{len(tasks)} lefts of these tasks ({tasks.name}) and {absent} of those have no row; "
                        "export the tasks you score with `python -m tll_core tasks` and the same "
                        "--split/--val-fraction/--seed/--foils")
     if unknown:
@@ -140,29 +155,15 @@ class ImportedScores(Fixed):
 # ---------------------------------------------------------------- entering parts
 
 
-def _check_free(kind: str, name: str) -> None:
-    """A built-in part's name cannot be taken by an imported one (an imported one may be entered again);
-    ``kind``: ``matcher`` or ``backbone``."""
-    if kind == "matcher":
-        taken = any(p.name == name and p.metric != IMPORTED_METRIC for p in REGISTER.parts("matcher"))
-    else:
-        current: BackboneCfg | None = BACKBONES.get(name)
-        taken = current is not None and current.family != "imported"
-    if taken:
-        noun = "method" if kind == "matcher" else "backbone"
-        raise TLLError(f"{name}: already the name of a built-in {noun}; import it under another name (NAME=FILE)")
-
-
 def add_scores(text: str | tuple[str, Path]) -> str:
     """Enter a scores file as the matcher NAME (``NAME=FILE`` or ``FILE``); returns NAME. Here the file is
     read and checked as a ``left,c0..c19`` CSV; when scored, against the tasks."""
-    name, path = named_file(text) if isinstance(text, str) else text
+    name, path = named_file(text) if isinstance(text, str) else (checked_name(text[0]), Path(text[1]))
     if path.suffix.lower() not in SCORES_SUFFIXES:
         raise TLLError(f"{shown_path(path)}: scores must be a .csv file (left,c0..c19)")
-    _check_free("matcher", name)
     digest = file_digest(path, MAX_CSV_BYTES)
     scores_by_left(path)  # a file that does not read is not entered (which tasks it scores is told when scored)
-    scores = ImportedScores(name, str(path.resolve()), digest)
+    scores = ImportedScores(name, str(path.absolute()), digest)
     REGISTER.add(Part("matcher", name, lambda: scores, help=f"scores imported from {path.name}",
                       metric=IMPORTED_METRIC), replace=True)
     return name
@@ -171,10 +172,22 @@ def add_scores(text: str | tuple[str, Path]) -> str:
 def add_embeddings(text: str | tuple[str, Path]) -> str:
     """Enter an embeddings file as the backbone NAME (``NAME=FILE`` or ``FILE``), read and checked now;
     returns NAME."""
-    name, path = named_file(text) if isinstance(text, str) else text
-    _check_free("backbone", name)
+    name, path = named_file(text) if isinstance(text, str) else (checked_name(text[0]), Path(text[1]))
     add_backbone(imported_cfg(name, path, read_embeddings(path)))
     return name
+
+
+def check_images(dataset: Dataset) -> None:
+    """Every imported backbone names only images of ``dataset`` (a name of another folder is a wrong file)."""
+    images = dataset.image_ids()
+    for name in imported_names("backbone"):
+        cfg = BACKBONES[name]
+        foreign = [n for n in read_embeddings(cfg.model_id).names if n not in images]
+        if foreign:
+            raise TLLError(f"{shown_path(cfg.model_id)}: {quoted(foreign[0])}"
+                           + (f" and {len(foreign) - 1} more name(s) are" if len(foreign) > 1 else " is")
+                           + f" not an image of {shown_path(dataset.root)} (names are paths relative to it, e.g. "
+                           "train/left/abc.jpg)")
 
 
 def methods_folder(folder: str | Path) -> Path:
@@ -213,6 +226,13 @@ def entry(kind: str, name: str) -> tuple[str, str] | None:
         return scores.path, scores.digest
     cfg = BACKBONES.get(name)
     return (cfg.model_id, cfg.weights_tag) if cfg is not None and cfg.family == "imported" else None
+
+
+def forget_imports() -> None:
+    """Take every imported method and backbone out of the register and the table (another data folder, a test)."""
+    for kind in ("matcher", "backbone"):
+        for name in imported_names(kind):
+            remove_entry(kind, name)
 
 
 def remove_entry(kind: str, name: str) -> None:
@@ -256,7 +276,6 @@ def save_upload(data_folder: str | Path, filename: str, data: bytes, tasks: Task
         raise TLLError(f"{quoted(shown_name)}: {len(data) / 2**20:.1f} MB, more than the {cap // 2**20} MB an upload "
                        f"of {'scores' if kind == 'matcher' else 'embeddings'} may be; put it in "
                        f"{shown_path(Path(data_folder) / METHODS_FOLDER)} yourself")
-    _check_free(kind, name)
     target = methods_folder(data_folder) / f"{name}{Path(shown_name).suffix.lower()}"
     with tempfile.TemporaryDirectory(prefix="tll-upload-") as folder:  # read as the file it will be, named so
         trial = Path(folder) / target.name

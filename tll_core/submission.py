@@ -20,22 +20,27 @@ HEADER = ("left", *CANDIDATE_COLUMNS)
 MAX_SUBMISSION_BYTES = MAX_CSV_BYTES  # the real one is ~200 KB; the CSV reader's own cap (it reads it next)
 
 
-def check_output_path(path: str | os.PathLike[str], dataset=None) -> Path:  # dataset: Dataset
-    """Refuse, in one line, an output path that cannot take the CSV: call it before the expensive work.
+def check_output_path(path: str | os.PathLike[str], dataset=None, *, what: str = "the submission",
+                      example: str = "submission.csv") -> Path:  # dataset: Dataset
+    """Refuse, in one line, an output path that cannot take ``what`` (the CSV, a report): call it before the
+    expensive work.
     An existing target must be a regular file that is writable (a FIFO or a device is never replaced, a
     read-only file is kept) and, given the ``dataset``, none of the files it reads."""
     path = Path(path)
     if path.is_dir():
-        raise TLLError(f"{shown_path(path)}: is a folder; give a file name for the submission, e.g. {shown_path(path / 'submission.csv')}")
+        raise TLLError(f"{shown_path(path)}: is a folder; give a file name for {what}, e.g. {shown_path(path / example)}")
     try:
         st = os.lstat(path)
     except OSError:
         st = None
     if st is not None and not stat.S_ISLNK(st.st_mode):  # a symlink is replaced by the file, never followed
         if not stat.S_ISREG(st.st_mode):
-            raise TLLError(f"{shown_path(path)}: not a regular file; give a new or a regular file name for the submission")
+            raise TLLError(f"{shown_path(path)}: not a regular file; give a new or a regular file name for {what}")
         if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
             raise TLLError(f"{shown_path(path)}: is read-only; make it writable or choose another file name")
+    if dataset is not None and os.path.realpath(path).startswith(os.path.realpath(dataset.root / "methods") + os.sep):
+        raise TLLError(f"{shown_path(path)}: is in the data folder's methods/ (its files are imported methods); "
+                       "choose another folder")
     if dataset is not None and _reads(dataset, path):
         raise TLLError(f"{shown_path(path)}: is a file of the data folder {dataset.root}; choose another file name")
     parent = path.parent
@@ -57,8 +62,9 @@ def _reads(dataset, path: Path) -> bool:
     return target in csvs or any(target == os.path.realpath(dataset.root / i) for i in dataset.image_ids())
 
 
-def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray) -> Path:
-    """Rows in the order of test_candidates.csv; written to a private temporary file, then moved into place."""
+def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.ndarray, digits: int = 9) -> Path:
+    """Rows in the order of the tasks (test_candidates.csv's for the test tasks), each score to ``digits``
+    significant digits (9 keep a float32 exactly); written to a private temporary file, then moved into place."""
     if scores.shape != tasks.candidates.shape:
         raise ValueError(f"scores {scores.shape} do not match the tasks {tasks.candidates.shape}")
     if not np.isfinite(scores).all():
@@ -68,7 +74,7 @@ def write_submission(path: str | os.PathLike[str], tasks: TaskSet, scores: np.nd
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(HEADER)
     for left, row in zip(tasks.left_names, scores):
-        writer.writerow([left, *(format(float(s), ".7g") for s in row)])
+        writer.writerow([left, *(format(float(s), f".{digits}g") for s in row)])
     write_atomically(path, text.getvalue().encode("utf-8"))
     return path
 

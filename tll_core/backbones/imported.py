@@ -43,9 +43,29 @@ class Embeddings:
         return {name: i for i, name in enumerate(self.names)}
 
 
+_READ: dict[tuple, Embeddings] = {}  # the last few files read, by (path, size, mtime, inode): read once
+_READ_KEPT = 4
+
+
 def read_embeddings(path: str | Path) -> Embeddings:
     """The names and vectors of an ``.npz`` or ``.parquet`` file, checked (one line naming the problem)."""
     path = Path(path)
+    try:
+        st = path.stat()
+        key: tuple | None = (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        key = None  # read_regular says what is wrong
+    if key in _READ:
+        return _READ[key]
+    embeddings = _read_embeddings(path)
+    if key is not None:
+        _READ[key] = embeddings
+        while len(_READ) > _READ_KEPT:
+            _READ.pop(next(iter(_READ)))
+    return embeddings
+
+
+def _read_embeddings(path: Path) -> Embeddings:
     if path.suffix.lower() not in EMBEDDING_SUFFIXES:
         raise TLLError(f"{shown_path(path)}: embeddings must be a .npz or .parquet file")
     data = read_regular(path, shown_path(path), MAX_EMBEDDINGS_BYTES)
@@ -55,9 +75,29 @@ def read_embeddings(path: str | Path) -> Embeddings:
     return Embeddings(*_checked(path, names, vectors), hashlib.sha1(data).hexdigest())
 
 
+def _unpacked_size(path: Path, data: bytes) -> None:
+    """Refuse, before anything is inflated, an archive whose members unpack to more than the cap (a compressed
+    bomb), or whose ``embeddings`` header declares more than ``MAX_DIM`` columns."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+            if size <= MAX_EMBEDDINGS_BYTES and "embeddings.npy" in archive.namelist():
+                with archive.open("embeddings.npy") as member:  # the .npy header only: ~128 bytes inflated
+                    major, _ = np.lib.format.read_magic(member)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape = read_header(member)[0]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # np.load says what is wrong with it
+    if size > MAX_EMBEDDINGS_BYTES:
+        raise TLLError(f"{shown_path(path)}: unpacks to {size:,} bytes, more than {MAX_EMBEDDINGS_BYTES:,}")
+    if "shape" in locals() and len(shape) == 2 and shape[1] > MAX_DIM:
+        raise TLLError(f"{shown_path(path)}: {shape[1]} dimensions, more than {MAX_DIM}")
+
+
 def _npz(path: Path, data: bytes) -> tuple[list, np.ndarray]:
     if not data.startswith(b"PK"):  # np.load would take any other bytes for a pickle (and call it one)
         raise TLLError(f"{shown_path(path)}: not a readable .npz (not a zip archive: save it with numpy.savez)")
+    _unpacked_size(path, data)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             missing = [k for k in ("names", "embeddings") if k not in npz.files]
@@ -86,24 +126,42 @@ def _parquet(path: Path, data: bytes) -> tuple[list, np.ndarray]:
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is in requirements.txt
         raise TLLError(f"{shown_path(path)}: reading .parquet needs pyarrow (pip install pyarrow)") from None
-    try:
-        table = pq.read_table(pa.BufferReader(data))
+    import pyarrow.compute as pc
+
+    where = shown_path(path)
+    try:  # on the calling thread (use_threads=False): arrow's pool and torch's clashed at interpreter exit
+        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if size > MAX_EMBEDDINGS_BYTES:
+            raise TLLError(f"{where}: unpacks to {size:,} bytes, more than {MAX_EMBEDDINGS_BYTES:,}")
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise TLLError(f"{shown_path(path)}: not a readable .parquet ({type(exc).__name__})") from None
+        raise TLLError(f"{where}: not a readable .parquet ({type(exc).__name__})") from None
     missing = [c for c in ("name", "embedding") if c not in table.column_names]
     if missing:
-        raise TLLError(f"{shown_path(path)}: no column {', '.join(missing)} (a .parquet needs 'name' and 'embedding')")
-    names = table.column("name").to_pylist()
-    if not all(isinstance(n, str) for n in names):
-        raise TLLError(f"{shown_path(path)}: the 'name' column must hold text")
-    rows = table.column("embedding").to_pylist()
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-            raise TLLError(f"{shown_path(path)} row {i + 1}: 'embedding' must be a list of numbers")
-        if len(row) != len(rows[0]):
-            raise TLLError(f"{shown_path(path)} row {i + 1}: {len(row)} numbers, but row 1 has {len(rows[0])} "
-                           "(every embedding must have the same length)")
-    return names, np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        raise TLLError(f"{where}: no column {', '.join(missing)} (a .parquet needs 'name' and 'embedding')")
+    names, column = table.column("name").combine_chunks(), table.column("embedding").combine_chunks()
+    if not (pa.types.is_string(names.type) or pa.types.is_large_string(names.type)) or names.null_count:
+        raise TLLError(f"{where}: the 'name' column must hold text in every row")
+    if not len(column):
+        raise TLLError(f"{where}: no embeddings in it")
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) or not (
+            pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+        raise TLLError(f"{where}: 'embedding' must be a list of numbers in every row (it is {kind})")
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    nulls = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+    if len(nulls):
+        raise TLLError(f"{where} row {int(nulls[0]) + 1}: 'embedding' is empty (null)")
+    odd = np.flatnonzero(lengths != lengths[0])
+    if len(odd):
+        raise TLLError(f"{where} row {int(odd[0]) + 1}: {int(lengths[odd[0]])} numbers, but row 1 has {int(lengths[0])} "
+                       "(every embedding must have the same length)")
+    values = column.flatten()
+    if values.null_count:
+        raise TLLError(f"{where}: 'embedding' holds an empty (null) number")
+    vectors = values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(column), int(lengths[0]))
+    return names.to_pylist(), vectors
 
 
 def _checked(path: Path, names: list[str], vectors: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
