@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tll_core.api import IMPORTS_ENV  # set by `python -m tll_core studio --scores/--embeddings` (run_studio)
 from tll_core.dataset import allowed_data_folder
 from tll_core.errors import TLLError, quoted, shown_path
 from tll_core.imported import (METHODS_FOLDER, add_embeddings, add_scores, checked_name, entry, methods_in,
@@ -24,7 +25,6 @@ from tll_core.imported import (METHODS_FOLDER, add_embeddings, add_scores, check
 
 from .session import DEMO_DIR
 
-IMPORTS_ENV = "TLL_IMPORTS"  # set by `python -m tll_core studio --scores/--embeddings`
 KINDS = {"scores": "matcher", "embeddings": "backbone"}  # $TLL_IMPORTS's words → the register's kinds
 
 
@@ -149,8 +149,8 @@ def _enter(source: Source) -> str | None:
 
 def _holds(source: Source) -> bool:
     """Whether the register holds ``source``'s name as entered from its file."""
-    found = entry(source.kind, source.name)
-    return found is not None and found[0] == str(source.path.resolve())
+    found = entry(source.kind, source.name)  # (the file as entered: made absolute, or resolved)
+    return found is not None and Path(found[0]).resolve() == source.path.resolve()
 
 
 def save_uploaded(data: str, filename: str, content: bytes, tasks) -> tuple[str, str, Path]:  # tasks: TaskSet
