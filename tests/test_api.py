@@ -91,3 +91,11 @@ def test_api_non_finite_arrays_are_one_line_errors(demo_dir: Path, tmp_path: Pat
     scores[3, 4] = np.nan
     with pytest.raises(tll.errors.TLLError, match="not finite .* in task 3"):
         data.evaluate(scores={"mine": scores})
+
+
+def test_api_submit_never_writes_over_the_data_folders_files(demo_dir: Path, tmp_path: Path) -> None:
+    data = tll.open_data(demo_dir, cache_dir=tmp_path / "cache")
+    before = (demo_dir / "train.csv").read_bytes()
+    with pytest.raises(tll.errors.TLLError, match="is a file of the data folder"):
+        data.submit(demo_dir / "train.csv", scores=np.zeros((len(data.tasks("test")), 20)))
+    assert (demo_dir / "train.csv").read_bytes() == before

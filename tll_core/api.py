@@ -19,6 +19,7 @@ Both are written under the cache folder (``imports/``, named by content) and ent
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -36,7 +37,7 @@ from .errors import TLLError
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
 from .imported import add_embeddings, add_scores, check_images, checked_name, read_scores
-from .submission import write_atomically, write_submission
+from .submission import check_output_path, write_atomically, write_submission
 
 ScoresInput = np.ndarray | str | os.PathLike
 EmbeddingsInput = tuple[Sequence[str], np.ndarray] | str | os.PathLike
@@ -127,6 +128,7 @@ class Data:
                method: Method | None = None) -> Path:
         """Write the Kaggle CSV: your test scores (``[2000, 20]`` following ``tasks("test")``), or ``method``
         (default zero-shot cosine) on your embeddings or a backbone; a learned method is fitted on all pairs."""
+        check_output_path(out, self.engine.dataset)  # before any work: never over the data's own files
         tasks = self.tasks("test")
         if scores is not None:
             values = read_scores(self._scores_file("test", scores, tasks.task_set), tasks.task_set)
@@ -175,8 +177,6 @@ class Data:
         vectors = np.asarray(vectors)
         if vectors.dtype.kind not in "fiu" or not np.isfinite(vectors.astype(np.float32)).all():
             raise TLLError(f"embeddings {name}: must be finite numbers (NaN, infinity or beyond float32 found)")
-        import io
-
         buffer = io.BytesIO()
         np.savez(buffer, names=names, embeddings=vectors)
         path = self._import_path(name, buffer.getvalue(), ".npz")

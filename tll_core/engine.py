@@ -84,6 +84,12 @@ class Method:
 NO_BACKBONE = "-"  # a result row's backbone for a method that uses none
 
 
+def backbone_runs(backbones: list[str], methods: list[Method]) -> list[tuple[str, Method]]:
+    """Every backbone x method that uses embeddings, then once each (backbone ``-``) every method that does not."""
+    return ([(b, m) for b in backbones for m in methods if m.uses_embeddings]
+            + [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings])
+
+
 def with_options(matcher: str, options: tuple[tuple[str, Any], ...], **chosen: Any) -> tuple[tuple[str, Any], ...]:
     """``options`` plus each of ``chosen`` that ``matcher`` has as an option and that differs from its default
     (e.g. a front end's metric and centring, which only some matchers take), sorted by name."""
@@ -283,8 +289,7 @@ class Engine:
                        callback: TrainingCallback | None = None) -> list[ResultRow]:
         """Every backbone × method on a task set with known truth. Strings in ``methods`` are zero-shot metrics."""
         methods = [m if isinstance(m, Method) else Method.zero_shot(m, centre=centre) for m in methods]
-        runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
-        runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]  # once each, whatever the backbones
+        runs = backbone_runs(backbones, methods)
         rows, all_scores = [], []
         for backbone, method in runs:
             scores = self.score(tasks, backbone, method, fit_pairs, callback=callback, progress=progress)
@@ -306,8 +311,7 @@ class Engine:
         split = validation_split(self.dataset, val_fraction, seed)
         truth = truth_rights(split.tasks)  # left i's match: its truth's index in the (shuffled) right pool
         rows = []
-        runs = [(b, m) for b in backbones for m in methods if m.uses_embeddings]
-        runs += [(NO_BACKBONE, m) for m in methods if not m.uses_embeddings]
+        runs = backbone_runs(backbones, methods)
         for backbone, method in runs:
             try:
                 rows.append(self._gallery_row(split, truth, backbone, method, seed, backend, progress, callback))
