@@ -9,14 +9,14 @@ import streamlit as st
 from studio import session
 from studio.entry import enter
 from studio.folder import engine
-from studio.memo import fingerprint, leaderboard_rows
+from studio.memo import fingerprint, kept_leaderboard_rows, leaderboard_rows
 from studio.progress import progress_bar
 from studio.session import data_folder, device, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
 from tll_core.evaluation.figures import Figure, Protocol, figures_of
 from tll_core.evaluation.results import ResultRow
-from tll_core.selection import leaderboard_selections
+from tll_core.selection import imported_selections, leaderboard_selections
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
@@ -58,20 +58,24 @@ st.caption(f"Data: {md(summary['root'])}. No problems found (every CSV row and i
 for note in [*eng.dataset.warnings, *(eng.cache.notices if eng.cache is not None else [])]:
     st.warning(md(note))
 
-computed = session.LEADERBOARD.setdefault()  # label → selection, every one computed this session
+computed = session.LEADERBOARD.setdefault()  # label → selection, every one computed or asked for this session
 for label in [label for label, candidate in computed.items() if not candidate.known]:
     del computed[label]  # an imported method or backbone whose file was taken away
-for candidate in leaderboard_selections(selection()):
-    computed.setdefault(candidate.label, candidate)
 try:
     content = fingerprint(data_folder(), device())
 except TLLError as exc:
     show_error(exc)
     st.stop()
+chosen = leaderboard_selections(selection())
+own = {c.label for c in imported_selections(selection())}  # scores or vectors given: no pixels to embed
+for candidate in chosen:
+    if candidate is chosen[0] or candidate.label in own or kept_leaderboard_rows(candidate, content):
+        computed.setdefault(candidate.label, candidate)  # the selection, your own models: what costs no pixels
+waiting = [c for c in chosen if c.label not in computed]
 lines, not_run = [], []
 for label, candidate in list(computed.items()):
     try:
-        with st.spinner(f"Evaluating {label}…"), progress_bar(f"{label}: embedding") as bar:
+        with progress_bar(f"evaluating {label}") as bar:
             on_tasks, on_gallery = leaderboard_rows(candidate, content, bar)
             lines.append(line(label, on_tasks, on_gallery))
             if on_gallery.skipped:
@@ -101,6 +105,15 @@ if lines:
     figure.add_hline(y=0.1, line_dash="dot", annotation_text="chance (0.10)")
     figure.update_layout(yaxis_title="top-2 (95 % bootstrap CI)", yaxis_range=[0, 1], height=380, margin=dict(t=10))
     st.plotly_chart(figure, key="leaderboard_chart")
+
+if waiting:
+    names = ", ".join(c.label for c in waiting)
+    st.caption(md(f"Not evaluated yet (each embeds every validation image): {names}."))
+    if st.button(f"Evaluate {len(waiting)} more", key="leaderboard_more",
+                 help="Zero-shot baselines for comparison; they are kept, so this is done once per folder content."):
+        for candidate in waiting:
+            computed.setdefault(candidate.label, candidate)
+        st.rerun()
 
 st.subheader("Cache")
 if eng.cache is not None:

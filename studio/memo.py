@@ -52,6 +52,11 @@ class Memo:
     def __init__(self, size: int) -> None:
         self.size, self._answers, self._lock = size, OrderedDict(), threading.Lock()
 
+    def peek(self, key: Hashable) -> Any | None:
+        """The answer kept for ``key``, or None (nothing is computed)."""
+        with self._lock:
+            return self._answers.get(key)
+
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._answers:
@@ -113,6 +118,8 @@ def scored(sel: Selection, bar: ProgressBar | None = None) -> tuple[TaskSet, np.
         eng = engine_for(data, device_name)
         tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
         images, epochs = (bar.images, bar.epoch) if bar else (None, None)
+        if bar:
+            bar.expect(eng.stages(tasks, sel.backbone, sel.to_method(), fit))
         return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit, progress=images, callback=epochs)
 
     return memo("scores", 64).get(key, compute)
@@ -125,7 +132,7 @@ def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.nd
         st.stop()
     sel = sel or selection()
     try:
-        with st.spinner(f"Scoring with {sel.label}…"), progress_bar() as bar:
+        with progress_bar(f"scoring {sel.label}") as bar:
             tasks, scores = scored(sel, bar)
     except TLLError as exc:
         show_error(exc)
@@ -149,6 +156,12 @@ def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = Non
     return memo("leaderboard rows", 64).get(
         (data, content, sel, device_name, sel.sources),
         lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
+
+
+def kept_leaderboard_rows(sel: Selection, content: str) -> tuple[ResultRow, ResultRow] | None:
+    """The selection's leaderboard rows if they were computed (by any session) for this content, else None."""
+    data, device_name = data_folder(), device()
+    return memo("leaderboard rows", 64).peek((data, content, sel, device_name, sel.sources))
 
 
 def report_html(sels: tuple[Selection, ...], compare: tuple[str, str] | None) -> bytes:

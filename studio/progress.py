@@ -1,4 +1,5 @@
-"""A progress bar that the engine's reports move: images embedded (with rate and time left) and epochs trained.
+"""A progress bar that the engine's reports move: one bar for a whole job — its stages (embedding passes, training)
+with their counts and one time left.
 
 Never move one from inside an ``st.cache_data``/``st.cache_resource`` function: Streamlit records what a
 cached function draws to replay it, and a bar drawn outside the function cannot be replayed
@@ -13,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from tll_core.matchers import EpochReport
-from tll_core.progress import ProgressMeter
+from tll_core.progress import ProgressMeter, Stage
 
 
 class ProgressBar:
@@ -30,6 +31,10 @@ class ProgressBar:
     def epoch(self, report: EpochReport) -> None:
         self.meter.epoch(report)
         self._draw()
+
+    def expect(self, plan: tuple[Stage, ...]) -> None:
+        """The job's stages: the bar then counts the whole job, stage by stage, with one time left."""
+        self.meter.expect(plan)
 
     def _draw(self) -> None:
         self._slot.progress(min(1.0, self.meter.fraction), text=self.meter.text)

@@ -7,9 +7,12 @@ reads and writes a slot here, and a widget whose value the studio reads or seeds
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import streamlit as st
@@ -24,9 +27,24 @@ _UNSET: Any = object()
 DEMO_DIR = default_cache_dir() / "demo"
 
 
+def launch_data(argv: list[str] | None = None) -> str | None:
+    """The folder given on the command line, ``streamlit run app.py -- --data D`` (Streamlit hands the script
+    what follows ``--``), as an absolute path; None when none was given."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data")
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return absolute_folder(known.data) if known.data else None
+
+
+def absolute_folder(text: str) -> str:
+    """A typed folder as an absolute path: ``~`` expanded, a relative one taken from the server's working
+    directory (the folder ``streamlit run`` started in), which the sidebar says."""
+    return str(Path(text.strip()).expanduser().absolute())
+
+
 def default_data() -> str:
-    """The data folder of a session that has not chosen one: ``$TLL_DATA``, else the demo."""
-    return os.environ.get("TLL_DATA") or str(DEMO_DIR)
+    """The data folder of a session that has not chosen one: ``--data``, else ``$TLL_DATA``, else the demo."""
+    return launch_data() or os.environ.get("TLL_DATA") or str(DEMO_DIR)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def sidebar() -> None:
     session.W_DEVICE.set(device() if device() in device_choices() else "auto")
     with st.sidebar:
         st.text_input("Data folder (Kaggle or release layout)", key=session.W_DATA.key, on_change=_data_changed,
-                      help="The demo by default; or set TLL_DATA before starting the studio.")
+                      help=f"The demo by default; or start the studio with `-- --data FOLDER` or TLL_DATA. A "
+                           f"relative path is taken from {Path.cwd()}, where the studio was started.")
         st.segmented_control("Split", SPLITS, key=session.W_SPLIT.key, required=True, on_change=_widgets_changed)
         st.selectbox("Backbone", backbone_choices(), key=session.W_BACKBONE.key, format_func=backbone_label,
                      on_change=_widgets_changed)
@@ -134,7 +135,8 @@ def _rerank_options(sel: Selection) -> Selection:
 
 
 def _data_changed() -> None:
-    session.DATA_FOLDER.set(session.W_DATA.get().strip() or default_data())
+    typed = session.W_DATA.get().strip()
+    session.DATA_FOLDER.set(session.absolute_folder(typed) if typed else default_data())
     session.LEADERBOARD.clear()
 
 

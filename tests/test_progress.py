@@ -44,3 +44,52 @@ def test_epochs_say_which_of_at_most_how_many() -> None:
     meter.epoch(EpochReport(epoch=18, epochs=60, train_loss=0.51234, holdout_top2=0.6))
     assert meter.fraction == 0.3
     assert meter.text == "training: epoch 18 of at most 60 · loss 0.5123 · held-back top-2 0.600"
+
+
+def test_a_planned_job_is_one_bar_with_its_stages_and_one_time_left() -> None:
+    """Two embedding passes and training: the fraction is of the whole job, the time left counts the later pass
+    at the rate measured, and training (never measured yet) is named instead of guessed."""
+    from tll_core.progress import EPOCH_SECONDS, Stage
+
+    EPOCH_SECONDS.clear()
+    clock = Clock()
+    meter = ProgressMeter("scoring x", clock=clock)
+    meter.expect((Stage("embedding", "a + b", 1000), Stage("embedding", "a + b, flip view", 1000),
+                  Stage("training", "adaptation", 60)))
+    meter.images(0, 1000)
+    clock.now += 10
+    meter.images(100, 1000)  # 10 img/s: 90 s left here, 100 s for the next pass
+    assert meter.fraction == (0 + 0.1) / 3
+    assert meter.text == ("scoring x: stage 1 of 3 · embedding (a + b): 100 / 1,000 images · 10.0 img/s"
+                          " · then training (adaptation)")
+    meter.images(1000, 1000)
+    meter.images(0, 1000)  # the next pass
+    clock.now += 10
+    meter.images(100, 1000)
+    assert meter.text.startswith("scoring x: stage 2 of 3 · embedding (a + b, flip view): 100 / 1,000")
+    clock.now += 90
+    meter.images(1000, 1000)
+    meter.epoch(EpochReport(epoch=1, epochs=60, train_loss=1.0, holdout_top2=0.5))
+    clock.now += 2
+    meter.epoch(EpochReport(epoch=2, epochs=60, train_loss=0.9, holdout_top2=0.5))  # 2 s an epoch: 116 s at most
+    assert meter.fraction == (2 + 2 / 60) / 3
+    assert meter.text.startswith("scoring x: stage 3 of 3 · training (adaptation): epoch 2 of at most 60")
+    assert meter.text.endswith("about 1 min 56 s left")
+    assert EPOCH_SECONDS["adaptation"] == 2.0
+    again = ProgressMeter("scoring y", clock=clock)  # training is known now: one time left for the whole job
+    again.expect((Stage("embedding", "a + b", 1000), Stage("training", "adaptation", 60)))
+    again.images(0, 1000)
+    clock.now += 10
+    again.images(500, 1000)  # 50 s left embedding + 60 x 2 s training
+    assert again.text.endswith("50.0 img/s · about 2 min 10 s left in all")
+
+
+def test_a_report_the_plan_did_not_foresee_is_shown_on_its_own() -> None:
+    from tll_core.progress import Stage
+
+    clock = Clock()
+    meter = ProgressMeter("job", clock=clock)
+    meter.expect((Stage("embedding", "a", 10),))
+    meter.images(10, 10)
+    meter.images(0, 40)  # another pass (the full gallery's images)
+    assert meter.text == "job: 0 / 40 images" and meter.fraction == 0.0

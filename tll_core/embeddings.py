@@ -66,57 +66,92 @@ def embed_paths(
     ``read``: how an item of ``paths`` becomes bytes; the default takes it as a file path (a regular file,
     size-capped); :meth:`Dataset.read_image` with image ids also confines each read to the data folder.
     """
+    [out] = embed_paths_many(paths, [backbone], cache, batch_size=batch_size, workers=workers, progress=progress,
+                             stats=stats, view=view, read=read)
+    return out
+
+
+def embed_paths_many(
+    paths: Sequence[Path] | Sequence[str],
+    backbones: Sequence[Backbone],
+    cache: EmbeddingCache | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+    progress: Progress | None = None,
+    stats: EmbeddingStats | None = None,
+    view: str = "",
+    read: Callable[[Any], ImageBytes] = read_image_bytes,
+) -> list[np.ndarray]:
+    """:func:`embed_paths` for several backbones at once (the members of an ensemble): each image is read,
+    hashed and decoded once, then prepared for each backbone that has no cached vector of it. One array per
+    backbone, in order; ``progress`` counts images (an image is done when every backbone has its vector)."""
     tune_malloc()
     transform = VIEWS[view]
-    identity = view_identity(backbone, view)
+    identities = [view_identity(b, view) for b in backbones]
     stats = stats if stats is not None else EmbeddingStats()
-    stats.images += len(paths)
+    stats.images += len(paths) * len(backbones)
     failures: list[str] = []  # this call's own
-    out = np.zeros((len(paths), backbone.cfg.dim), dtype=np.float32)
+    outs = [np.zeros((len(paths), b.cfg.dim), dtype=np.float32) for b in backbones]
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: _Batch | None = None
+        pending: list[_Batch] | None = None
         for start in range(0, len(paths), max(1, batch_size)):
-            batch = _Batch()
+            batches = [_Batch() for _ in backbones]
             chunk = range(start, min(start + batch_size, len(paths)))
             for row, image in zip(chunk, pool.map(lambda item: _read(read, item), [paths[i] for i in chunk])):
-                vector = None
                 if isinstance(image, str):
                     failures.append(image)
-                elif cache is not None:
-                    vector = cache.get(identity, image.sha1)
-                    if vector is not None and vector.shape != (backbone.cfg.dim,):
-                        vector = None  # well-formed but of another size (a forged entry): recomputed
-                if vector is not None:
-                    out[row] = vector
-                    stats.cached += 1
-                elif not isinstance(image, str):
-                    batch.add(row, image, pool.submit(_prepare_one, backbone, image, transform))
-            done += len(chunk) - len(batch.rows)
+                    continue
+                missing = [k for k, b in enumerate(backbones)
+                           if not _from_cache(cache, identities[k], image, b, outs[k], row, stats)]
+                if missing:
+                    prepared = pool.submit(_prepare_many, [backbones[k] for k in missing], image, transform)
+                    for slot, k in enumerate(missing):
+                        batches[k].add(row, image, prepared, slot)
+            done_now = len(chunk) - len({r for b in batches for r in b.rows})
             if pending is not None:  # embed the previous batch while the workers prepare this one
-                done += _finish(pending, backbone, identity, cache, out, stats, failures)
-            pending = batch
+                done += _finish_all(pending, backbones, identities, cache, outs, stats, failures)
+            done += done_now
+            pending = batches
             if progress:
                 progress(done, len(paths))
         if pending is not None:
-            done += _finish(pending, backbone, identity, cache, out, stats, failures)
+            done += _finish_all(pending, backbones, identities, cache, outs, stats, failures)
     if progress:
         progress(done, len(paths))
     if failures:
-        raise DataError(failures, what="unreadable image")
-    return out
+        raise DataError(list(dict.fromkeys(failures)), what="unreadable image")
+    return outs
+
+
+def _from_cache(cache: EmbeddingCache | None, identity: str, image: ImageBytes, backbone: Backbone,
+                out: np.ndarray, row: int, stats: EmbeddingStats) -> bool:
+    """Place the cached vector of ``image`` in ``out[row]``; False when there is none of the right size (a
+    well-formed entry of another size, e.g. a forged one, is recomputed)."""
+    vector = cache.get(identity, image.sha1) if cache is not None else None
+    if vector is None or vector.shape != (backbone.cfg.dim,):
+        return False
+    out[row] = vector
+    stats.cached += 1
+    return True
 
 
 @dataclass
 class _Batch:
+    """One backbone's share of a chunk: the rows it must compute, their images, and the future that prepares
+    them (shared by the backbones of one image: ``slots`` says which of its results is this backbone's)."""
+
     rows: list[int] = field(default_factory=list)
     images: list[ImageBytes] = field(default_factory=list)
     prepared: list[Future[Any]] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
 
-    def add(self, row: int, image: ImageBytes, prepared: Future[Any]) -> None:
+    def add(self, row: int, image: ImageBytes, prepared: Future[Any], slot: int) -> None:
         self.rows.append(row)
         self.images.append(image)
         self.prepared.append(prepared)
+        self.slots.append(slot)
 
 
 def _read(read: Callable[[Any], ImageBytes], item: Any) -> ImageBytes | str:
@@ -126,19 +161,34 @@ def _read(read: Callable[[Any], ImageBytes], item: Any) -> ImageBytes | str:
         return str(exc)
 
 
-def _prepare_one(backbone: Backbone, image: ImageBytes, transform: Callable[[Image.Image], Image.Image]) -> Any:
+def _prepare_many(backbones: list[Backbone], image: ImageBytes,
+                  transform: Callable[[Image.Image], Image.Image]) -> list[Any] | DataError:
+    """The image decoded once and prepared for each backbone (a DataError: it cannot be decoded)."""
     try:
-        return backbone.prepare(transform(decode_rgb(image)))
+        picture = transform(decode_rgb(image))
+        return [b.prepare(picture) for b in backbones]
     except DataError as exc:
         return exc
 
 
+def _finish_all(batches: list[_Batch], backbones: Sequence[Backbone], identities: list[str],
+                cache: EmbeddingCache | None, outs: list[np.ndarray], stats: EmbeddingStats,
+                failures: list[str]) -> int:
+    """Embed a chunk's prepared batches (one per backbone); returns how many of its images were computed."""
+    rows: set[int] = set()
+    for batch, backbone, identity, out in zip(batches, backbones, identities, outs):
+        _finish(batch, backbone, identity, cache, out, stats, failures)
+        rows.update(batch.rows)
+    return len(rows)
+
+
 def _finish(batch: _Batch, backbone: Backbone, identity: str, cache: EmbeddingCache | None, out: np.ndarray,
-            stats: EmbeddingStats, failures: list[str]) -> int:
+            stats: EmbeddingStats, failures: list[str]) -> None:
     """Embed a prepared batch, commit it to the cache and place it in ``out``; its images that could not be
-    decoded are added to ``failures``. Returns its row count."""
+    decoded are added to ``failures``."""
     prepared = [f.result() for f in batch.prepared]
-    good = [(r, im, p) for r, im, p in zip(batch.rows, batch.images, prepared) if not isinstance(p, DataError)]
+    good = [(r, im, p[s]) for r, im, p, s in zip(batch.rows, batch.images, prepared, batch.slots)
+            if not isinstance(p, DataError)]
     failures.extend(str(p) for p in prepared if isinstance(p, DataError))
     if good:
         vectors = backbone.embed([p for _, _, p in good])
@@ -146,4 +196,3 @@ def _finish(batch: _Batch, backbone: Backbone, identity: str, cache: EmbeddingCa
         if cache is not None:
             cache.put_many(identity, {im.sha1: v for (_, im, _), v in zip(good, vectors)})
         out[[r for r, _, _ in good]] = vectors
-    return len(batch.rows)

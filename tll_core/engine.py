@@ -18,7 +18,8 @@ import numpy as np
 from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, create_backbone, get_cfg
 from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
-from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths, view_identity
+from .progress import Stage
+from .embeddings import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EmbeddingStats, Progress, embed_paths_many, view_identity
 from .device import resolve_device
 from .errors import TLLError, quoted
 from .evaluation.gallery import gallery_metrics, matcher_ranks
@@ -32,7 +33,7 @@ from .evaluation.results import ResultRow
 from .evaluation.tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,
                     validation_split)
 
-MEMO_ENTRIES = 16  # embedding arrays kept in memory (task sets x backbones x views)
+MEMO_ENTRIES = 48  # embedding arrays kept in memory (image lists x backbones x views: a learned method reads 3 lists)
 SHOWN_APART = "metric"  # the matcher option a result row shows in its own column, not in the method's label
 
 
@@ -112,6 +113,7 @@ class Engine:
     trained: int = 0  # matchers trained (not taken from the store) by this engine
     _backbones: dict[tuple, Backbone] = field(default_factory=dict, repr=False)
     _memo: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _prefetched: set = field(default_factory=set, repr=False)  # memo keys a prefetch filled and no one read yet
     _store: MatcherStore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,34 +138,73 @@ class Engine:
               view: str = "") -> np.ndarray:
         """Embeddings of images, from memory when no file changed (size, mtime, ctime, inode), else via the disk cache.
 
-        ``backbone`` may name an ensemble, ``"hog+colour-hist"``: each part L2-normalised, concatenated.
+        ``backbone`` may name an ensemble, ``"hog+colour-hist"``: each part L2-normalised, concatenated. Its
+        parts are computed in one pass over the images (each read and decoded once for all of them).
         """
         ensemble = Ensemble.parse(backbone)
-        if not ensemble.single:
-            parts = [self.embed(image_ids, part, progress, view) for part in ensemble]
-            return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
-        model = self.backbone(ensemble.parts[0])
-        key = (view_identity(model, view), tuple(image_ids))
-        signature = tuple(self.dataset.stat_signature(i) for i in image_ids)  # ctime too: a rewrite shows
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] == signature:
-            self._memo.move_to_end(key)
-            self.stats.images += len(image_ids)
-            self.stats.cached += len(image_ids)
-            if progress:
-                progress(len(image_ids), len(image_ids))
-            return hit[1]
-        vectors = model.vectors_of(tuple(image_ids), view)  # given, not computed from pixels (imported)
-        if vectors is None:
-            vectors = embed_paths(list(image_ids), model, self.cache, batch_size=self.batch_size, workers=self.workers,
-                                  progress=progress, stats=self.stats, view=view, read=self.dataset.read_image)
+        parts = self.embed_parts(image_ids, ensemble.parts, progress, view)
+        if ensemble.single:
+            return parts[0]
+        return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
+
+    def embed_parts(self, image_ids: tuple[str, ...] | list[str], names: tuple[str, ...], progress: Progress | None = None,
+                    view: str = "", remember: bool = True) -> list[np.ndarray]:
+        """Each named backbone's embeddings of the images: memo hits and imported vectors as they are, the rest
+        in one :func:`embed_paths_many` pass; ``progress`` hears one count of images for all of them."""
+        ids = tuple(image_ids)
+        signature = tuple(self.dataset.stat_signature(i) for i in ids)  # ctime too: a rewrite shows
+        out: dict[str, np.ndarray] = {}
+        for name in dict.fromkeys(names):
+            model = self.backbone(name)
+            key = (view_identity(model, view), ids)
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == signature:
+                self._memo.move_to_end(key)
+                if key in self._prefetched:  # counted by the prefetch's own pass
+                    self._prefetched.discard(key)
+                else:
+                    self.stats.images += len(ids)
+                    self.stats.cached += len(ids)
+                out[name] = hit[1]
+                continue
+            given = model.vectors_of(ids, view)  # given, not computed from pixels (imported)
+            if given is not None:
+                out[name] = self._remember(key, signature, given)
+        computed = [n for n in dict.fromkeys(names) if n not in out]
+        if computed:
+            models = [self.backbone(n) for n in computed]
+            vectors = embed_paths_many(list(ids), models, self.cache, batch_size=self.batch_size,
+                                       workers=self.workers, progress=progress, stats=self.stats, view=view,
+                                       read=self.dataset.read_image)
+            for name, model, array in zip(computed, models, vectors):
+                out[name] = self._remember((view_identity(model, view), ids), signature, array) if remember else array
         elif progress:
-            progress(len(image_ids), len(image_ids))
+            progress(len(ids), len(ids))
+        return [out[n] for n in names]
+
+    def _remember(self, key: tuple, signature: tuple, vectors: np.ndarray) -> np.ndarray:
         vectors.flags.writeable = False  # shared between callers
         self._memo[key] = (signature, vectors)
         while len(self._memo) > MEMO_ENTRIES:
-            self._memo.popitem(last=False)
+            self._prefetched.discard(self._memo.popitem(last=False)[0])
         return vectors
+
+    def embed_groups(self, groups: list[list[str]], backbone: str, progress: Progress | None = None,
+                     view: str = "") -> None:
+        """Embed several lists of images in one pass and remember each list's vectors, so that ``embed`` of any
+        of them is then a memo hit: a method's fit lefts, fit rights and task images are one progress stage."""
+        union = list(dict.fromkeys(i for group in groups for i in group))
+        ensemble = Ensemble.parse(backbone)
+        parts = self.embed_parts(union, ensemble.parts, progress, view, remember=False)
+        row = {image_id: k for k, image_id in enumerate(union)}
+        for group in groups:
+            ids = tuple(group)
+            signature = tuple(self.dataset.stat_signature(i) for i in ids)
+            at = [row[i] for i in ids]
+            for name, vectors in zip(ensemble.parts, parts):
+                key = (view_identity(self.backbone(name), view), ids)
+                self._remember(key, signature, vectors[at])
+                self._prefetched.add(key)
 
     def task_embeddings(self, tasks: TaskSet, backbone: str, progress: Progress | None = None,
                         view: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +278,26 @@ class Engine:
             self.store.put(key, matcher.state())
         return matcher
 
+    def prefetch(self, tasks: TaskSet, backbone: str, method: Method, fit_pairs: tuple[Pair, ...] = (),
+                 progress: Progress | None = None) -> None:
+        """Embed what scoring ``tasks`` under ``method`` reads — its fit pairs' lefts and rights (if it learns) and
+        the task images — in one pass per image view, before any of it is read: one progress stage, each image
+        decoded once for every part of the backbone."""
+        for view, groups in _passes(tasks, method, fit_pairs):
+            self.embed_groups(groups, backbone, progress, view)
+
+    def stages(self, tasks: TaskSet, backbone: str, method: Method, fit_pairs: tuple[Pair, ...] = ()) -> tuple[Stage, ...]:
+        """The stages of :meth:`score` in order, for one progress display: each embedding pass (its images, all
+        parts of the backbone at once), then training when the method learns (at most its epochs; a matcher
+        trained before is taken from the store and skips it)."""
+        parts = " + ".join(Ensemble.parse(backbone).parts)
+        out = [Stage("embedding", parts + (f", {view} view" if view else ""),
+                     len({i for group in groups for i in group})) for view, groups in _passes(tasks, method, fit_pairs)]
+        matcher = method.matcher()
+        if matcher.learns and fit_pairs:
+            out.append(Stage("training", method.name, cast(LearnedProtocol, matcher).max_epochs))
+        return tuple(out)
+
     def _matcher_key(self, material: dict[str, Any], backbone: str, left: np.ndarray, right: np.ndarray) -> str:
         """The matcher's own key material (name, register version, config) + fit-data fingerprint + backbone
         identity: the same key means the same trained state."""
@@ -253,6 +314,7 @@ class Engine:
         if not isinstance(method, Method):  # a bare matcher, already fitted
             left, right = self.task_embeddings(tasks, backbone, progress)
             return check_finite(method.score(left, right, tasks.candidates), f"{backbone}, {method.name}")
+        self.prefetch(tasks, backbone, method, fit_pairs, progress)
         matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
         scores = matcher.score_tasks(tasks, lambda view: self.task_embeddings(tasks, backbone, progress, view),
                                      method.flip_tta)
@@ -369,3 +431,22 @@ def fuse_scores(scores: list[np.ndarray]) -> np.ndarray:
     """Score fusion: z-score each method's 20 scores per left, then average the methods."""
     z = [(s - s.mean(axis=1, keepdims=True)) / np.maximum(s.std(axis=1, keepdims=True), 1e-12) for s in scores]
     return np.mean(z, axis=0).astype(np.float32)
+
+
+def _passes(tasks: TaskSet, method: Method, fit_pairs: tuple[Pair, ...]) -> list[tuple[str, list[list[str]]]]:
+    """The embedding passes scoring ``tasks`` under ``method`` takes: per image view, the image lists it reads
+    (fit lefts, fit rights, the tasks' lefts + rights)."""
+    matcher = method.matcher()
+    if not matcher.uses_embeddings:
+        return []
+    fit_views = matcher.fit_views() if matcher.learns and fit_pairs else ()
+    score_views = matcher.score_views(method.flip_tta)
+    passes = []
+    for view in dict.fromkeys((*fit_views, *score_views)):
+        groups = []
+        if view in fit_views:
+            groups += [[p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]]
+        if view in score_views:
+            groups.append(list(tasks.left_ids) + list(tasks.right_ids))
+        passes.append((view, groups))
+    return passes

@@ -1,18 +1,27 @@
-"""Honest progress for long calls: images done of all, the rate they are being done at, and the time left.
+"""Honest progress for long calls: one display for the whole job — its stages, each with its count, and the time
+left for all of it.
 
 The engine reports ``(done, total)`` per batch of images (:data:`tll_core.embeddings.Progress`) and each
-epoch of training (:class:`tll_core.matchers.EpochReport`); a :class:`ProgressMeter` turns those reports into
-one line for a progress bar. Images taken from the cache arrive at once at the start: the rate is measured
-from the first report on, so it is the backbone's rate, not the cache's.
+epoch of training (:class:`tll_core.matchers.EpochReport`). A job's stages are known before it starts
+(:meth:`tll_core.engine.Engine.stages`: one embedding pass per image view, every part of an ensemble in the same
+pass, then training); a :class:`ProgressMeter` given that plan follows the reports through it and turns them into
+one line for a progress bar. Images taken from the cache arrive at once at the start of a pass: the rate is
+measured from the first report on, so it is the backbone's rate, not the cache's. A later embedding pass of the
+same job runs the same backbones, so its time is estimated at the rate measured; training's time is estimated
+from an earlier training of the same kind in this process, and until one is known the line says what follows
+instead of guessing.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .matchers import EpochReport
+
+StageKind = Literal["embedding", "training"]
+EPOCH_SECONDS: dict[str, float] = {}  # seconds per epoch last measured, by stage label (this process)
 
 
 class Reporter(Protocol):
@@ -22,37 +31,116 @@ class Reporter(Protocol):
 
     def epoch(self, report: EpochReport) -> None: ...
 
+    def expect(self, plan: tuple[Stage, ...]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a job: an embedding pass over ``total`` images, or training for at most ``total`` epochs."""
+
+    kind: StageKind
+    label: str  # what it works on: the backbones of a pass, the matcher trained
+    total: int
+
 
 @dataclass
 class ProgressMeter:
-    """What a progress bar says: ``fraction`` (0..1) and ``text`` after each report."""
+    """What a progress bar says: ``fraction`` (0..1, of the whole plan) and ``text`` after each report."""
 
     what: str = "embedding"
     clock: Callable[[], float] = time.monotonic
+    plan: tuple[Stage, ...] = ()
     fraction: float = 0.0
     text: str = ""
+    _stage: int = field(default=-1, repr=False)  # index into the plan (-1: before the first report)
     _first: tuple[float, int] | None = field(default=None, repr=False)  # (time, done) at the stage's first report
-    _last: int = field(default=0, repr=False)  # done at the last report
+    _last: tuple[int, int] = field(default=(0, 0), repr=False)  # (done, total) at the last image report
+    _rate: float | None = field(default=None, repr=False)  # images/s measured in this job
+    _epoch_first: tuple[float, int] | None = field(default=None, repr=False)  # (time, epoch) at training's first report
+    _unplanned: StageKind | None = field(default=None, repr=False)  # the kind of a stage the plan did not foresee
+
+    def expect(self, plan: tuple[Stage, ...]) -> None:
+        """The stages of the job about to start (``Engine.stages``): reports from now on are placed in it."""
+        self.plan, self._stage, self._first, self._epoch_first, self._unplanned = tuple(plan), -1, None, None, None
 
     def images(self, done: int, total: int) -> None:
         """An embedding report: ``done`` of ``total`` images have their vectors."""
         now = self.clock()
-        if self._first is None or done < self._last:  # a new stage (e.g. the next member of an ensemble)
+        if self._first is None or done < self._last[0] or total != self._last[1] or self._kind() != "embedding":
+            self._enter("embedding")  # a new pass (the next view, the gallery's images)
             self._first = (now, done)
-        self._last = done
-        self.fraction = done / total if total else 1.0
-        self.text = f"{self.what}: {done:,} / {total:,} images"
+        self._last = (done, total)
         start_time, start_done = self._first
         elapsed, fresh = now - start_time, done - start_done
+        if fresh > 0 and elapsed > 0:
+            self._rate = fresh / elapsed
+        line = f"{self._name()}: {done:,} / {total:,} images"
+        left = None
         if fresh > 0 and elapsed > 0 and done < total:
-            rate = fresh / elapsed
-            self.text += f" · {rate:,.1f} img/s · about {_duration((total - done) / rate)} left"
+            line += f" · {self._rate:,.1f} img/s"
+            left = (total - done) / self._rate
+        self._show(done / total if total else 1.0, line, left)
 
     def epoch(self, report: EpochReport) -> None:
         """A training report: one more epoch done (early stopping may end before the last)."""
-        self.fraction = report.epoch / report.epochs
-        self.text = (f"training: epoch {report.epoch} of at most {report.epochs} · loss {report.train_loss:.4f}"
-                     f" · held-back top-2 {report.holdout_top2:.3f}")
+        now = self.clock()
+        if self._kind() != "training" or self._epoch_first is None or report.epoch <= self._epoch_first[1]:
+            if self._kind() != "training":
+                self._enter("training")
+            self._epoch_first = (now, report.epoch)
+        line = (f"{self._name('training')}: epoch {report.epoch} of at most {report.epochs} · loss "
+                f"{report.train_loss:.4f} · held-back top-2 {report.holdout_top2:.3f}")
+        first_time, first_epoch = self._epoch_first
+        per_epoch = (now - first_time) / (report.epoch - first_epoch) if report.epoch > first_epoch else 0.0
+        if per_epoch > 0:
+            EPOCH_SECONDS[self._label()] = per_epoch
+        self._show(report.epoch / report.epochs, line, per_epoch * (report.epochs - report.epoch) if per_epoch else None)
+
+    # ------------------------------------------------------------ the plan
+
+    def _kind(self) -> StageKind | None:
+        if 0 <= self._stage < len(self.plan):
+            return self.plan[self._stage].kind
+        return None if self._stage < 0 else self._unplanned
+
+    def _enter(self, kind: StageKind) -> None:
+        """Move to the plan's next stage of ``kind`` (a report the plan did not foresee: an unplanned stage)."""
+        for k in range(self._stage + 1, len(self.plan)):
+            if self.plan[k].kind == kind:
+                self._stage = k
+                return
+        self._stage, self._unplanned = len(self.plan), kind
+
+    def _label(self) -> str:
+        return self.plan[self._stage].label if 0 <= self._stage < len(self.plan) else self.what
+
+    def _name(self, kind: str = "") -> str:
+        """``JOB: stage 2 of 3 · training (adaptation)`` (``what``: the job), or the job alone past the plan."""
+        if 0 <= self._stage < len(self.plan):
+            stage = self.plan[self._stage]
+            return f"{self.what}: stage {self._stage + 1} of {len(self.plan)} · {stage.kind} ({stage.label})"
+        return kind or self.what
+
+    def _show(self, stage_fraction: float, line: str, left: float | None) -> None:
+        """The line, the job's fraction, and the time left for the whole plan when every stage after this one
+        can be estimated (else what follows)."""
+        planned = 0 <= self._stage < len(self.plan)
+        self.fraction = (self._stage + stage_fraction) / len(self.plan) if planned else stage_fraction
+        later = self.plan[self._stage + 1:] if planned else ()
+        estimates = [self._estimate(s) for s in later]
+        if left is not None and all(e is not None for e in estimates):
+            line += f" · about {_duration(left + sum(estimates))} left" + (" in all" if later else "")
+        else:
+            unknown = [s for s, e in zip(later, estimates) if e is None]
+            if unknown:
+                line += f" · then {unknown[0].kind} ({unknown[0].label})"
+        self.text = line
+
+    def _estimate(self, stage: Stage) -> float | None:
+        if stage.kind == "embedding":
+            return stage.total / self._rate if self._rate else None
+        per_epoch = EPOCH_SECONDS.get(stage.label)
+        return per_epoch * stage.total if per_epoch else None
 
 
 def _duration(seconds: float) -> str:

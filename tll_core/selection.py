@@ -237,6 +237,8 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
     method = sel.to_method()
     hooks = {"progress": bar.images, "callback": bar.epoch} if bar is not None else {}
+    if bar is not None:
+        bar.expect(eng.stages(tasks, sel.backbone, method, fit))
     [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed, **hooks)
     [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed,
                                         **hooks)

@@ -135,6 +135,10 @@ class LearnedProtocol(Matcher, Protocol):
 
     curve: TrainingCurve
 
+    @property
+    def max_epochs(self) -> int:
+        """The most epochs a fit runs (early stopping may end it sooner)."""
+
     def to(self, device: Any) -> LearnedProtocol:
         """Train and score on ``device``; returns self."""
 

@@ -133,6 +133,10 @@ class LearnedMatcher:
         self.curve = TrainingCurve()
         self.device = torch.device("cpu")  # where it trains and scores; not an option: not part of any key
 
+    @property
+    def max_epochs(self) -> int:
+        return self.cfg.epochs
+
     def to(self, device: str | torch.device) -> LearnedMatcher:
         """Train and score on ``device`` (auto, cpu, cuda, mps); returns self, like ``nn.Module.to``."""
         self.device = resolve_device(device)
