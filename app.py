@@ -26,7 +26,7 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 with one_run():  # the folder's fingerprint: taken once in this run
-    follow_links()  # a left opened on another page: Ranked candidates
+    follow_links(page.url_path)  # a left opened on another page: Ranked candidates
     sidebar()
     with page_run():
         page.run()

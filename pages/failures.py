@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from studio import session
+from studio.bulk_tags import bulk_tag_form
 from studio.entry import enter
 from studio.folder import tag_store
 from studio.links import focus_notice, open_in_ranked
@@ -82,6 +83,9 @@ found = with_tag(found, store, wanted)
 missed = len(misses(tasks, scores))
 st.write(f"**{missed}** of {len(tasks)} lefts miss the top 2 ({missed / len(tasks):.1%}) "
          f"under {md(selection().label)}; **{len(found)}** match the filters.")
+
+with st.expander("Tag every failure listed at once"):
+    bulk_tag_form("failures", [f.left for f in found])
 
 listed, tagged = st.tabs(["Failures", "Tags"])
 with tagged:

@@ -11,9 +11,14 @@ from tll_core.selection import Selection
 from . import session
 from .session import data_folder, default_data, selection
 
-# the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…,
+# the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…&space=…,
 # ?candidate=NAME (the right the Why page explains beside the truth)
-VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "candidate": ""}
+MAP_SPACES = ("matcher", "backbone")  # the embedding map: the space the chosen matcher scores in, or the raw one
+VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "space": MAP_SPACES[0],
+                 "candidate": ""}
+# the pages (url paths) each view applies to: elsewhere the URL leaves it out (the session keeps it)
+VIEW_PAGES = {"left": ("ranked", "why"), "projection": ("embedding_map",), "colour": ("embedding_map",),
+              "space": ("embedding_map",), "candidate": ("why",)}
 
 
 def set_selection(sel: Selection) -> None:
@@ -24,10 +29,12 @@ def set_selection(sel: Selection) -> None:
 
 
 def _write_url() -> None:
-    """The URL holds the selection's changes from the defaults, the data folder and the pages' views (the left
-    shown in Ranked, the map's projection and colouring) where they differ from their defaults."""
-    sel = selection()
-    views = {k: v for k, v in session.VIEWS.get().items() if v and v != VIEW_DEFAULTS.get(k)}
+    """The URL holds the selection's changes from the defaults (those that apply to it), the data folder and
+    the views of the page shown (the left shown in Ranked, the map's projection and colouring) where they
+    differ from their defaults: nothing that does not apply where the link opens."""
+    sel, shown = selection(), session.PAGE.get()
+    views = {k: v for k, v in session.VIEWS.get().items()
+             if v and v != VIEW_DEFAULTS.get(k) and shown in VIEW_PAGES.get(k, ())}
     wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {}), **views}
     if st.query_params.to_dict() != wanted:  # only on change: writing the URL is not free
         st.query_params.from_dict(wanted)
@@ -101,9 +108,11 @@ def open_why(left: str, candidate: str) -> None:
     session.SWITCH_TO.set("pages/why.py")
 
 
-def follow_links() -> None:
-    """Called by app.py before the page runs: a left opened from another page switches to the page asked for;
-    a ``?left=`` that changed under a running session (the map's click, the browser's back button) is shown."""
+def follow_links(page: str = "") -> None:
+    """Called by app.py before the page runs (``page``: its url path, whose views the URL carries): a left
+    opened from another page switches to the page asked for; a ``?left=`` that changed under a running
+    session (the map's click, the browser's back button) is shown."""
+    session.PAGE.set(page)
     left = st.query_params.get("left")
     if left and session.VIEWS.held() and left != view("left"):
         _open_left(left)

@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from tll_core import selection as selections
-from tll_core.engine import Engine
+from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import EpochReport, TrainingCurve
 from tll_core.evaluation.figures import Evaluation
@@ -192,17 +192,30 @@ def report_html(sels: tuple[Selection, ...], compare: tuple[str, str] | None) ->
 # ------------------------------------------------------------ the embedding map and the Why view
 
 
-def map_coordinates(sel: Selection, projection: str, bar: ProgressBar | None = None) -> np.ndarray:
-    """2-D coordinates of the selection's task set (lefts, then rights), by ``pca`` or ``umap``."""
+def map_space(sel: Selection, space: str) -> Method | None:
+    """The method whose scoring space the map shows (``space`` "matcher"; re-ranking plays no part in it), or
+    None for the backbone's own embeddings ("backbone", or a method that scores no embeddings)."""
+    if space != "matcher" or not sel.uses_backbone:
+        return None
+    return replace(sel.to_method(), rerank="none", rerank_options=())
+
+
+def map_coordinates(sel: Selection, projection: str, space: str = "matcher",
+                    bar: ProgressBar | None = None) -> np.ndarray:
+    """2-D coordinates of the selection's task set (lefts, then rights), by ``pca`` or ``umap``, of the vectors
+    its matcher scores with (``space`` "matcher": after a learned matcher's map, fitted on the split's fit
+    part) or of the backbone's embeddings ("backbone")."""
     data, device_name = data_folder(), device()
+    matcher = map_space(sel, space)
 
     def compute() -> np.ndarray:
         eng = engine_for(data, device_name)
-        tasks, _ = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
-        return eng.embedding_map(tasks, sel.backbone, projection, sel.seed, progress=bar.images if bar else None)
+        tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+        return eng.embedding_map(tasks, sel.backbone, projection, sel.seed, progress=bar.images if bar else None,
+                                 matcher=matcher, fit_pairs=fit, callback=bar.epoch if bar else None)
 
     key = (data, fingerprint(data, device_name), sel.backbone, sel.split, sel.val_fraction, sel.seed, projection,
-           device_name, backbone_sources(sel.backbone))
+           device_name, backbone_sources(sel.backbone), matcher)
     return memo("map coordinates", 16).get(key, compute)
 
 

@@ -20,6 +20,7 @@ import streamlit as st
 from tll_core.analysis import MAP_COLOURINGS
 from tll_core.cache import default_cache_dir
 from tll_core.selection import Selection
+from tll_core.tags import BulkTagging
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -90,8 +91,9 @@ def _none() -> None:
 SELECTION: Slot[Selection] = Slot("selection", Selection)  # first run: from the URL's query params
 DATA_FOLDER: Slot[str] = Slot("data_folder", default_data)
 DEVICE: Slot[str] = Slot("device", lambda: "auto")  # part of every engine's cache key
-# the pages' views carried in the URL (studio.links.VIEW_DEFAULTS): left, projection, colour, candidate
+# the pages' views carried in the URL (studio.links.VIEW_DEFAULTS): left, projection, colour, space, candidate
 VIEWS: Slot[dict[str, str]] = Slot("views", dict)
+PAGE: Slot[str] = Slot("page", str)  # the url path of the page this run shows (the URL carries its views only)
 
 # the sidebar's widgets, re-seeded from the selection on every run
 W_DATA: Slot[str] = Slot("w_data", str)
@@ -135,11 +137,19 @@ FAIL_MARGIN_BOUNDS: Slot[tuple[float, float] | None] = Slot("fail_margin_bounds"
 FAIL_TRUTH: Slot[tuple[float, float]] = Slot("fail_truth", lambda: (0.0, 0.0))  # Failures: the truth-score range
 FAIL_TRUTH_BOUNDS: Slot[tuple[float, float] | None] = Slot("fail_truth_bounds", _none)
 TAG_PROBLEM: Slot[tuple[str, str] | None] = Slot("tag_problem", _none)  # Failures: (tag widget's key, one line)
+MAP_SPACE: Slot[str] = Slot("map_space", lambda: "matcher")  # the map's space: the matcher's or the backbone's
+BULK_UNDO: Slot[BulkTagging | None] = Slot("bulk_undo", _none)  # the last bulk tagging (the map's, Failures'): undo
+BULK_NOTE: Slot[tuple[str, bool, str] | None] = Slot("bulk_note", _none)  # (form, done?, one line) after a bulk action
 
 
 def tags_widget(index: int) -> Slot[list[str]]:
     """Failures: the tag box of the failure of task ``index``."""
     return Slot(f"tags_{index}", list)
+
+
+def bulk_tag_widget(form: str) -> Slot[str]:
+    """The tag typed into a bulk tagging form (``form``: map or failures)."""
+    return Slot(f"bulk_tag_{form}", str)
 
 
 def upload_widget(round_: int) -> Slot[Any]:

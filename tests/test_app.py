@@ -199,6 +199,28 @@ def test_the_maps_colouring_rides_in_the_url() -> None:
     assert (bad.session_state["map_colour"], bad.session_state["map_method"]) == ("side", "pca")  # unknown: defaults
 
 
+def test_the_maps_space_rides_in_the_url_and_views_leave_it_on_other_pages() -> None:
+    """?space=backbone reopens the raw space; the matcher's (the default) is not written; a page shows only
+    its own views in the URL (the map's on the map, not on Overview), and a learned method's URL no metric."""
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params.update(backbone="combined", method="zero-shot", space="backbone", colour="hit / miss")
+    app.run()
+    assert "space" not in app.query_params and "colour" not in app.query_params  # Overview: not its views
+    app.switch_page("pages/embedding_map.py").run()
+    _ok(app)
+    assert app.session_state["map_space"] == "backbone" and app.query_params["space"] == "backbone"
+    assert app.query_params["colour"] == "hit / miss"
+    assert any("combined's embeddings" in c.value for c in app.caption)
+    app.segmented_control(key="map_space").set_value("matcher").run()
+    _ok(app)
+    assert "space" not in app.query_params
+    assert any("scores with, from combined" in c.value for c in app.caption), [c.value for c in app.caption]
+    stale = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    stale.query_params.update(backbone="combined", method="adaptation", metric="euclidean")
+    stale.run()
+    assert stale.session_state["selection"].method == "adaptation" and "metric" not in stale.query_params
+
+
 def test_a_failure_opens_in_ranked_with_one_click() -> None:
     import re
 

@@ -122,3 +122,39 @@ def test_a_click_on_a_point_opens_its_left_in_ranked(studio: str, page) -> None:
     page.go_back()
     page.get_by_role("heading", name="Embedding map").wait_for(timeout=WAIT_S * 1000)
     settle(page)
+
+
+def test_a_box_selection_is_tagged_in_one_action_and_undone(studio: str, page) -> None:
+    """The modebar (box and lasso) is in sight without hovering; a box drag (the default tool) picks points,
+    "Tag N lefts" tags their lefts at once, and undo takes the tag off exactly those: tagging again finds
+    none of them carrying it (the counts are the store's, read back from its file)."""
+    _open_map(studio, page)
+    page.mouse.move(5, 5)  # off the chart
+    for tool in ("select", "lasso"):
+        button = page.locator(f".modebar-btn[data-val='{tool}']").first
+        assert button.is_visible() and page.evaluate(
+            "el => getComputedStyle(el.closest('.modebar')).opacity", button.element_handle()) == "1"
+    area = page.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + 0.1 * area["width"], area["y"] + 0.1 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + 0.9 * area["width"], area["y"] + 0.9 * area["height"], steps=8)
+    page.mouse.up()
+    tag_button = page.get_by_role("button", name=re.compile(r"^Tag \d+ lefts?$"))
+    tag_button.wait_for(timeout=WAIT_S * 1000)
+    settle(page)
+    n = int(re.search(r"\d+", tag_button.inner_text()).group(0))
+    assert n >= 2
+    page.get_by_label(re.compile(r"^A tag for these \d+ lefts?")).fill("boxed")
+    page.keyboard.press("Tab")
+    settle(page)
+    tag_button.click()
+    page.get_by_text(f"Tagged {n} lefts with 'boxed'.", exact=True).wait_for(timeout=WAIT_S * 1000)
+    page.screenshot(path=str(shots() / "map-bulk-tag.png"), full_page=True)
+    page.get_by_role("button", name=f"Undo: take 'boxed' off the {n} lefts it was put on").click()
+    page.get_by_text(f"Undone: 'boxed' taken off {n} lefts.", exact=True).wait_for(timeout=WAIT_S * 1000)
+    settle(page)
+    page.get_by_role("button", name=f"Tag {n} lefts").click()  # again: none of them carries it now
+    page.get_by_text(f"Tagged {n} lefts with 'boxed'.", exact=True).wait_for(timeout=WAIT_S * 1000)
+    page.get_by_role("button", name=re.compile(r"^Undo: take 'boxed'")).click()
+    page.get_by_text(f"Undone: 'boxed' taken off {n} lefts.", exact=True).wait_for(timeout=WAIT_S * 1000)
+    settle(page)

@@ -205,3 +205,58 @@ def test_the_smallest_split_allowed_trains() -> None:
     matcher = create_matcher("adaptation", holdout=0.5, epochs=2, pca_dim=8)  # 20 held back, 20 to train on
     matcher.fit(emb, emb)
     assert len(matcher.curve.holdout_top2) == 2
+
+
+# ---------------------------------------------------------------- project(): the space a matcher scores in
+
+
+def _cosine(left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    return np.einsum("nd,nkd->nk", unit(left), unit(right)[candidates])
+
+
+def test_project_gives_the_vectors_a_learned_matcher_scores() -> None:
+    """Adaptation scores the cosine of its projected lefts and rights; Siamese their negated distance: the
+    scores computed from ``project`` are the matcher's own (a map of anything else would not match)."""
+    (fl, fr), (vl, vr, cand, _) = synthetic(n_fit=200, n_val=60, dim=16)
+    adaptation = Adaptation(AdaptationCfg(pca_dim=12, shared=False, hidden=8, epochs=3, patience=3))
+    adaptation.fit(fl, fr)
+    pl, pr = adaptation.project(vl, vr)
+    assert pl.shape == (60, 12) and pr.shape == (60, 12) and pl.dtype == np.float32
+    assert not np.allclose(pl, pr[: len(pl)])  # two maps (shared=False): the sides differ
+    np.testing.assert_allclose(_cosine(pl, pr, cand), adaptation.score(vl, vr, cand), atol=1e-5)
+    siamese = Siamese(SiameseCfg(pca_dim=12, hidden=16, out_dim=6, epochs=3, patience=3))
+    siamese.fit(fl, fr)
+    sl, sr = siamese.project(vl, vr)
+    assert sl.shape == (60, 6)
+    distance = np.linalg.norm(sl[:, None] - sr[cand], axis=-1)
+    np.testing.assert_allclose(-distance, siamese.score(vl, vr, cand), atol=1e-4)
+
+
+def test_project_of_zero_shot_is_the_centred_embeddings_and_before_fit_a_learned_one_refuses() -> None:
+    rng = np.random.default_rng(1)
+    left, right = rng.normal(size=(10, 4)).astype(np.float32) + 5, rng.normal(size=(30, 4)).astype(np.float32) + 5
+    cand = np.stack([rng.choice(30, 20, replace=False) for _ in range(10)])
+    centred_l, centred_r = ZeroShot("cosine").project(left, right)
+    np.testing.assert_allclose(np.concatenate([centred_l, centred_r]).mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(_cosine(centred_l, centred_r, cand), ZeroShot("cosine").score(left, right, cand), atol=1e-5)
+    plain = ZeroShot("cosine", centre=False).project(left, right)
+    assert plain[0] is left and plain[1] is right
+    with pytest.raises(TLLError, match="before fit"):
+        Adaptation().project(left, right)
+
+
+def test_the_engine_maps_the_matcher_space_of_a_learned_method(demo_dir: Path, warm_demo_cache: Path) -> None:
+    """The map's vectors under a learned method are its fitted ``project``; without one, the backbone's."""
+    eng = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
+    split = eng.validation()
+    method = Method("adaptation", (("epochs", 2), ("pca_dim", 8), ("patience", 2)))
+    raw = eng.map_vectors(split.tasks, "hog")
+    mapped = eng.map_vectors(split.tasks, "hog", method, split.fit)
+    fitted = eng.fit(method, "hog", split.fit)
+    left, right = eng.task_embeddings(split.tasks, "hog")
+    assert raw.shape[0] == mapped.shape[0] and mapped.shape[1] == 8 != raw.shape[1]
+    np.testing.assert_allclose(mapped, np.concatenate(fitted.project(left, right)), atol=1e-6)
+    coords = eng.embedding_map(split.tasks, "hog", "pca", matcher=method, fit_pairs=split.fit)
+    assert coords.shape == (len(mapped), 2) and np.isfinite(coords).all()
+    assert not np.allclose(coords, eng.embedding_map(split.tasks, "hog", "pca"))

@@ -127,3 +127,19 @@ def test_centring_rides_in_the_url_and_reaches_the_method() -> None:
     assert dict(sel.to_method().options)["centre"] is False and "centre" not in Selection(method="zero-shot").to_query()
     for bad in ("False", "0", "no", ""):
         assert Selection.from_query({"centre": bad}).centre is True  # anything else keeps the default
+
+
+def test_the_url_carries_only_what_applies_to_the_selection() -> None:
+    """A metric or centring left over from zero-shot, re-ranking options without a re-ranker, a validation
+    fraction on the test split: not in the URL (stale parameters would mislead whoever opens the link)."""
+    learned = Selection(backbone="hog", method="adaptation", metric="euclidean", centre=False, rerank="none",
+                        options=(), val_fraction=0.5)
+    query = learned.to_query()
+    assert "metric" not in query and "centre" not in query and query["val_fraction"] == "0.5"
+    zero = Selection(backbone="hog", method="zero-shot", metric="euclidean", centre=False, options=(), split="test",
+                     val_fraction=0.5, rerank="none")
+    query = zero.to_query()
+    assert (query["metric"], query["centre"], query["split"]) == ("euclidean", "false", "test")
+    assert "val_fraction" not in query
+    reopened = Selection.from_query(learned.to_query())
+    assert reopened.to_method() == learned.to_method() and reopened.label == learned.label  # the same method

@@ -14,8 +14,8 @@ from test_analysis import small_tasks
 from tll_core.analysis import failures, hits
 from tll_core.cache import default_cache_dir
 from tll_core.evaluation.metrics import truth_ranks
-from tll_core.tags import (CSV_HEADER, MAX_TAG_CHARS, TagError, TagStore, safe_cell, store_path, tag_table,
-                           tags_csv, with_tag)
+from tll_core.tags import (CSV_HEADER, MAX_TAG_CHARS, BulkTagging, TagError, TagStore, safe_cell, store_path,
+                           tag_table, tags_csv, with_tag)
 
 
 def _scores(n: int, seed: int = 1) -> np.ndarray:
@@ -174,3 +174,55 @@ def test_tags_csv_names_each_tagged_left_with_its_figures() -> None:
         assert row[5] == ("yes" if hit[i] else "no")
     assert TagStore(Path("unused.json")).tags == {}
     assert tags_csv(TagStore(Path("unused.json")), tasks, scores).splitlines() == [",".join(CSV_HEADER)]
+
+
+# ------------------------------------------------------------------ bulk tagging and its undo
+
+
+def test_bulk_tagging_tags_every_left_in_one_action_and_undo_reverses_exactly(tmp_path: Path) -> None:
+    store = TagStore.open(tmp_path / "data")
+    store.add("l1", "noise")  # l1 carries the tag before: undo must leave it
+    store.add("l2", "colour")
+    action = store.tag_many(["l1", "l2", "l3", "l2"], "  noise ")
+    assert isinstance(action, BulkTagging) and action.tag == "noise"
+    assert action.added == ("l2", "l3") and action.asked == 3 and action.carried == 1
+    after = TagStore.open(tmp_path / "data").tags  # on the file
+    assert after == {"l1": ("noise",), "l2": ("colour", "noise"), "l3": ("noise",)}
+    assert store.undo(action) == 2
+    assert TagStore.open(tmp_path / "data").tags == {"l1": ("noise",), "l2": ("colour",)}
+    assert store.undo(action) == 0  # undone already: nothing left to take off, nothing else touched
+    assert TagStore.open(tmp_path / "data").tags == {"l1": ("noise",), "l2": ("colour",)}
+
+
+def test_undo_after_a_concurrent_single_edit_keeps_that_edit(tmp_path: Path) -> None:
+    """Another tab tags and untags lefts between the bulk action and its undo: its edits stay."""
+    mine, other = TagStore.open(tmp_path / "data"), TagStore.open(tmp_path / "data")
+    action = mine.tag_many(["a", "b", "c"], "blurry")
+    other.add("b", "face ↔ cartoon")  # a single edit elsewhere, on a left of the action
+    other.retag("c", ("blurry",), ())  # and the bulk tag taken off one left by hand
+    other.add("d", "blurry")  # the same tag on a left outside the action
+    assert mine.undo(action) == 2  # a and b: c had it no more
+    assert TagStore.open(tmp_path / "data").tags == {"b": ("face ↔ cartoon",), "d": ("blurry",)}
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a;b", "x" * (MAX_TAG_CHARS + 1), "tab\there"])
+def test_a_bad_bulk_tag_is_one_line_and_changes_nothing(tmp_path: Path, bad: str) -> None:
+    store = TagStore.open(tmp_path / "data")
+    store.add("l1", "kept")
+    with pytest.raises(TagError) as info:
+        store.tag_many(["l1", "l2"], bad)
+    assert "\n" not in str(info.value) and str(info.value)
+    assert TagStore.open(tmp_path / "data").tags == {"l1": ("kept",)}
+
+
+def test_bulk_tagging_no_lefts_or_undoing_another_folders_action_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = TagStore.open(tmp_path / "a"), TagStore.open(tmp_path / "b")
+    with pytest.raises(TagError, match="no lefts to tag with 'x'"):
+        a.tag_many([], "x")
+    b.add("l1", "x")
+    action = a.tag_many(["l1"], "x")
+    with pytest.raises(TagError, match="another data folder"):
+        b.undo(action)
+    assert b.tags == {"l1": ("x",)} and TagStore.open(tmp_path / "a").tags == {"l1": ("x",)}

@@ -397,12 +397,27 @@ class Engine:
     def _row(backbone: str, metric: str, label: str, scores: np.ndarray, tasks: TaskSet, seed: int) -> ResultRow:
         return ResultRow.of(backbone, metric, label, evaluate_scores(scores, tasks.truth, seed=seed))
 
+    def map_vectors(self, tasks: TaskSet, backbone: str, matcher: Method | None = None,
+                    fit_pairs: tuple[Pair, ...] = (), *, progress: Progress | None = None,
+                    callback: TrainingCallback | None = None) -> np.ndarray:
+        """The task set's lefts then rights as the vectors ``matcher`` scores with (its ``project``: a learned
+        matcher's map, fitted on ``fit_pairs``; zero-shot's centring), in its first scored view; None, or a
+        method that scores no embeddings: the backbone's own embeddings."""
+        if matcher is None or not matcher.uses_embeddings:
+            return self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
+        fitted = self.fit(matcher, backbone, fit_pairs, callback=callback, progress=progress)
+        left, right = self.task_embeddings(tasks, backbone, progress, fitted.score_views(False)[0])
+        vectors = np.concatenate(fitted.project(left, right))
+        return check_finite(vectors, f"{backbone}, {matcher.label} (its map of the embeddings)")
+
     def embedding_map(self, tasks: TaskSet, backbone: str, method: str = "pca", seed: int = 0,
-                      progress: Progress | None = None) -> np.ndarray:
-        """2-D coordinates of the task set's lefts then rights (``pca`` or ``umap``), cached on disk."""
+                      progress: Progress | None = None, *, matcher: Method | None = None,
+                      fit_pairs: tuple[Pair, ...] = (), callback: TrainingCallback | None = None) -> np.ndarray:
+        """2-D coordinates of the task set's lefts then rights (``pca`` or ``umap``), cached on disk: of the
+        space ``matcher`` scores in (:meth:`map_vectors`), or of the backbone's embeddings when None."""
         from .analysis import project_2d, projection_key
 
-        vectors = self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
+        vectors = self.map_vectors(tasks, backbone, matcher, fit_pairs, progress=progress, callback=callback)
         key = projection_key(vectors, method, seed)
         if self.cache is not None:
             cached = self.cache.get("projection", key)

@@ -98,13 +98,26 @@ class Selection:
         found = entry("matcher", self.method)
         return () if found is None else (found,)
 
+    def applies(self, name: str) -> bool:
+        """Whether field ``name`` plays a part in what this selection scores: the metric and centring only
+        for a matcher that takes them (zero-shot; a learned one has its own), re-ranking options only with a
+        re-ranker, the validation fraction only on the validation split."""
+        if name in SIDEBAR_OPTIONS:
+            return any(spec.name == name for spec in matcher_part(self.method).options)
+        if name == "rerank_options":
+            return self.rerank != "none"
+        if name == "val_fraction":
+            return self.split == "validation"
+        return True
+
     def to_query(self) -> dict[str, str]:
-        """Only what differs from the defaults, as strings (a short, shareable URL)."""
+        """Only what differs from the defaults and applies to the selection (:meth:`applies`: a metric left
+        over from zero-shot is not carried beside a learned matcher), as strings (a short, shareable URL)."""
         default = Selection()
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != getattr(default, f.name):
+            if value != getattr(default, f.name) and self.applies(f.name):
                 out[f.name] = (json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS
                                else json.dumps(value) if isinstance(value, bool) else str(value))
         return out

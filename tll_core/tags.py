@@ -117,16 +117,67 @@ class TagStore:
         self._change(left, lambda tags: (tags - removed) | added)
         return self.tags_of(left)
 
+    def tag_many(self, lefts: Iterable[str], tag: str) -> BulkTagging:
+        """Tag every one of ``lefts`` in one write (a map selection, a Failures filter); the record that
+        :meth:`undo` reverses: the lefts that did not carry the tag yet. A bad tag, or no lefts, changes
+        nothing (one line)."""
+        tag = clean_tag(tag)
+        asked = tuple(dict.fromkeys(lefts))
+        if not asked:
+            raise TagError(f"no lefts to tag with '{tag}': select some first")
+        if not all(isinstance(left, str) and left for left in asked):
+            raise TagError("a left to tag must be named by non-empty text")
+        self.reload()
+        added = tuple(left for left in asked if tag not in self.tags_of(left))
+        self._change_many({left: (lambda tags: tags | {tag}) for left in added})
+        return BulkTagging(self.path, tag, added, len(asked))
+
+    def undo(self, action: BulkTagging) -> int:
+        """Reverse a bulk action exactly, on the file as it is now: its tag comes off the lefts it was added
+        to, and only there; the lefts that carried it before keep it, and every other tag (one added since,
+        in another tab) stays. How many lefts it came off (fewer when someone removed some meanwhile)."""
+        if action.path != self.path:
+            raise TagError("that bulk tagging was made on another data folder's tags; nothing was changed")
+        self.reload()
+        carrying = [left for left in action.added if action.tag in self.tags_of(left)]
+        self._change_many({left: (lambda tags: tags - {action.tag}) for left in carrying})
+        return len(carrying)
+
     def _change(self, left: str, change: Callable[[set[str]], set[str]]) -> None:
         """Re-read the file, change ``left``'s tags, and write the file again if they changed."""
         self.reload()
-        new = tuple(sorted(change(set(self.tags_of(left)))))
-        if new == self.tags_of(left):
+        self._change_many({left: change})
+
+    def _change_many(self, changes: dict[str, Callable[[set[str]], set[str]]]) -> None:
+        """Change the tags of each left in ``changes`` (of the tags as last read) and write the file once, if
+        any changed."""
+        tags = dict(self.tags)
+        for left, change in changes.items():
+            new = tuple(sorted(change(set(self.tags_of(left)))))
+            tags.pop(left, None)
+            if new:
+                tags[left] = new
+        if tags == self.tags:
             return
-        tags = {k: v for k, v in self.tags.items() if k != left} | ({left: new} if new else {})
         text = json.dumps(dict(sorted(tags.items())), ensure_ascii=False, indent=1)
         write_atomically(self.path, text.encode("utf-8"))
         self.tags = tags
+
+
+@dataclass(frozen=True)
+class BulkTagging:
+    """One bulk tagging, as :meth:`TagStore.undo` needs it: the store's file, the tag, and exactly the lefts it
+    was added to (not those that carried it already: undoing leaves theirs alone)."""
+
+    path: Path
+    tag: str
+    added: tuple[str, ...]
+    asked: int  # how many lefts were asked: those added, and those that carried the tag already
+
+    @property
+    def carried(self) -> int:
+        """How many of the lefts asked carried the tag already."""
+        return self.asked - len(self.added)
 
 
 def _read(path: Path) -> tuple[dict[str, tuple[str, ...]], str | None]:

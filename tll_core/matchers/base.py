@@ -97,6 +97,10 @@ class Fixed:
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
         return None
 
+    def project(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors it scores with: the embeddings themselves (a fixed matcher learns no map)."""
+        return left, right
+
     def score_tasks(self, tasks: TaskSet, embedded: Embedded, flip_tta: bool) -> np.ndarray:
         return mean_over_views(self, tasks.candidates, embedded, flip_tta)
 
@@ -121,6 +125,10 @@ class Matcher(Protocol):
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """``[n, 20]`` similarities for lefts ``[n, d]`` and their candidates (indices into ``right``)."""
+
+    def project(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lefts and rights as the vectors it scores with (what the embedding map shows in the matcher's
+        space): its learned map of each side, zero-shot's centring, or the embeddings themselves."""
 
     def score_tasks(self, tasks: TaskSet, embedded: Embedded, flip_tta: bool) -> np.ndarray:
         """``[n, 20]`` scores of a task set (what the engine asks): from the embeddings ``embedded(view)``

@@ -155,8 +155,17 @@ class LearnedMatcher:
     def loss(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def side(self, model: nn.Module, x: torch.Tensor, which: str) -> torch.Tensor:
+        """The learned map of one side (``which``: left or right) of projected vectors: the space ``compare``
+        scores in. Default: none (the projected vectors themselves)."""
+        return x
+
+    def compare(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``[n, 20]`` scores of mapped lefts and their candidates among the mapped rights."""
         raise NotImplementedError
+
+    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return self.compare(model, self.side(model, left, "left"), self.side(model, right, "right"), candidates)
 
     def fit_views(self) -> tuple[str, ...]:
         return views_of(self.cfg.grayscale, self.cfg.flip_augment)
@@ -253,6 +262,14 @@ class LearnedMatcher:
         if self.model is None or self.projection is None:
             raise TLLError(f"{self.name}: score called before fit")
         return self._scores(self._project(left), self._project(right), candidates)
+
+    def project(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lefts and rights after centre + PCA and the learned map of each side: what ``compare`` scores."""
+        if self.model is None or self.projection is None:
+            raise TLLError(f"{self.name}: project called before fit")
+        with torch.no_grad():
+            return tuple(self.side(self.model, self._project(x), which).cpu().numpy().astype(np.float32)
+                         for x, which in ((left, "left"), (right, "right")))  # type: ignore[return-value]
 
     def _scores(self, left: torch.Tensor, right: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
         """``pair_scores`` of projected lefts and rights, as float32 numpy (what ``score`` and ``gallery`` give)."""
@@ -411,9 +428,11 @@ class Adaptation(LearnedMatcher):
             loss = (loss + F.cross_entropy(logits.T, target)) / 2
         return loss
 
-    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        za, zb = F.normalize(model.left(left), dim=1), F.normalize(model.right(right), dim=1)
-        return torch.einsum("nd,nkd->nk", za, _gather(zb, candidates))
+    def side(self, model: nn.Module, x: torch.Tensor, which: str) -> torch.Tensor:
+        return F.normalize((model.left if which == "left" else model.right)(x), dim=1)
+
+    def compare(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nd,nkd->nk", left, _gather(right, candidates))  # cosine: both sides are unit vectors
 
 
 # ---------------------------------------------------------------- Siamese network
@@ -439,9 +458,11 @@ class Siamese(LearnedMatcher):
         negative = (self.cfg.margin - distance).clamp_min(0).pow(2)
         return positive.mean() + negative.mean()
 
-    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        za, zb = model(left), model(right)
-        return -(za[:, None] - _gather(zb, candidates)).pow(2).sum(-1).sqrt()
+    def side(self, model: nn.Module, x: torch.Tensor, which: str) -> torch.Tensor:
+        return model(x)  # one shared net
+
+    def compare(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return -(left[:, None] - _gather(right, candidates)).pow(2).sum(-1).sqrt()
 
 
 # ---------------------------------------------------------------- pair classifier
@@ -473,6 +494,7 @@ class PairClassifier(LearnedMatcher):
         labels[:, 0] = 1
         return F.binary_cross_entropy_with_logits(model(pairs).squeeze(-1), labels)
 
-    def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def compare(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """No map of either side: the net scores each pair of projected vectors (so the map shows them)."""
         cands = _gather(right, candidates)
         return model(self._features(left[:, None].expand_as(cands), cands)).squeeze(-1)

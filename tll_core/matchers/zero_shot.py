@@ -59,9 +59,11 @@ class ZeroShot(Fixed):
         checked(self)
 
     def score(self, left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        if self.centre:
-            left, right = centred(left, right)
-        return score_candidates(left, right, candidates, self.metric)
+        return score_candidates(*self.project(left, right), candidates, self.metric)
+
+    def project(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What ``score`` puts its metric on: both sets minus their mean when ``centre``, else as they are."""
+        return centred(left, right) if self.centre else (left, right)
 
     def gallery(self, left: np.ndarray, gallery: np.ndarray) -> GallerySearch:
         """Centred once on all lefts and gallery items (as ``score`` centres on all it scores, not per block);
