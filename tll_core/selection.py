@@ -98,13 +98,14 @@ class Selection:
         found = entry("matcher", self.method)
         return () if found is None else (found,)
 
-    def to_query(self) -> dict[str, str]:
-        """Only what differs from the defaults, as strings (a short, shareable URL)."""
+    def to_query(self, *, every: bool = False) -> dict[str, str]:
+        """Only what differs from the defaults, as strings (a short, shareable URL); ``every``: every field (a
+        stored run, read where the defaults may differ)."""
         default = Selection()
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != getattr(default, f.name):
+            if every or value != getattr(default, f.name):
                 out[f.name] = (json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS
                                else json.dumps(value) if isinstance(value, bool) else str(value))
         return out
@@ -233,13 +234,16 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     (top-1/2/5, MRR, mean rank, top-2 CI) and the full-gallery row (recall@1/5/10, median rank, MRR).
     A learned matcher is fitted once, on the split's fit part: the gallery takes it back from the engine's
     matcher store (an engine without a cache has no store, and fits it again). ``bar`` is told of
-    the embedding and training it takes."""
+    the embedding and training it takes. Both rows are recorded as a run of the folder (``tll_core/runs.py``)."""
     tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
     method = sel.to_method()
     hooks = {"progress": bar.images, "callback": bar.epoch} if bar is not None else {}
     [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed, **hooks)
     [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed,
                                         **hooks)
+    from .runs import record_rows  # a run that persists (tll_core/runs.py); runs imports this module
+
+    record_rows(eng, [(replace(sel, split="validation"), (on_tasks, on_gallery))])
     return on_tasks, on_gallery
 
 
