@@ -11,6 +11,7 @@ from studio.entry import enter
 from studio.folder import engine
 from studio.memo import fingerprint, leaderboard_rows
 from studio.progress import progress_bar
+from studio.runs import runs_section
 from studio.session import data_folder, device, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
@@ -101,6 +102,8 @@ if lines:
     figure.add_hline(y=0.1, line_dash="dot", annotation_text="chance (0.10)")
     figure.update_layout(yaxis_title="top-2 (95 % bootstrap CI)", yaxis_range=[0, 1], height=380, margin=dict(t=10))
     st.plotly_chart(figure, key="leaderboard_chart")
+
+runs_section()  # every method evaluated on this folder, kept across sessions (studio/runs.py)
 
 st.subheader("Cache")
 if eng.cache is not None:
