@@ -12,6 +12,7 @@ import streamlit as st
 
 from tll_core.errors import TLLError
 from tll_core.runs import Run, RunStore
+from tll_core.selection import run_selection
 
 from . import session
 from .folder import engine
@@ -37,8 +38,9 @@ def reopen(run_id: str) -> None:
     """A run's button: its selection becomes the studio's, shown on Ranked candidates."""
     store = _store()
     run = store.get(run_id) if store is not None else None
-    if run is not None:
-        set_selection(run.selection)
+    sel = run_selection(run) if run is not None else None
+    if sel is not None:
+        set_selection(sel)
         session.SWITCH_TO.set("pages/ranked.py")
 
 
@@ -93,9 +95,10 @@ def _line(run: Run, content: str | None, kept: set[str]) -> None:
     cells[4].markdown(f"{run.took:.1f} s")
     cells[5].markdown("?" if content is None else ("yes" if run.content != content else "no"))
     cells[6].markdown("–" if run.matcher is None else ("yes" if run.matcher in kept else "no"))
-    cells[7].button("Open", key=f"run_open_{run.id}", on_click=reopen, args=(run.id,), disabled=not run.reopens,
+    reopens = run_selection(run) is not None
+    cells[7].button("Open", key=f"run_open_{run.id}", on_click=reopen, args=(run.id,), disabled=not reopens,
                     width="stretch",
-                    help="Make it the selection and show it on Ranked candidates" if run.reopens
+                    help="Make it the selection and show it on Ranked candidates" if reopens
                     else "Its method or backbone is not here now (an imported file taken away)")
     with cells[8].popover("Delete", key=f"run_delete_{run.id}"):
         st.markdown(md(f"Delete the run {run.label}? Its figures go; cached embeddings and matchers stay."))

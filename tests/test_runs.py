@@ -17,8 +17,8 @@ from tll_core import runs as runs_module
 from tll_core.cache import CacheNotice
 from tll_core.cli import main
 from tll_core.engine import Engine, Method
-from tll_core.runs import Run, RunStore, RunsError, record_evaluation, run_id, selection_of, store_path
-from tll_core.selection import Selection, leaderboard_rows
+from tll_core.runs import Run, RunStore, RunsError, run_id, store_path
+from tll_core.selection import Selection, leaderboard_rows, record_evaluation, run_selection, selection_of
 
 HOG = Selection(backbone="hog", method="zero-shot", metric="cosine", rerank="none", options=(), rerank_options=(),
                 val_fraction=0.5, seed=1)
@@ -36,13 +36,13 @@ def _store(eng: Engine) -> RunStore:
 def test_a_leaderboard_row_is_recorded_with_everything_to_reopen_it(eng: Engine) -> None:
     on_tasks, on_gallery = leaderboard_rows(eng, replace(HOG, split="test"))
     [run] = _store(eng).list()
-    assert run.selection == HOG and run.reopens  # the validation split, whatever the selection's
+    assert run_selection(run) == HOG  # the validation split, whatever the selection's
     assert run.label == HOG.label and run.content == eng.dataset.fingerprint()
     assert run.figures["tasks"] == on_tasks.as_dict() and run.figures["gallery"] == on_gallery.as_dict()
     assert run.figure("top2") == on_tasks.top2 and run.ci == on_tasks.ci
     assert set(run.seconds) == {"tasks", "gallery"} and run.took > 0
     assert run.embeddings == (eng.backbone("hog").identity,) and run.matcher is None
-    assert run.id == run_id(HOG, run.content)
+    assert run.id == run_id(HOG.to_query(every=True), (), run.content)
 
 
 def test_the_same_selection_on_the_same_content_replaces_its_run(eng: Engine) -> None:
@@ -52,7 +52,7 @@ def test_the_same_selection_on_the_same_content_replaces_its_run(eng: Engine) ->
     [again] = _store(eng).list()  # replaced, not duplicated
     assert again.id == first.id and again.when >= first.when
     leaderboard_rows(eng, replace(HOG, seed=2))  # another selection: another run, newest first
-    assert [r.selection.seed for r in _store(eng).list()] == [2, 1]
+    assert [run_selection(r).seed for r in _store(eng).list()] == [2, 1]
 
 
 def test_changed_content_is_a_new_run_and_the_old_one_shows_stale(eng: Engine) -> None:
@@ -130,7 +130,7 @@ def test_only_the_newest_runs_are_kept(eng: Engine, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(runs_module, "MAX_RUNS", 2)
     for seed in (1, 2, 3):
         leaderboard_rows(eng, replace(HOG, seed=seed))
-    assert [r.selection.seed for r in _store(eng).list()] == [3, 2]
+    assert [run_selection(r).seed for r in _store(eng).list()] == [3, 2]
 
 
 def test_an_engine_without_a_cache_records_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +146,7 @@ def test_a_learned_run_names_its_stored_matcher(tmp_path: Path) -> None:
     sel = Selection(backbone="colour-hist", method="adaptation", rerank="none", options=(("epochs", 2),))
     leaderboard_rows(eng, sel)
     [run] = _store(eng).list()
-    assert run.matcher is not None and run.matcher in eng.store.keys() and run.selection == sel
+    assert run.matcher is not None and run.matcher in eng.store.keys() and run_selection(run) == sel
 
 
 def test_selection_of_names_the_method_the_row_was_scored_with() -> None:
@@ -158,7 +158,8 @@ def test_selection_of_names_the_method_the_row_was_scored_with() -> None:
 
 def test_a_run_whose_part_is_gone_does_not_reopen() -> None:
     run = Run("x", "mine · own", {**HOG.to_query(every=True), "method": "not-registered"}, "c", 1.0)
-    assert not run.reopens
+    assert run_selection(run) is None
+    assert run_selection(replace(run, query=HOG.to_query(every=True))) == HOG
 
 
 def test_cli_evaluate_records_runs_that_runs_lists_and_deletes(tmp_path: Path, capsys: pytest.CaptureFixture[str],

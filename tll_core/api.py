@@ -37,7 +37,7 @@ from .errors import TLLError
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
 from .imported import add_embeddings, add_scores, check_images, checked_name, read_scores
-from .runs import record_evaluation
+from .selection import record_evaluation
 from .submission import check_output_path, write_atomically, write_submission
 
 ScoresInput = np.ndarray | str | os.PathLike

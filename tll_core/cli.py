@@ -497,7 +497,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace, engine, backbones: list[str], methods: list, rows: list) -> None:
     """Keep each row as a run of the folder (``python -m tll_core runs``); with --no-cache, nothing is kept."""
-    from .runs import record_evaluation
+    from .selection import record_evaluation
 
     record_evaluation(engine, backbones, methods, rows, args.val_fraction, args.seed, args.cache_dir)
 

@@ -37,11 +37,10 @@ from typing import Any
 from .backbones.registry import Ensemble
 from .cache import DAMAGED, CacheNotice, default_cache_dir
 from .embeddings import view_identity
-from .engine import NO_BACKBONE, Engine, Method
+from .engine import Engine, Method
 from .errors import DataError, TLLError, one_line
 from .evaluation.results import ResultRow
 from .files import read_regular
-from .selection import SIDEBAR_OPTIONS, Selection
 from .submission import write_atomically
 
 MAX_RUNS = 500  # per folder; the oldest runs go first beyond it
@@ -68,15 +67,6 @@ class Run:
     embeddings: tuple[str, ...] = ()  # the embedding cache's identities of its backbone's parts
     matcher: str | None = None  # the trained-matcher store's key (None: nothing trained)
     sources: tuple[tuple[str, str], ...] = ()  # imported files it reads (file, content digest)
-
-    @property
-    def selection(self) -> Selection:
-        return Selection.from_query(self.query)
-
-    @property
-    def reopens(self) -> bool:
-        """Whether its selection can be made here as it was (an imported part taken away cannot)."""
-        return self.selection.to_query(every=True) == self.query
 
     def figure(self, name: str, protocol: str = "tasks") -> float | None:
         value = self.figures.get(protocol, {}).get(name)
@@ -115,9 +105,9 @@ class Run:
         return run
 
 
-def run_id(sel: Selection, content: str) -> str:
+def run_id(query: dict[str, str], sources: Sequence[tuple[str, str]], content: str) -> str:
     """The same selection (every field, and the imported files it reads) on the same content: the same id."""
-    material = json.dumps([sel.to_query(every=True), [list(s) for s in sel.sources], content], sort_keys=True)
+    material = json.dumps([query, [list(s) for s in sources], content], sort_keys=True)
     return hashlib.sha1(material.encode()).hexdigest()[:16]
 
 
@@ -251,63 +241,56 @@ def _seconds(data: Any) -> dict[str, float]:
     return out
 
 
-# ------------------------------------------------------------------ what the front ends call
+# ------------------------------------------------------------------ what the evaluations call
 
 
-def selection_of(backbone: str, method: Method, val_fraction: float, seed: int) -> Selection | None:
-    """The validation selection that scores as ``backbone`` x ``method`` does; None when a selection cannot say
-    it (flip averaging)."""
-    own = dict(method.options)
-    chosen = {name: own.pop(name) for name in SIDEBAR_OPTIONS if name in own}
-    base = Selection()
-    sel = Selection(backbone=base.backbone if backbone == NO_BACKBONE else backbone, method=method.name,
-                    metric=chosen.get("metric", "cosine"), rerank=method.rerank,
-                    options=tuple(sorted(own.items())), split="validation", val_fraction=val_fraction, seed=seed,
-                    rerank_options=tuple(sorted(method.rerank_options)), centre=chosen.get("centre", True))
-    return sel if sel.to_method() == method else None
+@dataclass(frozen=True)
+class Evaluated:
+    """A selection's rows, as ``tll_core.selection.evaluated`` describes it (this module never imports the
+    selection module, which records through it)."""
+
+    query: dict[str, str]  # Selection.to_query(every=True)
+    label: str
+    backbone: str
+    method: Method
+    uses_backbone: bool
+    sources: tuple[tuple[str, str], ...]
+    val_fraction: float
+    seed: int
+    rows: tuple[ResultRow, ...]
 
 
-def run_of(eng: Engine, sel: Selection, rows: Sequence[ResultRow], content: str) -> Run:
-    """The run of ``sel``'s ``rows`` (one per protocol) on the engine's folder as fingerprinted (``content``)."""
-    method = sel.to_method()
-    _, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
-    embeddings = (tuple(view_identity(eng.backbone(part), "") for part in Ensemble.parse(sel.backbone).parts)
-                  if sel.uses_backbone else ())
-    return Run(run_id(sel, content), sel.label, sel.to_query(every=True), content, time.time(),
+def run_of(eng: Engine, chosen: Evaluated, content: str) -> Run:
+    """The run of ``chosen`` on the engine's folder as fingerprinted (``content``)."""
+    rows = chosen.rows
+    embeddings, matcher = (), None
+    if chosen.uses_backbone:
+        embeddings = tuple(view_identity(eng.backbone(part), "") for part in Ensemble.parse(chosen.backbone).parts)
+        _, fit = eng.tasks_for("validation", chosen.val_fraction, chosen.seed)
+        matcher = eng.matcher_key(chosen.method, chosen.backbone, fit)
+    return Run(run_id(chosen.query, chosen.sources, content), chosen.label, dict(chosen.query), content, time.time(),
                {r.protocol: r.as_dict() for r in rows},
-               {r.protocol: r.seconds for r in rows if math.isfinite(r.seconds)}, embeddings,
-               eng.matcher_key(method, sel.backbone, fit) if sel.uses_backbone else None, sel.sources)
+               {r.protocol: r.seconds for r in rows if math.isfinite(r.seconds)}, embeddings, matcher, chosen.sources)
 
 
-def record_rows(eng: Engine, runs: Sequence[tuple[Selection | None, Sequence[ResultRow]]],
-                cache_dir: str | os.PathLike[str] | None = None) -> int:
-    """Record each (selection, its rows) of an evaluation on the engine's folder (a None selection, a row that
-    did not run, or an engine without a cache: not recorded). Never fails the evaluation: a store that cannot
-    take them is one warning (:class:`CacheNotice`). How many were recorded."""
+def record_rows(eng: Engine, evaluated: Sequence[Evaluated], cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """Record each selection's rows of an evaluation on the engine's folder (a row that did not run, or an engine
+    without a cache: not recorded). Never fails the evaluation: a store that cannot take them is one warning
+    (:class:`CacheNotice`). How many were recorded."""
     if eng.cache is None and cache_dir is None:  # no cache: nothing is stored, runs included
         return 0
-    chosen = [(sel, [r for r in rows if not r.skipped]) for sel, rows in runs if sel is not None]
-    chosen = [(sel, rows) for sel, rows in chosen if rows]
+    chosen = [replace(e, rows=tuple(r for r in e.rows if not r.skipped)) for e in evaluated]
+    chosen = [e for e in chosen if e.rows]
     if not chosen:
         return 0
     try:
         content = eng.dataset.fingerprint()
         store = RunStore.open(eng.dataset.root, cache_dir if cache_dir is not None else eng.cache.directory)
-        for sel, rows in chosen:
-            store.record(run_of(eng, sel, rows, content))
+        for e in chosen:
+            store.record(run_of(eng, e, content))
     except TLLError as exc:
         warnings.warn(CacheNotice(f"runs not recorded: {one_line(str(exc))}"), stacklevel=2)
         return 0
     if store.notice:
         warnings.warn(CacheNotice(store.notice), stacklevel=2)
     return len(chosen)
-
-
-def record_evaluation(eng: Engine, backbones: list[str], methods: list[Method], rows: Sequence[ResultRow],
-                      val_fraction: float, seed: int, cache_dir: str | os.PathLike[str] | None = None) -> int:
-    """Record the rows of ``Engine.evaluate``/``evaluate_gallery`` on random foils: row i is run i of
-    :func:`backbone_runs` (a fusion row after them is not a selection, and is not recorded)."""
-    from .engine import backbone_runs
-
-    pairs = zip(backbone_runs(backbones, methods), rows)
-    return record_rows(eng, [(selection_of(b, m, val_fraction, seed), [row]) for (b, m), row in pairs], cache_dir)
