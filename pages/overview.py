@@ -11,6 +11,7 @@ from studio.entry import enter
 from studio.folder import engine
 from studio.memo import fingerprint, kept_leaderboard_rows, leaderboard_rows
 from studio.progress import progress_bar
+from studio.runs import runs_section
 from studio.session import data_folder, device, selection
 from studio.widgets import md, show_error
 from tll_core.errors import TLLError
@@ -114,6 +115,8 @@ if waiting:
         for candidate in waiting:
             computed.setdefault(candidate.label, candidate)
         st.rerun()
+
+runs_section()  # every method evaluated on this folder, kept across sessions (studio/runs.py)
 
 st.subheader("Cache")
 if eng.cache is not None:

@@ -37,6 +37,7 @@ from .errors import TLLError
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, TaskSet
 from .imported import add_embeddings, add_scores, check_images, checked_name, read_scores
+from .selection import record_evaluation
 from .submission import check_output_path, write_atomically, write_submission
 
 ScoresInput = np.ndarray | str | os.PathLike
@@ -119,9 +120,11 @@ class Data:
         embedded = [self._embeddings(name, value) for name, value in (embeddings or {}).items()]
         check_images(self.engine.dataset)
         every = [*backbones, *embedded]
-        chosen = list(methods) or ([Method.zero_shot()] if every else [])
-        return self.engine.evaluate_tasks(tasks.task_set, every, [*chosen, *(Method(name) for name in own)],
-                                          fit_pairs=tasks.fit, seed=seed)
+        chosen = [*(list(methods) or ([Method.zero_shot()] if every else [])), *(Method(name) for name in own)]
+        rows = self.engine.evaluate_tasks(tasks.task_set, every, chosen, fit_pairs=tasks.fit, seed=seed)
+        if foils == "random":  # kept as runs of the folder, as the CLI's evaluate keeps them (tll_core/runs.py)
+            record_evaluation(self.engine, every, chosen, rows, val_fraction, seed, self.cache_dir)
+        return rows
 
     def submit(self, out: str | os.PathLike, *, scores: ScoresInput | None = None,
                embeddings: EmbeddingsInput | None = None, backbone: str = "combined",

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -165,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("file", type=Path)
     p.set_defaults(run=cmd_validate)
+
+    p = sub.add_parser("runs", help="list the runs kept for a folder (every method evaluate, the API or the studio's "
+                       "leaderboard evaluated on it), or delete one")
+    p.add_argument("--data", required=True, type=Path, help="the TLL folder the runs were evaluated on")
+    p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
+    p.add_argument("--delete", metavar="ID", help="delete the run with this id (or a unique start of it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_runs)
 
     p = sub.add_parser("cache", help="show or clear the embedding cache")
     p.add_argument("--cache-dir", type=Path, help="default: $TLL_CACHE_DIR or ./cache")
@@ -474,13 +483,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with _progress(args, "embedding") as progress:
             rows = engine.evaluate_gallery(backbones, methods, val_fraction=args.val_fraction, seed=args.seed,
                                            progress=progress)
+        _record(args, engine, backbones, methods, rows)
         _print_rows(rows, args.json)
         return 0
     with _progress(args, "embedding") as progress:
         rows = engine.evaluate(backbones, methods=methods, val_fraction=args.val_fraction, seed=args.seed,
                                foils=args.foils, foil_backbone=args.foil_backbone, fuse=args.fuse, progress=progress)
+    if args.foils == "random":  # hard foils are not a selection the studio can reopen
+        _record(args, engine, backbones, methods, rows)
     _print_rows(rows, args.json)
     return 0
+
+
+def _record(args: argparse.Namespace, engine, backbones: list[str], methods: list, rows: list) -> None:
+    """Keep each row as a run of the folder (``python -m tll_core runs``); with --no-cache, nothing is kept."""
+    from .selection import record_evaluation
+
+    record_evaluation(engine, backbones, methods, rows, args.val_fraction, args.seed, args.cache_dir)
 
 
 def _print_rows(rows: list, as_json: bool) -> None:  # rows: list[ResultRow], one protocol
@@ -695,6 +714,41 @@ def cmd_cache(args: argparse.Namespace) -> int:
     args.notices.extend(cache.notices + store.notices)
     cache.close()
     store.close()
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """The folder's runs, newest first (stale: the folder's content changed since), or delete one."""
+    from .dataset import load_dataset
+    from .runs import RunStore
+
+    store = RunStore.open(args.data, args.cache_dir)
+    if store.notice:
+        args.notices.append(_notice(store.notice))
+    if args.delete is not None:
+        gone = store.delete(args.delete)
+        print(f"deleted run {gone.id} ({gone.label})")
+        return 0
+    try:
+        content: str | None = load_dataset(args.data).fingerprint()
+    except TLLError as exc:  # the runs are still listed; whether they are stale cannot be said
+        content = None
+        args.notices.append(_notice(f"cannot tell stale runs: {exc}"))
+    runs = store.list()
+    if args.json:
+        print(json.dumps([{**r.as_json(), "stale": None if content is None else r.content != content} for r in runs],
+                         indent=1))
+        return 0
+    if not runs:
+        print(f"no runs kept for {shown_path(args.data)} (evaluate records them)")
+        return 0
+    print(f"{'id':16} {'when':16} {'top2':>6} {'top2 95% CI':16} {'took':>8} {'stale':5}  selection")
+    for r in runs:
+        top2, ci = r.figure("top2"), r.ci
+        stale = "?" if content is None else ("yes" if r.content != content else "no")
+        print(f"{r.id:16} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.when)):16} "
+              f"{'-' if top2 is None else f'{top2:.3f}':>6} {'' if ci is None else f'[{ci[0]:.3f}, {ci[1]:.3f}]':16} "
+              f"{r.took:7.1f}s {stale:5}  {bounded_line(r.label)}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -260,10 +261,7 @@ class Engine:
             return plain
         matcher = cast(LearnedProtocol, plain)
         matcher.to(self.device)
-        lefts, rights = [p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]
-        views = matcher.fit_views()
-        left = np.concatenate([self.embed(lefts, backbone, progress, v) for v in views])
-        right = np.concatenate([self.embed(rights, backbone, progress, v) for v in views])
+        left, right = self._fit_vectors(matcher, backbone, fit_pairs, progress)
         key = self._matcher_key(matcher.key_material(), backbone, left, right)
         state = self.store.get(key) if self.cache is not None else None  # no cache: train afresh, store nothing
         if state is not None:
@@ -297,6 +295,24 @@ class Engine:
         if matcher.learns and fit_pairs:
             out.append(Stage("training", method.name, cast(LearnedProtocol, matcher).max_epochs))
         return tuple(out)
+
+    def matcher_key(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...]) -> str | None:
+        """The trained-matcher store's key of ``method`` fitted on ``fit_pairs`` (None: it learns nothing)."""
+        plain = method.matcher()
+        if not plain.learns:
+            return None
+        matcher = cast(LearnedProtocol, plain)
+        left, right = self._fit_vectors(matcher, backbone, fit_pairs, None)
+        return self._matcher_key(matcher.key_material(), backbone, left, right)
+
+    def _fit_vectors(self, matcher: LearnedProtocol, backbone: str, fit_pairs: tuple[Pair, ...],
+                     progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+        """The fit pairs' left and right embeddings, in each of the matcher's fit views."""
+        lefts, rights = [p.left_id for p in fit_pairs], [p.right_id for p in fit_pairs]
+        views = matcher.fit_views()
+        left = np.concatenate([self.embed(lefts, backbone, progress, v) for v in views])
+        right = np.concatenate([self.embed(rights, backbone, progress, v) for v in views])
+        return left, right
 
     def _matcher_key(self, material: dict[str, Any], backbone: str, left: np.ndarray, right: np.ndarray) -> str:
         """The matcher's own key material (name, register version, config) + fit-data fingerprint + backbone
@@ -354,9 +370,11 @@ class Engine:
         runs = backbone_runs(backbones, methods)
         rows, all_scores = [], []
         for backbone, method in runs:
+            started = time.perf_counter()
             scores = self.score(tasks, backbone, method, fit_pairs, callback=callback, progress=progress)
             all_scores.append(scores)
-            rows.append(self._row(backbone, method.shown_metric, method.label, scores, tasks, seed))
+            rows.append(replace(self._row(backbone, method.shown_metric, method.label, scores, tasks, seed),
+                                seconds=time.perf_counter() - started))
         if len(rows) > 1:  # each row's top-2 hits against the first row's, on the same lefts
             rows = [rows[0], *(replace(r, versus_first=compare(tasks, all_scores[0], s).p_value) for r, s in
                                zip(rows[1:], all_scores[1:]))]
@@ -375,8 +393,10 @@ class Engine:
         rows = []
         runs = backbone_runs(backbones, methods)
         for backbone, method in runs:
+            started = time.perf_counter()
             try:
-                rows.append(self._gallery_row(split, truth, backbone, method, seed, backend, progress, callback))
+                rows.append(replace(self._gallery_row(split, truth, backbone, method, seed, backend, progress,
+                                                       callback), seconds=time.perf_counter() - started))
             except NoGallery as exc:  # a method that scores 20 candidates only: a row that says so
                 rows.append(ResultRow.not_run(backbone, method.shown_metric, method.label, str(exc), protocol="gallery"))
         return rows

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .backbones.registry import BACKBONES, ENSEMBLE_SEP, Ensemble
-from .engine import Engine, Method, with_options
+from .engine import NO_BACKBONE, Engine, Method, backbone_runs, with_options
 from .errors import TLLError, quoted
 from .numbers import parse_decimal, parse_whole
 from .matchers import ZeroShot, matcher_part
@@ -19,6 +21,7 @@ from .register import REGISTER, OptionSpec, Part
 from .evaluation.results import ResultRow
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION, SEED_LIMIT
 from .imported import entry, imported_names
+from .runs import Evaluated, Run, record_rows
 
 SPLITS = ("validation", "test")
 
@@ -110,14 +113,15 @@ class Selection:
             return self.split == "validation"
         return True
 
-    def to_query(self) -> dict[str, str]:
+    def to_query(self, *, every: bool = False) -> dict[str, str]:
         """Only what differs from the defaults and applies to the selection (:meth:`applies`: a metric left
-        over from zero-shot is not carried beside a learned matcher), as strings (a short, shareable URL)."""
+        over from zero-shot is not carried beside a learned matcher), as strings (a short, shareable URL);
+        ``every``: every field (a stored run, read where the defaults may differ)."""
         default = Selection()
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != getattr(default, f.name) and self.applies(f.name):
+            if every or (value != getattr(default, f.name) and self.applies(f.name)):
                 out[f.name] = (json.dumps([list(o) for o in value]) if f.name in _OPTION_FIELDS
                                else json.dumps(value) if isinstance(value, bool) else str(value))
         return out
@@ -246,7 +250,7 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     (top-1/2/5, MRR, mean rank, top-2 CI) and the full-gallery row (recall@1/5/10, median rank, MRR).
     A learned matcher is fitted once, on the split's fit part: the gallery takes it back from the engine's
     matcher store (an engine without a cache has no store, and fits it again). ``bar`` is told of
-    the embedding and training it takes."""
+    the embedding and training it takes. Both rows are recorded as a run of the folder (``tll_core/runs.py``)."""
     tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
     method = sel.to_method()
     hooks = {"progress": bar.images, "callback": bar.epoch} if bar is not None else {}
@@ -255,6 +259,7 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     [on_tasks] = eng.evaluate_tasks(tasks, [sel.backbone], [method], fit_pairs=fit, seed=sel.seed, **hooks)
     [on_gallery] = eng.evaluate_gallery([sel.backbone], [method], val_fraction=sel.val_fraction, seed=sel.seed,
                                         **hooks)
+    record_rows(eng, [evaluated(replace(sel, split="validation"), (on_tasks, on_gallery))])
     return on_tasks, on_gallery
 
 
@@ -286,3 +291,38 @@ def _part_options(text: str | None, part: Part, fallback: tuple[tuple[str, Any],
     except (ValueError, TypeError, RecursionError, TLLError):  # malformed (or nested past Python's stack), or a
         # value of the wrong type or out of range
         return fallback
+
+
+# ------------------------------------------------------------ runs that persist (tll_core/runs.py)
+
+
+def evaluated(sel: Selection, rows: Sequence[ResultRow]) -> Evaluated:
+    """``sel``'s rows as a run records them."""
+    return Evaluated(sel.to_query(every=True), sel.label, sel.backbone, sel.to_method(), sel.uses_backbone,
+                     sel.sources, sel.val_fraction, sel.seed, tuple(rows))
+
+
+def selection_of(backbone: str, method: Method, val_fraction: float, seed: int) -> Selection | None:
+    """The validation selection that scores as ``backbone`` x ``method`` does; None when a selection cannot say
+    it (flip averaging)."""
+    own = dict(method.options)
+    chosen = {name: own.pop(name) for name in SIDEBAR_OPTIONS if name in own}
+    sel = Selection(backbone=Selection().backbone if backbone == NO_BACKBONE else backbone, method=method.name,
+                    metric=chosen.get("metric", "cosine"), rerank=method.rerank, options=tuple(sorted(own.items())),
+                    split="validation", val_fraction=val_fraction, seed=seed,
+                    rerank_options=tuple(sorted(method.rerank_options)), centre=chosen.get("centre", True))
+    return sel if sel.to_method() == method else None
+
+
+def run_selection(run: Run) -> Selection | None:
+    """The selection a run reopens as; None when it cannot be made here as it was (a part taken away)."""
+    sel = Selection.from_query(run.query)
+    return sel if sel.to_query(every=True) == run.query else None
+
+
+def record_evaluation(eng: Engine, backbones: list[str], methods: list[Method], rows: Sequence[ResultRow],
+                      val_fraction: float, seed: int, cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """Record the rows of ``Engine.evaluate``/``evaluate_gallery`` on random foils as runs: row i is run i of
+    ``backbone_runs`` (a fusion row after them is not a selection, and is not recorded)."""
+    chosen = [(selection_of(b, m, val_fraction, seed), row) for (b, m), row in zip(backbone_runs(backbones, methods), rows)]
+    return record_rows(eng, [evaluated(sel, [row]) for sel, row in chosen if sel is not None], cache_dir)

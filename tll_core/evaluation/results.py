@@ -15,7 +15,7 @@ no figure (``None`` in JSON, never NaN).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .figures import PROTOCOLS, Evaluation, Protocol, figure_attribute, figures_of
@@ -37,6 +37,7 @@ class ResultRow:
     versus_first: float = _NAN  # exact McNemar p of its top-2 hits against the first row's (tasks protocol)
     experiment: str = ""  # reproduce
     skipped: str = ""  # why the row could not run (then it has no figures)
+    seconds: float = field(default=_NAN, compare=False)  # how long computing it took (the engine's evaluations)
 
     @classmethod
     def of(cls, backbone: str, metric: str, method: str, r: Evaluation, experiment: str = "") -> ResultRow:
