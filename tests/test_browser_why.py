@@ -27,6 +27,7 @@ def test_why_page_draws_descriptor_overlays(studio: str, page) -> None:  # noqa:
     _why(page, f"{studio}/why?backbone=combined&method=zero-shot&options=[]")
     body = page.inner_text("body")
     assert "Left vs its truth" in body and "combined cosine" in body and "sum to the score" in body
+    assert "the map explains that very score: combined's centred cosine" in body  # zero-shot cosine: no other score
     page.screenshot(path=str(shots() / "why-combined.png"), full_page=True)
 
 
