@@ -16,6 +16,7 @@ from tll_core.errors import TLLError
 from tll_core.evaluation.figures import figures_of
 from tll_core.evaluation.metrics import metric_names
 from tll_core.register import REGISTER
+from tll_core.scores import score_help
 from tll_core.selection import chosen_method, comparison_choices
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
@@ -111,7 +112,7 @@ left_col, *method_cols = st.columns(1 + len(shown))
 show_image(left_col, eng, tasks.left_ids[i], caption=f"left {md(tasks.left_names[i])}", width=max(size, 200))
 for col, label in zip(method_cols, shown):
     task = ranked_task(tasks, results[label], i)
-    col.markdown(f"**{md(label)}** — truth rank {task.truth_rank}")
+    col.markdown(f"**{md(label)}** — truth rank {task.truth_rank}", help=md(score_help(choices[label].to_method())))
     for cand in task.candidates[:top_k]:
-        show_image(col, eng, cand.image_id, width=size,
-                   caption=md(f"#{cand.rank} {cand.name} {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")))
+        show_image(col, eng, cand.image_id, width=size, caption=md(f"#{cand.rank} {cand.name} {cand.score:.3f} · "
+                                                                   f"{cand.share:.0%}" + (" · TRUTH" if cand.is_truth else "")))

@@ -17,6 +17,7 @@ from studio.session import Slot, selection
 from studio.widgets import md, show_error, show_image
 from tll_core.analysis import FAILURE_SORTS, failure_ranges, failures, misses, ranked_task
 from tll_core.errors import TLLError
+from tll_core.scores import score_help, shown_score
 from tll_core.tags import TagStore, tag_table, tags_csv, with_tag
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
@@ -83,6 +84,8 @@ found = with_tag(found, store, wanted)
 missed = len(misses(tasks, scores))
 st.write(f"**{missed}** of {len(tasks)} lefts miss the top 2 ({missed / len(tasks):.1%}) "
          f"under {md(selection().label)}; **{len(found)}** match the filters.")
+st.caption(f"Captions: #rank · score · share of the 20. Score = {md(shown_score(selection().to_method()))}.",
+           help=md(score_help(selection().to_method())))
 
 with st.expander("Tag every failure listed at once"):
     bulk_tag_form("failures", [f.left for f in found])
@@ -122,8 +125,9 @@ with listed:
             show_error(problem[1], tags)
         link.button("open in Ranked", key=f"open_{f.index}", on_click=open_in_ranked, args=(f.left,), width="stretch")
         task = ranked_task(tasks, scores, f.index)
-        shown_images = [(task.left_id, "left"), (task.truth.image_id, f"truth · #{task.truth.rank} · {task.truth.score:.3f}")]
-        shown_images += [(c.image_id, f"#{c.rank} · {c.score:.3f} · {md(c.name)}") for c in task.beating_truth]
+        truth = task.truth
+        shown_images = [(task.left_id, "left"), (truth.image_id, f"truth · #{truth.rank} · {truth.score:.3f} · {truth.share:.0%}")]
+        shown_images += [(c.image_id, f"#{c.rank} · {c.score:.3f} · {c.share:.0%} · {md(c.name)}") for c in task.beating_truth]
         for row in range(0, len(shown_images), GRID):
             for col, (image_id, caption) in zip(st.columns(GRID), shown_images[row : row + GRID]):
                 show_image(col, eng, image_id, caption=caption, width="stretch")

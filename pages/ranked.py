@@ -12,6 +12,7 @@ from studio.memo import scores_or_stop
 from studio.session import selection
 from studio.widgets import md, show_image
 from tll_core.analysis import Candidate, RankedTask, next_miss, ranked_task
+from tll_core.scores import reading, score_help, shown_score
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
@@ -62,8 +63,9 @@ def full_size(task: RankedTask, cand: Candidate) -> None:
     show_image(b, eng, cand.image_id, caption=f"candidate {md(cand.name)}", width="stretch")
     truth = task.truth
     versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.4f} (rank {truth.rank})"
-    st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · column c{cand.position}"
-             f"{' · **the truth**' if cand.is_truth else ''}{versus}")
+    st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · share **{cand.share:.0%}** · column "
+             f"c{cand.position}{' · **the truth**' if cand.is_truth else ''}{versus}")
+    st.caption(md(shown_score(sel.to_method())), help=md(score_help(sel.to_method())))
     st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
     run_app_if_leaving()
 
@@ -72,8 +74,9 @@ def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:
     """One candidate: its image (framed when it is the truth) and a caption that opens it full size."""
     cell = where.container(key=f"{'truth' if cand.is_truth else 'cand'}_{cand.position}")
     show_image(cell, eng, cand.image_id, width="stretch")
-    label = f"#{cand.rank} · {cand.score:.3f}" + (" · TRUTH" if cand.is_truth else "")
-    if cell.button(label, key=f"full_{cand.position}", type="tertiary", help=f"{md(cand.name)} (c{cand.position}): full size"):
+    label = f"#{cand.rank} · {cand.score:.3f} · {cand.share:.0%}" + (" · TRUTH" if cand.is_truth else "")
+    if cell.button(label, key=f"full_{cand.position}", type="tertiary",
+                   help=f"{md(cand.name)} (c{cand.position}): full size. Score {md(reading(cand.score, cand.rank, cand.share))}"):
         full_size(task, cand)
 
 
@@ -83,13 +86,16 @@ original = options[0].toggle("Original c0..c19 order", key="original_order")
 compact = options[1].toggle("Compact grid", value=True, key="compact_grid", help="all 20 candidates in two rows of 10")
 options[2].caption("Keys: ← → previous / next · F next failure · D random. Click a caption for the full-size view.")
 shown = task.in_original_order() if original else list(task.candidates)
+st.caption(f"Captions: #rank · score · share of the 20. Score = {md(shown_score(sel.to_method()))}.",
+           help=md(score_help(sel.to_method())))
 side, grid = st.columns([1, 4])
 show_image(side, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
 truth = task.truth
 if truth is not None:
     verdict = "hit" if task.truth_rank <= 2 else "miss"
-    side.markdown(f"truth rank **{task.truth_rank}** of 20 · score **{truth.score:.3f}** · top-2 **{verdict}**",
-                  help="rank: 1 + candidates scoring ≥ the truth (ties count against it)")
+    side.markdown(f"truth rank **{task.truth_rank}** of 20 · score **{truth.score:.3f}** · share **{truth.share:.0%}**"
+                  f" · top-2 **{verdict}**", help="rank: 1 + candidates scoring ≥ the truth (ties count against it). "
+                  + md(score_help(sel.to_method())))
     show_image(side, eng, truth.image_id, caption=f"truth {md(truth.name)}", width="stretch")
 else:
     side.write("test task (truth unknown)")

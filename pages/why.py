@@ -10,6 +10,7 @@ from studio.session import selection
 from studio.widgets import md, show_error
 from tll_core.analysis import Candidate, RankedTask, ranked_task
 from tll_core.errors import TLLError
+from tll_core.scores import score_help, why_relation
 from tll_core.why import NoSpatialMap, colour_bar, explainable_members, no_features_message, no_map_message
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
@@ -35,6 +36,7 @@ member = bar[1].selectbox("Explain with", members, disabled=len(members) == 1,
 centred = bar[2].toggle("Centre", value=True, key="why_centre",
                         help="Subtract the mean embedding of the scored images first, as the zero-shot matcher does.")
 task = ranked_task(tasks, scores, i)
+method = sel.to_method()
 
 
 def _default_candidate(task: RankedTask) -> int:
@@ -65,8 +67,12 @@ def _panel(where, cand: Candidate, heading: str = "") -> None:
     b.image(shown.candidate, caption=md(f"#{cand.rank} {cand.name}" + (" · TRUTH" if cand.is_truth else "")), width="stretch")
     figures = where.columns(2)
     figures[0].metric(md(f"{pair.member} cosine"), f"{pair.score:.3f}",
-                      help="The explained part's own cosine (centred when Centre is on)")
-    figures[1].metric("selection's score", f"{cand.score:.3f}", help=f"rank #{cand.rank} under {sel.label}")
+                      help="The explained part's own cosine of the two embeddings (centred when Centre is on): "
+                      "the zero-shot similarity that the map shows")
+    figures[1].metric("selection's score", f"{cand.score:.3f}", delta=f"rank {cand.rank} of 20 · share {cand.share:.0%}",
+                      delta_color="off", delta_arrow="off", help=md(f"under {sel.label}. {score_help(method)}"))
+    where.markdown(md(why_relation(method, sel.backbone, pair.member, pair.score, centred, cand.score, cand.rank,
+                                   cand.share)))
     where.image(colour_bar(), width="stretch",
                 caption=md(f"low {shown.low:.3f} … high {shown.high:.3f}"
                            + (f" · colour histogram (no place) {pair.unmapped:+.3f}" if pair.unmapped else "")))
@@ -85,7 +91,8 @@ right_panel.subheader("Left vs a candidate")
 k = right_panel.selectbox("Candidate (by rank; by default the best one that beat the truth, else the runner-up)",
                           range(len(task.candidates)), index=_default_candidate(task),
                           format_func=lambda r: f"#{task.candidates[r].rank} {task.candidates[r].name} "  # plain text
-                          f"({task.candidates[r].score:.3f})" + (" · TRUTH" if task.candidates[r].is_truth else ""))
+                          f"({task.candidates[r].score:.3f} · {task.candidates[r].share:.0%})"
+                          + (" · TRUTH" if task.candidates[r].is_truth else ""))
 picked = task.candidates[k]
 set_view("candidate", picked.name)
 _panel(right_panel, picked)

@@ -714,3 +714,36 @@ def test_the_sidebar_scores_uncentred_as_the_cli_does(app: AppTest, demo_dir: Pa
     (centred,), (raw,) = (engine.evaluate(["combined"], ["cosine"], centre=c) for c in (True, False))
     assert centred.top2 != raw.top2  # the switch changes the figure here
     assert float(row["top2"].iloc[0]) == pytest.approx(raw.top2)
+
+
+def test_ranked_and_why_explain_the_score_under_sinkhorn() -> None:
+    """Under a re-ranker the score shown is on its own scale (Sinkhorn's log weight, at most 0): Ranked says so
+    (from the re-ranker's register entry) beside each candidate's rank and share, and Why says which score its
+    map explains and how that relates to the selection's."""
+    from tll_core.register import REGISTER
+
+    declared = REGISTER.get("rerank", "sinkhorn").score.meaning
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params.update(backbone="combined", method="zero-shot", rerank="sinkhorn")
+    app.run()
+    app.switch_page("pages/ranked.py").run()
+    _ok(app)
+    legend = next(c for c in app.caption if c.value.startswith("Captions: #rank"))
+    assert declared in _plain(legend.value) and "Share: " in _plain(legend.proto.help)
+    labels = [b.label for b in app.main.button if (b.key or "").startswith("full_")]
+    scores = [float(label.split(" · ")[1]) for label in labels]
+    shares = [int(label.split(" · ")[2].rstrip("%")) for label in labels]
+    assert max(scores) <= 0 and scores == sorted(scores, reverse=True)  # log weights, in rank order
+    assert shares == sorted(shares, reverse=True) and 90 <= sum(shares) <= 110  # ~100% once rounded
+    app.switch_page("pages/why.py").run()
+    _ok(app)
+    told = [_plain(m.value) for m in app.markdown if "The selection scores this candidate" in m.value]
+    assert len(told) == 2 and all("after sinkhorn re-ranking" in t and "one input to it" in t for t in told)
+    assert "the map explains the combined member's centred cosine" in told[0]
+    score = next(m for m in app.metric if m.label == "selection's score")
+    assert "rank" in score.delta and "share" in score.delta and declared in _plain(score.proto.help)
+
+
+def _plain(text: str) -> str:
+    """Markdown shown as literal text (studio.widgets.md escapes every punctuation mark), unescaped."""
+    return re.sub(r"\\(.)", r"\1", text)

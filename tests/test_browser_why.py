@@ -26,9 +26,10 @@ def _why(page, url: str) -> None:  # noqa: F811
 
 
 def test_why_page_draws_descriptor_overlays(studio: str, page) -> None:  # noqa: F811
-    _why(page, f"{studio}/why?backbone=combined&method=zero-shot&options=[]")
+    _why(page, f"{studio}/why?backbone=combined&method=zero-shot&options=[]&rerank=none")
     body = page.inner_text("body")
     assert "Left vs its truth" in body and "combined cosine" in body and "sum to the score" in body
+    assert "the map explains that very score: combined's centred cosine" in body  # zero-shot cosine, not re-ranked
     page.screenshot(path=str(shots() / "why-combined.png"), full_page=True)
 
 

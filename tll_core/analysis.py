@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import quoted
 from .evaluation.metrics import truth_ranks
+from .evaluation.shares import task_shares
 from .evaluation.significance import mcnemar_exact
 from .evaluation.tasks import TaskSet, truth_rights
 
@@ -26,6 +27,7 @@ class Candidate:
     image_id: str
     score: float
     is_truth: bool
+    share: float  # its softmax share of the task's standardised scores (tll_core.evaluation.shares)
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,13 @@ class RankedTask:
 
 def ranked_task(tasks: TaskSet, scores: np.ndarray, i: int) -> RankedTask:
     order = np.argsort(-scores[i], kind="stable")
+    shares = task_shares(scores[i : i + 1])[0]  # (refuses a non-finite score: never a figure)
     truth = int(tasks.truth[i]) if tasks.has_truth else -1
     cands = []
     for rank, pos in enumerate(order, start=1):
         j = int(tasks.candidates[i, pos])
-        cands.append(Candidate(int(pos), rank, tasks.right_names[j], tasks.right_ids[j], float(scores[i, pos]), int(pos) == truth))
+        cands.append(Candidate(int(pos), rank, tasks.right_names[j], tasks.right_ids[j], float(scores[i, pos]),
+                               int(pos) == truth, float(shares[pos])))
     truth_rank = int(truth_ranks(scores[i : i + 1], tasks.truth[i : i + 1])[0]) if truth >= 0 else None
     return RankedTask(i, tasks.left_names[i], tasks.left_ids[i], tuple(cands), truth_rank)
 

@@ -30,7 +30,7 @@ from .errors import TLLError, quoted, shown_path
 from .evaluation.tasks import TaskSet
 from .files import read_regular
 from .matchers.base import Embedded, Fixed, GallerySearch, NoGallery
-from .register import REGISTER, Part
+from .register import REGISTER, Part, Score
 from .submission import HEADER, score_problem, write_atomically
 
 SCORES_SUFFIXES = (".csv",)
@@ -165,7 +165,8 @@ def add_scores(text: str | tuple[str, Path]) -> str:
     scores_by_left(path)  # a file that does not read is not entered (which tasks it scores is told when scored)
     scores = ImportedScores(name, str(path.absolute()), digest)
     REGISTER.add(Part("matcher", name, lambda: scores, help=f"scores imported from {path.name}",
-                      metric=IMPORTED_METRIC), replace=True)
+                      metric=IMPORTED_METRIC, score=Score(f"the score in {path.name}, as computed elsewhere")),
+                 replace=True)
     return name
 
 

@@ -9,7 +9,9 @@ once, where it is defined, with everything the front ends need to offer it:
   widgets and the URL's option parsing all follow a new field with no other edit;
 - what it scores with (``metric``: a matcher's label in result rows; ``None``: its ``metric`` option);
 - its ``version``: bump it when the same config starts to produce a different fitted state (it is part of a
-  stored matcher's key).
+  stored matcher's key);
+- what its score means (``score``, a :class:`Score`: one line and the range its values lie in), for matchers,
+  re-rankers and metrics: every page that shows a score explains it from here, so a new part explains its own.
 
 A leaf module: it imports nothing from ``tll_core`` but the error type, so every part's module can import it
 without a cycle. Parts enter the register when their module is imported: ``tll_core.matchers`` imports each
@@ -169,6 +171,31 @@ def checked(cfg: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Score:
+    """What a part's score means, as its register entry declares it: one line a person can read and the closed
+    range its values lie in (``None``: unbounded on that side). Higher is always the better match."""
+
+    meaning: str
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def range_text(self) -> str:
+        """``from -1 to 1``, ``at most 0``, ``at least 0`` or ``no fixed range``."""
+        if self.lo is not None and self.hi is not None:
+            return f"from {_num(self.lo)} to {_num(self.hi)}"
+        if self.hi is not None:
+            return f"at most {_num(self.hi)}"
+        if self.lo is not None:
+            return f"at least {_num(self.lo)}"
+        return "no fixed range"
+
+    def describe(self) -> str:
+        """``cosine of the two embeddings (from -1 to 1; higher = better match)``."""
+        return f"{self.meaning} ({self.range_text}; higher = better match)"
+
+
+@dataclass(frozen=True)
 class Part:
     """A registered part: its name, config and builder, and what the front ends show of it."""
 
@@ -179,6 +206,7 @@ class Part:
     help: str = ""
     metric: str | None = None  # matchers: what they score with; None: their ``metric`` option
     version: int = 1  # bump when the same config starts to give a different fitted state
+    score: Score | None = None  # matchers, re-rankers, metrics: what their score means (tests check each has one)
 
     @property
     def options(self) -> tuple[OptionSpec, ...]:
@@ -213,6 +241,17 @@ class Part:
         if self.metric is not None:
             return self.metric
         return str((options or {}).get("metric", self.option("metric").default))
+
+    def score_of(self, options: dict[str, Any] | None = None) -> Score | None:
+        """What this part's score means with ``options``: a matcher that scores with its ``metric`` option takes
+        that metric's range, its own line first (``None``: the part declares nothing)."""
+        if self.score is None or self.kind != "matcher" or self.metric is not None:
+            return self.score
+        name = self.metric_label(options)
+        used = REGISTER.get("metric", name).score if ("metric", name) in REGISTER else None
+        if used is None:
+            return self.score
+        return Score(f"{self.score.meaning}, {name}: {used.meaning}", used.lo, used.hi)
 
 
 class Register:
@@ -255,14 +294,16 @@ REGISTER = Register()
 
 
 def register(kind: Kind, name: str, *, cfg: type | None = None, help: str = "",  # noqa: A002
-             metric: str | None = None, version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             metric: str | None = None, version: int = 1,
+             score: Score | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: enter a class or function as a part (``@register("matcher", "adaptation", cfg=AdaptationCfg, …)``).
 
-    A dataclass entered without ``cfg`` is its own config: its fields are its options (the re-rankers, zero-shot)."""
+    A dataclass entered without ``cfg`` is its own config: its fields are its options (the re-rankers, zero-shot).
+    A matcher or re-ranker declares what its ``score`` means (a :class:`Score`)."""
 
     def enter(build: Callable[..., Any]) -> Callable[..., Any]:
         own = build if cfg is None and isinstance(build, type) and dataclasses.is_dataclass(build) else cfg
-        REGISTER.add(Part(kind, name, build, own, help, metric, version))
+        REGISTER.add(Part(kind, name, build, own, help, metric, version, score))
         return build
 
     return enter

@@ -20,16 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from .register import REGISTER, option, register
+from .register import REGISTER, Score, option, register
 
-@register("rerank", "none", help="leave the scores as they are")
+@register("rerank", "none", help="leave the scores as they are", score=Score("the matcher's score, unchanged"))
 @dataclass(frozen=True)
 class NoRerank:
     def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:
         return scores
 
 
-@register("rerank", "csls", help="hubness correction: minus the mean of the k highest scores each right receives")
+@register("rerank", "csls", help="hubness correction: minus the mean of the k highest scores each right receives",
+          score=Score("the matcher's score minus the mean of the k highest scores this candidate receives from any "
+                      "left: above 0, it suits this left better than it usually suits its best lefts"))
 @dataclass(frozen=True)
 class Csls:
     k: int = option(10, lo=1, hi=1_000_000, help="highest received scores averaged per right")
@@ -38,7 +40,9 @@ class Csls:
         return csls(scores, candidates, n_rights, self.k)
 
 
-@register("rerank", "sinkhorn", help="soft one-to-one assignment: rows and columns each sum to 1")
+@register("rerank", "sinkhorn", help="soft one-to-one assignment: rows and columns each sum to 1",
+          score=Score("the log of this pair's weight in a soft one-to-one assignment of lefts to rights: 0 all of "
+                      "it (certain), -0.69 half, more negative less", None, 0))
 @dataclass(frozen=True)
 class Sinkhorn:
     tau: float = option(0.05, lo=1e-4, hi=100, help="temperature of the assignment")
@@ -48,7 +52,9 @@ class Sinkhorn:
         return sinkhorn(scores, candidates, n_rights, self.tau, self.iters)
 
 
-@register("rerank", "dual-softmax", help="a left's softmax over its candidates times each right's over its lefts")
+@register("rerank", "dual-softmax", help="a left's softmax over its candidates times each right's over its lefts",
+          score=Score("the log of (the left's softmax share on this candidate x the candidate's softmax share on "
+                      "this left): 0 both certain, more negative less", None, 0))
 @dataclass(frozen=True)
 class DualSoftmax:
     tau: float = option(0.05, lo=1e-4, hi=100, help="temperature of both softmaxes")
@@ -57,7 +63,9 @@ class DualSoftmax:
         return dual_softmax(scores, candidates, n_rights, self.tau)
 
 
-@register("rerank", "hungarian", help="the best one-to-one assignment's candidate moved to the top of each list")
+@register("rerank", "hungarian", help="the best one-to-one assignment's candidate moved to the top of each list",
+          score=Score("the matcher's score, plus the spread of all scores + 1 for the candidate the best one-to-one "
+                      "assignment gives this left (so it ranks first)"))
 @dataclass(frozen=True)
 class Hungarian:
     def __call__(self, scores: np.ndarray, candidates: np.ndarray, n_rights: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import TLLError
-from ..register import REGISTER, Part
+from ..register import REGISTER, Part, Score
 from .figures import Evaluation, evaluate_ranks
 
 _CHUNK_ELEMENTS = 1 << 21  # a [chunk, 20, dim] block of ~8 MB
@@ -40,27 +40,31 @@ class Metric:
         return self
 
 
-def metric(name: str, *, help: str, unit: bool = False) -> Callable[[Block], Block]:  # noqa: A002
-    """Decorator: enter ``block(left, candidates)`` as the metric ``name``."""
+def metric(name: str, *, help: str, unit: bool = False,  # noqa: A002
+           score: Score | None = None) -> Callable[[Block], Block]:
+    """Decorator: enter ``block(left, candidates)`` as the metric ``name``; ``score``: what its values mean."""
 
     def enter(block: Block) -> Block:
-        REGISTER.add(Part("metric", name, Metric(name, block, unit, help), help=help))
+        REGISTER.add(Part("metric", name, Metric(name, block, unit, help), help=help, score=score))
         return block
 
     return enter
 
 
-@metric("cosine", help="cosine similarity", unit=True)
+@metric("cosine", help="cosine similarity", unit=True,
+        score=Score("the cosine of the two embeddings: 1 same direction, 0 unrelated", -1, 1))
 def cosine(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     return torch.bmm(candidates, left.transpose(1, 2))[..., 0]
 
 
-@metric("euclidean", help="minus the Euclidean distance")
+@metric("euclidean", help="minus the Euclidean distance",
+        score=Score("minus the Euclidean distance between the two embeddings: 0 identical", None, 0))
 def euclidean(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     return -torch.cdist(left, candidates, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
 
 
-@metric("manhattan", help="minus the Manhattan (L1) distance")
+@metric("manhattan", help="minus the Manhattan (L1) distance",
+        score=Score("minus the Manhattan (L1) distance between the two embeddings: 0 identical", None, 0))
 def manhattan(left: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     return -torch.cdist(left, candidates, p=1.0, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
 

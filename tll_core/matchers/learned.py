@@ -22,7 +22,7 @@ from ..device import resolve_device
 from ..errors import TLLError
 from ..evaluation.metrics import evaluate_scores
 from ..evaluation.tasks import TaskSet, random_candidates
-from ..register import REGISTER, checked, option, register
+from ..register import REGISTER, Score, checked, option, register
 from ..runtime import one_blas_thread
 from .base import EpochReport, Embedded, GallerySearch, TrainingCallback, TrainingCurve, mean_over_views, views_of
 
@@ -405,6 +405,7 @@ class _Maps(nn.Module):
 
 
 @register("matcher", "adaptation", cfg=AdaptationCfg, metric="cosine", version=2,
+          score=Score("the cosine of the two embeddings after the learned maps: 1 same direction, 0 unrelated", -1, 1),
           help="the report's adaptation function: PCA → linear map → cosine, trained with InfoNCE")
 class Adaptation(LearnedMatcher):
     name = "adaptation"
@@ -439,6 +440,8 @@ class Adaptation(LearnedMatcher):
 
 
 @register("matcher", "siamese", cfg=SiameseCfg, metric="euclidean", version=2,
+          score=Score("minus the Euclidean distance between the two embeddings after the learned network: 0 identical",
+                      None, 0),
           help="a shared MLP trained with a contrastive loss; scores are negated distances")
 class Siamese(LearnedMatcher):
     name = "siamese"
@@ -469,6 +472,7 @@ class Siamese(LearnedMatcher):
 
 
 @register("matcher", "pair-classifier", cfg=PairClassifierCfg, metric="classifier", version=2,
+          score=Score("the classifier's log-odds that the two images are a pair: 0 even odds, 2.2 about 9 to 1"),
           help="an MLP over [a, b, |a-b|, a*b] → P(same pair)")
 class PairClassifier(LearnedMatcher):
     name = "pair-classifier"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..evaluation.metrics import as_tensor, score_candidates, unit_rows
-from ..register import checked, option, register
+from ..register import Score, checked, option, register
 from .base import Fixed, GalleryScorer, GallerySearch, every_item_scorer
 
 
@@ -41,7 +41,8 @@ def cosine_scorer(left_unit: np.ndarray, gallery_unit: np.ndarray) -> GallerySco
     return scores
 
 
-@register("matcher", "zero-shot", help="a metric on the backbone's embeddings, nothing learned (the MobileNet + cosine baseline)")
+@register("matcher", "zero-shot", help="a metric on the backbone's embeddings, nothing learned (the MobileNet + cosine baseline)",
+          score=Score("the backbone's embeddings (centred first when centre is on) compared by the metric"))
 @dataclass(frozen=True)
 class ZeroShot(Fixed):
     """A metric on the backbone's embeddings, nothing learned.
