@@ -14,11 +14,12 @@ import io
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import DataError, quoted, shown, shown_path
 from .files import cannot_read, read_regular
+from .image_index import ImageIndex
 from .images import IMAGE_SUFFIXES, ImageBytes, check_header, read_image_bytes
 
 N_CANDIDATES = 20
@@ -64,6 +65,7 @@ class Dataset:
     _resolved_root: Path = field(default=Path(), repr=False, compare=False)
     warnings: tuple[str, ...] = ()  # one-line notes on valid but suspicious data, for the front ends to show
     _hashes: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict, repr=False, compare=False)
+    index: ImageIndex = field(default_factory=lambda: ImageIndex(None), repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -105,9 +107,16 @@ class Dataset:
         ids = sorted(self.image_ids())
         signatures = {image_id: self.stat_signature(image_id) for image_id in ids}  # taken before any reading
         stale = [i for i in ids if self._hashes.get(i, (None, ""))[0] != signatures[i]]
+        for image_id in stale:  # known from an earlier process, unchanged since (the folder's image index)
+            known = self.index.sha1(image_id, signatures[image_id])
+            if known is not None:
+                self._hashes[image_id] = (signatures[image_id], known)
+        stale = [i for i in stale if self._hashes.get(i, (None, ""))[0] != signatures[i]]
         with ThreadPoolExecutor(max_workers=4) as pool:
             for image_id, sha1 in zip(stale, pool.map(lambda i: self.read_image(i).sha1, stale)):
                 self._hashes[image_id] = (signatures[image_id], sha1)  # a change meanwhile shows next time
+                self.index.record(image_id, signatures[image_id], sha1=sha1)
+        self.index.save()
         for image_id in ids:
             digest.update(f"{image_id}\0{self._hashes[image_id][1]}\n".encode())
         return digest.hexdigest()
@@ -167,14 +176,19 @@ def allowed_data_folder(folder: str | os.PathLike[str], roots: str | None = None
     return path
 
 
-def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True) -> Dataset:
+def load_dataset(root: str | os.PathLike[str], *, check_images: bool = True,
+                 index_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """Load and validate a data folder. Raises DataError listing every problem found.
 
-    With ``$TLL_DATA_ROOTS`` set, a folder outside those roots is refused (for every front end)."""
+    ``index_dir``: where the folder's :class:`ImageIndex` is kept (the cache directory): images unchanged since
+    an earlier load are not checked or hashed again. With ``$TLL_DATA_ROOTS`` set, a folder outside those roots
+    is refused (for every front end)."""
     allowed_data_folder(root)
     root = Path(root).expanduser()
     try:
         dataset = _load(root)
+        if index_dir is not None:
+            dataset = replace(dataset, index=ImageIndex.for_folder(Path(index_dir), root))
         if check_images:
             _check_images(dataset)
     except OSError as exc:  # a folder that cannot be listed or stat-ed
@@ -453,11 +467,25 @@ def _load_release(root: Path, resolved: Path) -> Dataset:
     return Dataset(root, "release", pairs, (), False, resolved)
 
 
+def _signature_or_none(dataset: Dataset, image_id: str) -> tuple[int, int, int, int] | None:
+    try:
+        return dataset.stat_signature(image_id)
+    except DataError:  # missing or unreadable: its header check says so
+        return None
+
+
 def _check_images(dataset: Dataset) -> None:
     """Open every image's header (no decode): empty, non-image and oversized files are reported now."""
     ids = sorted(dataset.image_ids())
+    signatures = {i: _signature_or_none(dataset, i) for i in ids}
+    unknown = [i for i in ids if signatures[i] is None or not dataset.index.checked(i, signatures[i])]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = [p for p in pool.map(dataset.check_image, ids) if p]
+        found = list(pool.map(dataset.check_image, unknown))
+    problems = [p for p in found if p]
+    for image_id, problem in zip(unknown, found):  # unchanged since checked: not checked again next time
+        if problem is None and signatures[image_id] is not None:
+            dataset.index.record(image_id, signatures[image_id], checked=True)
+    dataset.index.save()
     if problems:
         raise DataError(problems)
 

@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, create_backbone, get_cfg
+from .backbones.lazy import LazyBackbone, record_identity, recorded_identity
+from .backbones.registry import DEFAULT_BACKBONE, Backbone, Ensemble, build_key, create_backbone, get_cfg
 from .cache import EmbeddingCache, MatcherStore
 from .dataset import Dataset, Pair, load_dataset
 from .progress import Stage
@@ -122,7 +123,8 @@ class Engine:
 
     @classmethod
     def open(cls, data: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, **kw: Any) -> Engine:
-        return cls(load_dataset(data), EmbeddingCache(cache_dir), **kw)
+        cache = EmbeddingCache(cache_dir)
+        return cls(load_dataset(data, index_dir=cache.directory), cache, **kw)
 
     # ------------------------------------------------------------ embeddings
 
@@ -131,9 +133,24 @@ class Engine:
         changed, is built again)."""
         key = (name, get_cfg(name))
         if key not in self._backbones:
-            self._backbones[key] = create_backbone(name, weights=self.weights.get(name), pretrained=self.pretrained,
-                                                  device=self.device)
+            self._backbones[key] = self._lazy_or_built(name)
         return self._backbones[key]
+
+    def _lazy_or_built(self, name: str) -> Backbone:
+        """The backbone built now, or — where this setup was built before with this cache (its identity
+        recorded) — a :class:`LazyBackbone` that builds it only when it must compute a vector."""
+        how = {"weights": self.weights.get(name), "pretrained": self.pretrained, "device": self.device}
+        setup = build_key(name, **how) if self.cache is not None else None
+        if setup is None:
+            return create_backbone(name, **how)
+        records = Path(self.cache.directory)
+        identity = recorded_identity(records, setup)
+        if identity is not None:
+            return LazyBackbone(get_cfg(name), identity, lambda: create_backbone(name, **how),
+                                lambda actual: record_identity(records, setup, actual))
+        built = create_backbone(name, **how)
+        record_identity(records, setup, built.identity)
+        return built
 
     def embed(self, image_ids: tuple[str, ...] | list[str], backbone: str | Ensemble, progress: Progress | None = None,
               view: str = "") -> np.ndarray:

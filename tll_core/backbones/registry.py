@@ -25,7 +25,8 @@ from ..register import REGISTER
 from . import weight_free  # noqa: F401, I001  (each module enters its backbone families in the register, in listing order)
 from . import deep  # noqa: F401
 from . import imported  # noqa: F401
-from .packaged import PackagedWeights, packaged_weights_ok
+from .lazy import setup_key
+from .packaged import PackagedWeights, package_file, packaged_weights_ok
 
 DEFAULT_BACKBONE = "combined"
 
@@ -202,6 +203,20 @@ def create_backbone(
     builder = family(cfg)
     weights_file = local_weights_file(name, weights) if pretrained and builder.needs_weights else None
     return builder.build(cfg, weights_file, pretrained, device=device)
+
+
+def build_key(name: str, *, weights: str | os.PathLike[str] | None = None, pretrained: bool = True,
+              device: str = "cpu") -> str | None:
+    """The digest of what building ``name`` this way reads (``lazy.setup_key``), where a recorded identity can
+    stand in for the build: pretrained weights from an installed package, none given or in $TLL_WEIGHTS_DIR.
+    None for any other build (a weights file, the hub, random weights, a descriptor: built as asked)."""
+    cfg = get_cfg(name)
+    if not (pretrained and cfg.needs_weights and cfg.packaged is not None and weights is None):
+        return None
+    if local_weights_file(name) is not None:
+        return None
+    path = package_file(cfg.packaged)
+    return setup_key(cfg, path, device) if path is not None else None
 
 
 def weights_available(name: str) -> bool:
