@@ -430,8 +430,8 @@ def test_headers_names_labels_and_thumbnails_are_whole_at_1280_and_1600(studio: 
             page.locator(".js-plotly-plot .xtick").first.wait_for(timeout=60_000)
             page.screenshot(path=str(shots() / f"overview-{width}.png"))
             headers = grid.evaluate(HEADERS_JS)
-            assert [h for h, _, _ in headers][-6:] == GALLERY_COLUMNS, headers  # the last column in view too
             assert all(text <= room for _, text, room in headers), headers  # (text + left padding) within
+            assert [h for h, _, _ in headers][-6:] == GALLERY_COLUMNS, headers  # the last column in view too
             labels = page.evaluate(LABELS_JS)
             assert labels and all(inside for _, inside in labels), labels
             for path in ("ranked", "failures"):
