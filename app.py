@@ -13,7 +13,10 @@ from studio.sidebar import sidebar
 from studio.links import follow_links
 from studio.memo import one_run
 
-st.set_page_config(page_title="TLL matching studio", layout="wide")
+# The favicon is an emoji (drawn as a data: URL). With none set here, Streamlit makes the current page's
+# :material/…: icon the favicon and fetches it from fonts.gstatic.com: the studio must ask no other host. The
+# navigation's own icons are drawn with the Material Symbols font that Streamlit serves itself.
+st.set_page_config(page_title="TLL matching studio", page_icon="🔎", layout="wide")
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/leaderboard:", default=True),
     st.Page("pages/ranked.py", title="Ranked candidates", icon=":material/format_list_numbered:"),

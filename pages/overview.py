@@ -13,7 +13,7 @@ from studio.memo import fingerprint, kept_leaderboard_rows, leaderboard_rows
 from studio.progress import progress_bar
 from studio.runs import runs_section
 from studio.session import data_folder, device, selection
-from studio.widgets import md, show_error
+from studio.widgets import chart_label, md, show_error
 from tll_core.errors import TLLError
 from tll_core.evaluation.figures import Figure, Protocol, figures_of
 from tll_core.evaluation.results import ResultRow
@@ -21,7 +21,9 @@ from tll_core.selection import imported_selections, leaderboard_selections
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
-NARROW = 56  # px: the whole table fits a 1400 px wide window beside the sidebar
+NARROW = 48  # px: a figure ("0.584") under its short header ("R@10"); the table fits 1280 px beside the sidebar
+NAME_WIDTH = 172  # px: the selection's name (the default recipe's is 79 characters), wrapped onto four lines
+LINES_HIGH = 80  # px: a row this high lets Streamlit wrap text (it wraps above 64 px): four 13 px lines
 
 
 def figure_column(figure: Figure, protocol: Protocol) -> str:
@@ -32,9 +34,21 @@ def figure_column(figure: Figure, protocol: Protocol) -> str:
     return f"gallery {name}" if clash else name
 
 
-def figure_columns() -> list[tuple[str, Figure]]:
-    """Every registered figure's column, the tasks protocol's first, then the full gallery's."""
-    return [(figure_column(f, p), f) for p in ("tasks", "gallery") for f in figures_of(p)]
+def figure_header(figure: Figure, protocol: Protocol) -> str:
+    """A figure's short header (the register's: ``R@1``, ``medR``); ``gMRR`` where its column is ``gallery mrr``."""
+    return "g" + figure.header if figure_column(figure, protocol) != figure.label else figure.header
+
+
+def header_width(header: str) -> int:
+    """Px that a header of the grid's 14 px font takes, with the cell's padding (the browser test measures it)."""
+    return max(NARROW, 7 * len(header) + 18)
+
+
+def figure_config(figure: Figure, protocol: Protocol) -> Any:
+    """A figure's column: its short header and the full name with its meaning on hover."""
+    header = figure_header(figure, protocol)
+    return st.column_config.NumberColumn(header, format=f"%{figure.format}", width=header_width(header),
+                                         help=f"**{figure_column(figure, protocol)}**: {figure.help}")
 
 
 def line(label: str, on_tasks: ResultRow, on_gallery: ResultRow) -> dict[str, Any]:
@@ -90,21 +104,24 @@ st.caption("Left: the 20-candidate tasks, with the top-2 bootstrap CI. Right: th
            "left ranked against every validation right (recall@k, median rank, MRR; gallery: how many rights).")
 if lines:
     table = pd.DataFrame(lines).sort_values("top2", ascending=False)
-    shown = figure_columns()
+    shown = [(figure_column(f, p), figure_config(f, p)) for p in ("tasks", "gallery") for f in figures_of(p)]
     order = [c for name, _ in shown for c in ((name, "top2 CI") if name == "top2" else (name,))]
-    st.dataframe(table, hide_index=True, column_order=("selection", *order, "gallery"), column_config={
-        **{name: st.column_config.NumberColumn(format=f"%{f.format}", width=NARROW, help=f.help) for name, f in shown},
-        "gallery": st.column_config.NumberColumn(width=NARROW, help="rights each left is ranked against"),
-        "top2 CI": st.column_config.TextColumn(width=100, help="95 % bootstrap interval of top-2"),
-        "selection": st.column_config.TextColumn(width=190)})
+    st.dataframe(table, hide_index=True, row_height=LINES_HIGH, column_order=("selection", *order, "gallery"),
+                 column_config={
+        **dict(shown),
+        "gallery": st.column_config.NumberColumn(width=header_width("gallery"), help="rights each left is ranked against"),
+        "top2 CI": st.column_config.TextColumn(width=96, help="95 % bootstrap interval of top-2"),
+        "selection": st.column_config.TextColumn(width=NAME_WIDTH, help="backbone · method · metric")})
     figure = go.Figure(go.Bar(
-        x=[html.escape(label) for label in table["selection"]], y=table["top2"],  # plotly reads tags in labels
+        x=[chart_label(label) for label in table["selection"]], y=table["top2"],  # wrapped: inside the figure
+        hovertext=[html.escape(label) for label in table["selection"]], hoverinfo="text+y",  # the whole name
         error_y=dict(type="data", symmetric=False, array=table["ci_high"] - table["top2"], arrayminus=table["top2"] - table["ci_low"]),
     ))
     for note in not_run:
         st.caption(md(note))
     figure.add_hline(y=0.1, line_dash="dot", annotation_text="chance (0.10)")
-    figure.update_layout(yaxis_title="top-2 (95 % bootstrap CI)", yaxis_range=[0, 1], height=380, margin=dict(t=10))
+    figure.update_layout(yaxis_title="top-2 (95 % bootstrap CI)", yaxis_range=[0, 1], height=420, margin=dict(t=10),
+                         xaxis_automargin=True, yaxis_automargin=True)
     st.plotly_chart(figure, key="leaderboard_chart")
 
 if waiting:

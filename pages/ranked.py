@@ -43,7 +43,7 @@ def _step(delta: int) -> int:
 
 i = session.LEFT_INDEX.get()
 show_left(names[i])
-bar = st.columns([3, 1, 1, 1, 1.3])
+bar = st.columns([2.2, 1.3, 1, 1, 1.4])  # each button's label whole at 1280 px
 bar[0].selectbox("Left (type to search)", order, format_func=lambda k: names[k], key=session.LEFT_INDEX.key)
 bar[1].button("◀ previous", on_click=_go, args=(_step(-1),), width="stretch", shortcut="Left")
 bar[2].button("next ▶", on_click=_go, args=(_step(1),), width="stretch", shortcut="Right")
@@ -81,7 +81,7 @@ def candidate_cell(where, task: RankedTask, cand: Candidate) -> None:
 
 
 task = ranked_task(tasks, scores, i)
-options = st.columns([1, 1, 4])
+options = st.columns([1.5, 1.3, 3])  # the toggles' labels whole at 1280 px
 original = options[0].toggle("Original c0..c19 order", key="original_order")
 compact = options[1].toggle("Compact grid", value=True, key="compact_grid", help="all 20 candidates in two rows of 10")
 options[2].caption("Keys: ← → previous / next · F next failure · D random. Click a caption for the full-size view.")

@@ -6,6 +6,7 @@ confined reader (re-checked at every open), never from a path handed to the brow
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 from typing import Any
@@ -29,6 +30,19 @@ def md(text: object) -> str:
     (CommonMark lets each of them be), which also defuses HTML, entities, ``$`` maths and ``:colour[…]``.
     """
     return _MARKDOWN.sub(lambda m: "\\" + m.group(0), " ".join(str(text).splitlines()))
+
+
+def chart_label(text: str, width: int = 22) -> str:
+    """``text`` as a chart's tick label that stays inside its figure: escaped (plotly reads tags in labels) and
+    broken onto lines of about ``width`` characters after ``·`` and ``+`` (a longer run is cut where it must)."""
+    parts = re.findall(r"[^·+]+(?:[·+]|$)", text) or [text]
+    lines = [""]
+    for part in parts:
+        for piece in [part[k:k + width] for k in range(0, len(part), width)]:
+            if lines[-1] and len(lines[-1]) + len(piece) > width:
+                lines.append("")
+            lines[-1] += piece
+    return "<br>".join(html.escape(line.strip()) for line in lines if line.strip())
 
 
 def show_error(problem: object, where: Any = st) -> None:  # where: st or a container

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,10 @@ PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates"
          "compare": "Compare methods", "why": "Why this match?", "embedding_map": "Embedding map",
          "train": "Train a learned matcher", "submission": "Submission"}
 NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Train", "Submission"]  # app.py's
-GALLERY_COLUMNS = ["recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"]
+GALLERY_COLUMNS = ["R@1", "R@5", "R@10", "medR", "gMRR", "gallery"]  # the register's short headers
+VIEWPORTS = [(1280, 800), (1600, 1000)]  # every header, label and thumbnail whole at both
+STUDIO_PORTS: set[int] = set()  # every studio started here: the one host (127.0.0.1/localhost) a page may ask
+OFFSITE: dict = {}  # page → the URLs it asked of any other host or port
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("TLL_REQUIRE_BROWSER"):
@@ -59,6 +63,7 @@ def start_studio(tmp_path_factory: pytest.TempPathFactory, warm: Path | None = N
     env.pop("TLL_IMPORTS", None)
     if data is not None:
         env["TLL_DATA"] = str(data)
+    STUDIO_PORTS.add(port)
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -93,8 +98,26 @@ def browser_page():
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        yield context.new_page()
+        opened = context.new_page()
+        asked = OFFSITE.setdefault(opened, [])
+        opened.on("request", lambda request: asked.append(request.url) if offsite_url(request.url) else None)
+        yield opened
         browser.close()
+
+
+def offsite_url(url: str) -> bool:
+    """Whether ``url`` leaves the studio's host: anything but a studio's own port on 127.0.0.1 / localhost
+    (data: and blob: URLs stay in the page)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob"):
+        return False
+    return parts.hostname not in ("127.0.0.1", "localhost") or parts.port not in STUDIO_PORTS
+
+
+def offsite(page) -> list[str]:
+    """What ``page`` has asked of another host so far (a font, an icon, a script from a CDN: the studio
+    must work offline and tell no one what it is used for)."""
+    return OFFSITE.get(page, [])
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +160,12 @@ def test_every_page_in_a_browser(studio: str, page) -> None:
         if not path:  # the leaderboard carries the full-gallery figures beside the tasks'
             page.get_by_role("heading", name="Cache").wait_for(timeout=WAIT_S * 1000)  # drawn after the leaderboard
             grid = page.locator("[data-testid='stDataFrame']").first
-            grid.locator("th", has_text="recall@1").first.wait_for(state="attached", timeout=60_000)  # grid mounted
+            grid.locator("th", has_text="R@1").first.wait_for(state="attached", timeout=60_000)  # grid mounted
             page.screenshot(path=str(shots() / "overview.png"), full_page=True)
             headers = grid.locator("th").all_text_contents()  # the columns in view (the table fits the window)
             assert "top2" in headers and all(c in headers for c in GALLERY_COLUMNS), headers
         page.screenshot(path=str(shots() / f"{path or 'overview'}.png"), full_page=True)
+    assert offsite(page) == []  # every page, its icons and favicon, from the studio itself
 
 
 def test_a_deep_link_on_a_fresh_studio_runs_app_py(page, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -360,3 +384,69 @@ def test_a_rebound_host_name_cannot_open_the_session(studio: str) -> None:
     assert " 101 " in _upgrade_status(studio, studio.split("//", 1)[1]) + " "  # the real host: accepted
     refused = _upgrade_status(studio, "evil.example:8501")
     assert " 101 " not in refused + " ", refused
+
+
+# The leaderboard is a canvas (glide data grid): a header's room is read off the drawn column lines (the body
+# canvas's top pixel row) and its text measured in the grid's own header font.
+HEADERS_JS = """grid => {
+  const css = getComputedStyle(grid.querySelector('.stDataFrameGlideDataEditor'));
+  const font = css.getPropertyValue('--gdg-header-font-style') + ' ' + css.getPropertyValue('--gdg-font-family');
+  const pad = parseFloat(css.getPropertyValue('--gdg-cell-horizontal-padding'));
+  const body = [...grid.querySelectorAll('canvas')].sort((a, b) => b.height - a.height)[0];
+  const px = body.getContext('2d').getImageData(0, 2, body.width, 1).data;
+  const edges = [0];
+  for (let x = 1; x < body.width; x++) if (px[4 * x] < 245 && x - edges[edges.length - 1] > 2) edges.push(x);
+  edges.push(body.width);
+  const text = document.createElement('canvas').getContext('2d');
+  text.font = font;
+  return [...grid.querySelectorAll('th')].map((th, k) =>
+    [th.innerText, pad + text.measureText(th.innerText).width, edges[k + 1] - edges[k]]);
+}"""
+# a thumbnail's drawn box against its picture: [natural w/h, drawn w/h]
+SHAPES_JS = """() => [...document.querySelectorAll("[data-testid='stImage'] img")].map(img =>
+  [img.naturalWidth / img.naturalHeight, img.getBoundingClientRect().width / img.getBoundingClientRect().height])"""
+# every tick and legend label of every plotly chart against its figure: [text, inside]
+LABELS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(plot => {
+  const frame = plot.querySelector('.main-svg').getBoundingClientRect();
+  return [...plot.querySelectorAll('.xtick text, .ytick text, .legendtext, .g-xtitle text, .g-ytitle text')].map(t => {
+    const box = t.getBoundingClientRect();
+    return [t.textContent, box.left >= frame.left - 1 && box.right <= frame.right + 1 && box.top >= frame.top - 1
+            && box.bottom <= frame.bottom + 1];
+  });
+})"""
+
+
+def test_headers_names_labels_and_thumbnails_are_whole_at_1280_and_1600(studio: str, page) -> None:
+    """Readable on a laptop and a desktop: no leaderboard header clipped (all columns in view), no chart label
+    outside its figure, no thumbnail squeezed out of its picture's shape (Ranked's compact grid, Failures)."""
+    try:
+        for width, height in VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": height})
+            page.goto(f"{studio}/")
+            page.get_by_role("heading", name="Cache").wait_for(timeout=WAIT_S * 1000)
+            settle(page)
+            grid = page.locator("[data-testid='stDataFrame']").first
+            grid.locator("th", has_text="gallery").first.wait_for(state="attached", timeout=60_000)
+            page.locator(".js-plotly-plot .xtick").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(shots() / f"overview-{width}.png"))
+            headers = grid.evaluate(HEADERS_JS)
+            assert all(text <= room for _, text, room in headers), headers  # (text + left padding) within
+            assert [h for h, _, _ in headers][-6:] == GALLERY_COLUMNS, headers  # the last column in view too
+            labels = page.evaluate(LABELS_JS)
+            assert labels and all(inside for _, inside in labels), labels
+            for path in ("ranked", "failures"):
+                page.goto(f"{studio}/{path}")
+                settle(page)
+                page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+                                       ".filter(i => i.complete && i.naturalWidth).length >= 4", timeout=WAIT_S * 1000)
+                page.screenshot(path=str(shots() / f"{path}-{width}.png"))
+                shapes = page.evaluate(SHAPES_JS)
+                assert all(abs(drawn / picture - 1) < 0.03 for picture, drawn in shapes if picture), shapes
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_no_page_asked_another_host(page) -> None:
+    """After every test above (pages, charts, the map's selection, Train, the full-size dialog, Why, the
+    Submission's download): nothing was asked of a host other than the studio's own."""
+    assert offsite(page) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import WAIT_S, browser_page, settle, shots, start_studio
+from test_browser import WAIT_S, browser_page, offsite, settle, shots, start_studio
 from test_studio_imports import embeddings_npz, scores_csv, validation_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -103,3 +103,4 @@ def test_an_upload_through_the_sidebar(own, page, tmp_path: Path) -> None:
     page.screenshot(path=str(shots() / "imports-upload.png"), full_page=True)
     sidebar.locator("[data-testid='stExpander']", has_text="Your own model").screenshot(
         path=str(shots() / "imports-upload-sidebar.png"))
+    assert offsite(page) == []  # the upload, and every page before it, asked no other host
