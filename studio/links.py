@@ -12,8 +12,8 @@ from . import session
 from .session import data_folder, default_data, selection
 
 # the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…,
-# ?candidate=NAME (the right the Why page explains beside the truth)
-VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "candidate": ""}
+# ?candidate=NAME (the right the Why page explains beside the truth), ?query=IMAGE_ID (the image Search starts from)
+VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "candidate": "", "query": ""}
 
 
 def set_selection(sel: Selection) -> None:
@@ -72,9 +72,12 @@ def why_candidate() -> str | None:
 
 
 def _show_left_next(name: str) -> None:
-    """The left the next page shows (Ranked, Why): remembered as the view; Ranked finds its index."""
+    """The left the next page shows (Ranked, Why): remembered as the view and written into the URL at once
+    (else :func:`follow_links` would take the URL's older ``?left=`` for a change and show that); Ranked finds
+    its index."""
     session.VIEWS.setdefault()["left"] = name
     session.LEFT_INDEX.clear()
+    _write_url()
 
 
 def _open_left(name: str) -> None:
@@ -99,6 +102,14 @@ def open_why(left: str, candidate: str) -> None:
     _show_left_next(left)
     session.WHY_CANDIDATE.set(candidate)
     session.SWITCH_TO.set("pages/why.py")
+
+
+def open_search(image_id: str) -> None:
+    """Search from an image of the folder (a button's callback on any page): the Search page starts from it."""
+    session.VIEWS.setdefault()["query"] = image_id
+    session.SEARCH_IMAGE.clear()
+    session.SEARCH_FROM.clear()  # its first choice: an image of the split
+    session.SWITCH_TO.set("pages/search.py")
 
 
 def follow_links() -> None:

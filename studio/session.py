@@ -116,6 +116,8 @@ FAIL_MARGIN: Slot[tuple[float, float]] = Slot("fail_margin", lambda: (0.0, 0.0))
 FAIL_MARGIN_BOUNDS: Slot[tuple[float, float] | None] = Slot("fail_margin_bounds", _none)  # the span it was set for
 FAIL_TRUTH: Slot[tuple[float, float]] = Slot("fail_truth", lambda: (0.0, 0.0))  # Failures: the truth-score range
 FAIL_TRUTH_BOUNDS: Slot[tuple[float, float] | None] = Slot("fail_truth_bounds", _none)
+SEARCH_FROM: Slot[str | None] = Slot("search_from", _none)  # Search: an image of the split or an upload (radio)
+SEARCH_IMAGE: Slot[str | None] = Slot("search_image", _none)  # Search: the image searched from (its selectbox)
 TAG_PROBLEM: Slot[tuple[str, str] | None] = Slot("tag_problem", _none)  # Failures: (tag widget's key, one line)
 
 

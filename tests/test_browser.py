@@ -30,8 +30,9 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_S = 600
 PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates", "failures": "Failures",
          "compare": "Compare methods", "why": "Why this match?", "embedding_map": "Embedding map",
-         "train": "Train a learned matcher", "submission": "Submission"}
-NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Train", "Submission"]  # app.py's
+         "search": "Search by example", "train": "Train a learned matcher", "submission": "Submission"}
+NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Search", "Train",
+       "Submission"]  # app.py's
 GALLERY_COLUMNS = ["recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"]
 
 if not Path(CHROMIUM).exists():
