@@ -150,7 +150,7 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
     (_png((64, 64))[:-40] + b"\0" * 40, "corrupt image"),  # pixel data damaged
     (_png((8000, 6000), "L"), "decompression bomb"),
     (b"\xff" * (MAX_IMAGE_BYTES + 1), "over the"),
-])
+], ids=["empty", "not-an-image", "truncated", "damaged", "bomb", "too-large"])
 def test_a_bad_upload_is_one_line_naming_it(data: bytes, says: str) -> None:
     with pytest.raises(DataError) as caught:
         read_upload("../../etc/evil\nname.png", data)
