@@ -24,6 +24,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/why.py", title="Why", icon=":material/troubleshoot:"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("pages/search.py", title="Search", icon=":material/search:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/submission.py", title="Submission", icon=":material/upload_file:"),
 ]

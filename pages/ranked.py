@@ -7,7 +7,7 @@ import streamlit as st
 
 from studio import session
 from studio.entry import enter
-from studio.links import focus_notice, open_why, opened_left, run_app_if_leaving, show_left, shown_left
+from studio.links import focus_notice, open_search, open_why, opened_left, run_app_if_leaving, show_left, shown_left
 from studio.memo import scores_or_stop
 from studio.session import selection
 from studio.widgets import md, show_image
@@ -67,6 +67,7 @@ def full_size(task: RankedTask, cand: Candidate) -> None:
              f"c{cand.position}{' · **the truth**' if cand.is_truth else ''}{versus}")
     st.caption(md(shown_score(sel.to_method())), help=md(score_help(sel.to_method())))
     st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
+    st.button("Search from this candidate", on_click=open_search, args=(cand.image_id,))
     run_app_if_leaving()
 
 
@@ -100,6 +101,7 @@ if truth is not None:
 else:
     side.write("test task (truth unknown)")
 side.caption(md(sel.label))
+side.button("search from this left", on_click=open_search, args=(task.left_id,), type="tertiary", key="search_from_left")
 per_row = 10 if compact else 5
 for row in range(0, len(shown), per_row):
     for col, cand in zip(grid.columns(per_row), shown[row : row + per_row]):

@@ -12,13 +12,13 @@ from . import session
 from .session import data_folder, default_data, selection
 
 # the pages' views carried in the URL, with their defaults: ?left=NAME (Ranked), ?projection=umap&colour=…&space=…,
-# ?candidate=NAME (the right the Why page explains beside the truth)
+# ?candidate=NAME (the right the Why page explains beside the truth), ?query=IMAGE_ID (the image Search starts from)
 MAP_SPACES = ("matcher", "backbone")  # the embedding map: the space the chosen matcher scores in, or the raw one
 VIEW_DEFAULTS = {"left": "", "projection": "pca", "colour": MAP_COLOURINGS[0], "space": MAP_SPACES[0],
-                 "candidate": ""}
+                 "candidate": "", "query": ""}
 # the pages (url paths) each view applies to: elsewhere the URL leaves it out (the session keeps it)
 VIEW_PAGES = {"left": ("ranked", "why"), "projection": ("embedding_map",), "colour": ("embedding_map",),
-              "space": ("embedding_map",), "candidate": ("why",)}
+              "space": ("embedding_map",), "candidate": ("why",), "query": ("search",)}
 
 
 def set_selection(sel: Selection) -> None:
@@ -79,9 +79,12 @@ def why_candidate() -> str | None:
 
 
 def _show_left_next(name: str) -> None:
-    """The left the next page shows (Ranked, Why): remembered as the view; Ranked finds its index."""
+    """The left the next page shows (Ranked, Why): remembered as the view and written into the URL at once
+    (else :func:`follow_links` would take the URL's older ``?left=`` for a change and show that); Ranked finds
+    its index."""
     session.VIEWS.setdefault()["left"] = name
     session.LEFT_INDEX.clear()
+    _write_url()
 
 
 def _open_left(name: str) -> None:
@@ -106,6 +109,14 @@ def open_why(left: str, candidate: str) -> None:
     _show_left_next(left)
     session.WHY_CANDIDATE.set(candidate)
     session.SWITCH_TO.set("pages/why.py")
+
+
+def open_search(image_id: str) -> None:
+    """Search from an image of the folder (a button's callback on any page): the Search page starts from it."""
+    session.VIEWS.setdefault()["query"] = image_id
+    session.SEARCH_IMAGE.clear()
+    session.SEARCH_FROM.clear()  # its first choice: an image of the split
+    session.SWITCH_TO.set("pages/search.py")
 
 
 def follow_links(page: str = "") -> None:

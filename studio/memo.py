@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from tll_core import search
 from tll_core import selection as selections
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
@@ -324,3 +325,35 @@ def checked_submission(path: str) -> CheckedSubmission:
         return compute()
     return memo("submission checks", 16).get((path, stamp, data, fingerprint(data, device_name), device_name),
                                               compute)
+
+
+# ------------------------------------------------------------ search by example (the Search page)
+
+
+def uploaded_query(sel: Selection, name: str, data: bytes) -> tuple[search.Query, str]:
+    """An uploaded image (bytes in memory, never written anywhere) checked and embedded under every view the
+    selection's matcher scores, once per content and backbone, and the key that names it to :func:`nearest`;
+    a bad file raises a one-line ``TLLError``."""
+    image = search.read_upload(name, data)
+    data_dir, device_name = data_folder(), device()
+    method = sel.to_method()
+    key = (image.sha1, str(image.path), sel.backbone, backbone_sources(sel.backbone),
+           method.matcher().score_views(method.flip_tta), device_name)
+    query = memo("search uploads", 16).get(
+        key, lambda: search.upload_query(engine_for(data_dir, device_name), sel, image))
+    return query, f"{search.UPLOAD_PREFIX}{image.sha1}"
+
+
+def nearest(sel: Selection, query: search.Query, query_key: str, side: str, k: int,
+            bar: ProgressBar | None = None) -> search.Nearest:
+    """The ``k`` nearest of ``side`` to a query (``query_key``: what identifies it, an image id or an upload's
+    digest), once per folder content, selection and query; the split made ready to search once per selection."""
+    chosen = _chosen(sel)
+    data_dir, _, _, device_name, _ = chosen
+
+    def ready() -> search.Searcher:
+        images, epochs = (bar.images, bar.epoch) if bar else (None, None)
+        return search.searcher(engine_for(data_dir, device_name), sel, progress=images, callback=epochs)
+
+    return memo("search", 32).get((*chosen, query_key, side, k),
+                                  lambda: memo("searchers", 4).get(chosen, ready).nearest(query, side, k))

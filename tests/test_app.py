@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/overview.py", "pages/ranked.py", "pages/failures.py", "pages/compare.py", "pages/why.py",
-         "pages/embedding_map.py", "pages/train.py", "pages/submission.py"]
+         "pages/embedding_map.py", "pages/search.py", "pages/train.py", "pages/submission.py"]
 
 
 @pytest.fixture

@@ -31,8 +31,9 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_S = 600
 PAGES = {"": "Totally-Looks-Like matching studio", "ranked": "Ranked candidates", "failures": "Failures",
          "compare": "Compare methods", "why": "Why this match?", "embedding_map": "Embedding map",
-         "train": "Train a learned matcher", "submission": "Submission"}
-NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Train", "Submission"]  # app.py's
+         "search": "Search by example", "train": "Train a learned matcher", "submission": "Submission"}
+NAV = ["Overview", "Ranked candidates", "Failures", "Compare", "Why", "Embedding map", "Search", "Train",
+       "Submission"]  # app.py's
 GALLERY_COLUMNS = ["R@1", "R@5", "R@10", "medR", "gMRR", "gallery"]  # the register's short headers
 VIEWPORTS = [(1280, 800), (1600, 1000)]  # every header, label and thumbnail whole at both
 STUDIO_PORTS: set[int] = set()  # every studio started here: the one host (127.0.0.1/localhost) a page may ask
