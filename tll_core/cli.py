@@ -368,10 +368,10 @@ def _engine(args: argparse.Namespace, backbones: list[str]):  # -> Engine
                 raise TLLError(f"--weights {shown_path(spec)}: say which backbone it is for, as NAME=FILE")
             name, file = deep[0], spec
         weights[name] = file
-    dataset = load_dataset(args.data)
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    dataset = load_dataset(args.data, index_dir=cache.directory if cache is not None else None)
     args.notices += [_notice(w) for w in dataset.warnings]
     check_images(dataset)  # imported embeddings name only this folder's images
-    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     if cache is not None:
         args.notices += [_notice(n) for n in cache.notices]
     return Engine(dataset, cache, batch_size=args.batch_size, workers=args.workers, weights=weights,
@@ -719,6 +719,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """The folder's runs, newest first (stale: the folder's content changed since), or delete one."""
+    from .cache import default_cache_dir
     from .dataset import load_dataset
     from .runs import RunStore
 
@@ -730,7 +731,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"deleted run {gone.id} ({gone.label})")
         return 0
     try:
-        content: str | None = load_dataset(args.data).fingerprint()
+        content: str | None = load_dataset(args.data, index_dir=args.cache_dir or default_cache_dir()).fingerprint()
     except TLLError as exc:  # the runs are still listed; whether they are stale cannot be said
         content = None
         args.notices.append(_notice(f"cannot tell stale runs: {exc}"))
