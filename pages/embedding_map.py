@@ -14,7 +14,7 @@ from studio.memo import map_coordinates, map_space, map_thumbnails, scores_or_st
 from studio.progress import progress_bar
 from studio.session import selection
 from studio.widgets import md, show_image
-from tll_core.analysis import MAP_COLOURINGS, MapPoints, map_groups, map_points, selected_points, thumbnail_points
+from tll_core.analysis import MAP_COLOURINGS, map_groups, map_points, selected_points, thumbnail_points
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 

@@ -17,7 +17,7 @@ from studio.widgets import chart_label, md, show_error
 from tll_core.errors import TLLError
 from tll_core.evaluation.figures import Figure, Protocol, figures_of
 from tll_core.evaluation.results import ResultRow
-from tll_core.selection import imported_selections, leaderboard_selections
+from tll_core.selection import leaderboard_now_and_later
 
 enter()  # run directly (a deep link on a fresh server): app.py runs instead
 
@@ -81,12 +81,10 @@ try:
 except TLLError as exc:
     show_error(exc)
     st.stop()
-chosen = leaderboard_selections(selection())
-own = {c.label for c in imported_selections(selection())}  # scores or vectors given: no pixels to embed
-for candidate in chosen:
-    if candidate is chosen[0] or candidate.label in own or kept_leaderboard_rows(candidate, content):
-        computed.setdefault(candidate.label, candidate)  # the selection, your own models: what costs no pixels
-waiting = [c for c in chosen if c.label not in computed]
+now, later = leaderboard_now_and_later(selection(), lambda c: kept_leaderboard_rows(c, content) is not None)
+for candidate in now:
+    computed.setdefault(candidate.label, candidate)
+waiting = [c for c in later if c.label not in computed]  # on the button below
 lines, not_run = [], []
 for label, candidate in list(computed.items()):
     try:

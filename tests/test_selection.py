@@ -143,3 +143,17 @@ def test_the_url_carries_only_what_applies_to_the_selection() -> None:
     assert "val_fraction" not in query
     reopened = Selection.from_query(learned.to_query())
     assert reopened.to_method() == learned.to_method() and reopened.label == learned.label  # the same method
+
+
+def test_the_leaderboard_scores_the_selection_at_once_and_the_baselines_when_asked() -> None:
+    """Only the selection (and your own models, and what is kept) is scored on a first view; each weight-free
+    baseline waits, unless it is kept already."""
+    from tll_core.selection import leaderboard_now_and_later, leaderboard_selections
+
+    sel = Selection(backbone="combined")
+    every = leaderboard_selections(sel)
+    now, later = leaderboard_now_and_later(sel, lambda c: False)
+    assert now == every[:1] and later == every[1:] and later
+    kept = later[0]
+    now, later = leaderboard_now_and_later(sel, lambda c: c == kept)
+    assert now == [every[0], kept] and kept not in later and len(now) + len(later) == len(every)

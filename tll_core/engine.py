@@ -29,7 +29,7 @@ from .matchers import LearnedProtocol, Matcher, StateMismatch, TrainingCallback,
 from .matchers.base import NoGallery
 from .analysis import compare
 from .evaluation.metrics import check_finite, evaluate_scores
-from .register import OptionSpec, Part
+from .register import Part
 from .rerank import rerank
 from .evaluation.results import ResultRow
 from .evaluation.tasks import (DEFAULT_SEED, DEFAULT_VAL_FRACTION, Split, TaskSet, candidate_tasks, hard_foil_tasks, truth_rights,

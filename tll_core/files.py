@@ -7,6 +7,7 @@ a regular file no larger than the caller's cap. Refusals name the file and never
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -85,3 +86,35 @@ def read_regular(path: Path, shown: str, cap: int, root: Path | None = None) -> 
     if len(data) > cap:  # grew after the size check
         raise DataError(f"{short(shown)}: larger than the {cap:,}-byte limit")
     return data
+
+
+def move_aside(path: Path, kind: str, why: str, error: type[Exception], mark: str) -> str:
+    """Rename a damaged ``kind`` file (e.g. "tags file") out of the way, kept beside it as ``NAME{mark}TIME-PID``;
+    the one line that says so. One that cannot be moved raises ``error`` and nothing is changed."""
+    import time
+
+    from .errors import one_line
+
+    aside = path.with_name(f"{path.name}{mark}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        raise error(f"{kind} {path} is damaged ({one_line(why)[:120]}) and cannot be moved aside "
+                    f"({exc.strerror or exc}); nothing was changed") from None
+    return f"{kind} {path} was damaged ({one_line(why)[:120]}): moved aside to {aside.name}; starting empty"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, renamed over it."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .files import write_atomic
 
 VERSION = 1
 MAX_INDEX_BYTES = 64 * 2**20  # ~120 bytes an image: half a million images
@@ -70,11 +71,7 @@ class ImageIndex:
                                                                  self.entries.items()}}, separators=(",", ":"))
             self.changed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(payload)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, payload)
         except OSError:
             self.changed = True
 

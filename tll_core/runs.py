@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .backbones.registry import Ensemble
+from .files import move_aside
 from .cache import DAMAGED, CacheNotice, default_cache_dir
 from .embeddings import view_identity
 from .engine import Engine, Method
@@ -210,14 +211,7 @@ def _read(path: Path) -> tuple[list[Run], str | None]:
 
 
 def _move_aside(path: Path, why: str) -> str:
-    """Rename a damaged runs file out of the way (kept); the one line that says so."""
-    aside = path.with_name(f"{path.name}{DAMAGED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    try:
-        os.replace(path, aside)
-    except OSError as exc:
-        raise RunsError(f"runs file {path} is damaged ({one_line(why)[:120]}) and cannot be moved aside "
-                        f"({exc.strerror or exc}); nothing was changed") from None
-    return f"runs file {path} was damaged ({one_line(why)[:120]}): moved aside to {aside.name}; starting empty"
+    return move_aside(path, "runs file", why, RunsError, DAMAGED)
 
 
 def _strings(data: Any) -> dict[str, str]:

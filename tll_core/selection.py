@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -201,6 +201,16 @@ def leaderboard_selections(sel: Selection) -> list[Selection]:
     sel = replace(sel, split="validation")
     baselines = [zero_shot_baseline(sel, name) for name, cfg in BACKBONES.items() if not cfg.needs_weights]
     return _unique([sel, *baselines, *imported_selections(sel)])
+
+
+def leaderboard_now_and_later(sel: Selection, kept: Callable[[Selection], bool]) -> tuple[list[Selection], list[Selection]]:
+    """The overview's leaderboard split in two: what it scores at once — the selection, your own models (their
+    scores or vectors are given: no pixels to embed) and whatever ``kept`` says is computed already — and what
+    waits to be asked for (the weight-free baselines: each a pass over every validation image)."""
+    chosen = leaderboard_selections(sel)
+    own = {c.label for c in imported_selections(sel)}
+    now = [c for k, c in enumerate(chosen) if k == 0 or c.label in own or kept(c)]
+    return now, [c for c in chosen if c not in now]
 
 
 def comparison_choices(sel: Selection) -> list[Selection]:

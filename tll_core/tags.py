@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import Failure
+from .files import move_aside
 from .cache import DAMAGED, default_cache_dir  # a damaged file is named as the cache names its own
 from .errors import DataError, TLLError, one_line
 from .files import read_regular
@@ -208,14 +208,7 @@ def _parse(data: object) -> dict[str, tuple[str, ...]]:
 
 
 def _move_aside(path: Path, why: str) -> str:
-    """Rename a damaged tags file out of the way (kept); the one line that says so."""
-    aside = path.with_name(f"{path.name}{DAMAGED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    try:
-        os.replace(path, aside)
-    except OSError as exc:
-        raise TagError(f"tags file {path} is damaged ({one_line(why)[:120]}) and cannot be moved aside "
-                       f"({exc.strerror or exc}); nothing was changed") from None
-    return f"tags file {path} was damaged ({one_line(why)[:120]}): moved aside to {aside.name}; starting empty"
+    return move_aside(path, "tags file", why, TagError, DAMAGED)
 
 
 # ------------------------------------------------------------------ figures per tag

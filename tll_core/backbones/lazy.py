@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import TLLError
+from ..files import write_atomic
 from .base import Backbone, BackboneCfg, CellShares, FeatureCells, Region
 
 RECORD_FILE = "backbones.json"
@@ -56,11 +56,7 @@ def record_identity(cache_dir: Path, key: str, identity: str) -> None:
             return
         record[key] = identity
         try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, cache_dir / RECORD_FILE)
+            write_atomic(cache_dir / RECORD_FILE, json.dumps(record))
         except OSError:
             pass
 
