@@ -139,6 +139,36 @@ print(throughput([Path(p) for p in {[str(p) for p in paths]!r}], "mobilenetv3_la
     return rates[0], rates[1]
 
 
+def thread_rows(paths: list[Path]) -> list[tuple[str, float]]:
+    """The default recipe's backbones in one pass (each image decoded once), in the main thread and in another
+    (the studio's script threads): 32-image batches, and the batch size a non-main thread is given
+    (``runtime.batch_for_this_thread``: glibc's per-thread malloc arenas page-fault batches over 64 MiB anew)."""
+    import threading
+
+    from tll_core.embeddings import embed_paths_many
+    from tll_core import runtime
+    from tll_core.recipes import default_recipe
+
+    backbones = [create_backbone(n) for n in default_recipe().parts]
+    embed_paths_many(paths[:16], backbones, None)  # warm-up
+    rows: list[tuple[str, float]] = []
+
+    def timed(tag: str, size: int) -> None:
+        start = time.perf_counter()
+        embed_paths_many(paths, backbones, None, batch_size=size)
+        rows.append((tag, len(paths) / (time.perf_counter() - start)))
+
+    timed("main thread, batch 32", 32)
+    real = runtime.THREAD_BATCH_SIZE
+    for tag, cap in (("another thread, batch 32 (uncapped)", 32), (f"another thread, batch {real} (as run)", real)):
+        runtime.THREAD_BATCH_SIZE = cap
+        worker = threading.Thread(target=timed, args=(tag, 32))
+        worker.start()
+        worker.join()
+    runtime.THREAD_BATCH_SIZE = real
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "tll-dev")
@@ -168,6 +198,8 @@ def main() -> None:
     backbone.model.to(memory_format=__import__("torch").contiguous_format)
     start = time.perf_counter(); embed_paths(paths[:64], backbone, None); without_cl = 64 / (time.perf_counter() - start)
     print(f"resnet50 channels_last: off {without_cl:.1f} → on {with_cl:.1f} img/s (x{with_cl / without_cl:.2f})")
+    for tag, rate in thread_rows(paths[:256]):
+        print(f"default recipe's 3 backbones, one pass, {tag}: {rate:6.1f} img/s")
 
     print("\n## evaluate: combined x 3 metrics, default validation split")
     with tempfile.TemporaryDirectory() as cache_dir:

@@ -105,3 +105,37 @@ def test_weights_dir_env_makes_weights_available(tmp_path: Path, monkeypatch: py
 def test_unknown_backbone() -> None:
     with pytest.raises(TLLError, match="unknown backbone 'resnet9000'"):
         create_backbone("resnet9000")
+
+
+def test_another_thread_embeds_in_small_batches_with_the_same_vectors(tmp_path) -> None:
+    """Outside the main thread (the studio's scripts) batches are capped (glibc's per-thread arenas page-fault
+    large batches anew); the batching changes nothing in the vectors of a descriptor, and the progress counts
+    arrive batch by batch of the capped size."""
+    import threading
+
+    from conftest import make_kaggle
+    from tll_core.dataset import load_dataset
+    from tll_core.embeddings import embed_paths_many
+    from tll_core.runtime import THREAD_BATCH_SIZE, batch_for_this_thread
+
+    assert batch_for_this_thread(32) == 32 and batch_for_this_thread(4) == 4
+    ds = load_dataset(make_kaggle(tmp_path / "d", n_pairs=12))
+    ids = sorted(ds.image_ids())[:20]
+    backbones = [create_backbone("hog"), create_backbone("colour-hist")]
+    main = embed_paths_many(ids, backbones, None, read=ds.read_image, batch_size=32)
+    seen: dict = {}
+
+    def work() -> None:
+        seen["size"] = batch_for_this_thread(32)
+        reports: list = []
+        seen["vectors"] = embed_paths_many(ids, backbones, None, read=ds.read_image, batch_size=32,
+                                           progress=lambda d, t: reports.append(d))
+        seen["reports"] = reports
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen["size"] == THREAD_BATCH_SIZE < 32
+    for a, b in zip(main, seen["vectors"]):
+        np.testing.assert_array_equal(a, b)
+    assert len(seen["reports"]) > 20 // THREAD_BATCH_SIZE  # one report per (capped) batch, and the last

@@ -20,7 +20,7 @@ from .backbones.registry import Backbone
 from .cache import EmbeddingCache
 from .errors import DataError
 from .images import ImageBytes, decode_rgb, read_image_bytes
-from .runtime import tune_malloc
+from .runtime import batch_for_this_thread, tune_malloc
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 DEFAULT_BATCH_SIZE = 32
@@ -87,6 +87,7 @@ def embed_paths_many(
     hashed and decoded once, then prepared for each backbone that has no cached vector of it. One array per
     backbone, in order; ``progress`` counts images (an image is done when every backbone has its vector)."""
     tune_malloc()
+    batch_size = batch_for_this_thread(batch_size)
     transform = VIEWS[view]
     identities = [view_identity(b, view) for b in backbones]
     stats = stats if stats is not None else EmbeddingStats()

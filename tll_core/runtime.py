@@ -37,6 +37,23 @@ def tune_malloc() -> bool:
     return bool(ok)
 
 
+THREAD_BATCH_SIZE = 8  # images a batch in a thread other than the main one (the studio's script threads)
+
+
+def batch_for_this_thread(batch_size: int) -> int:
+    """The batch size to embed with in the calling thread: ``batch_size`` in the main thread, at most
+    :data:`THREAD_BATCH_SIZE` in any other.
+
+    glibc gives every other thread its own malloc arena, grown in heaps of at most 64 MiB; an allocation that
+    does not fit one is a fresh mmap whatever the thresholds :func:`tune_malloc` raised, page-faulted anew on
+    every batch. A 32-image batch of efficientnet-lite2 (260 px) needs activation buffers larger than that:
+    the studio, whose scripts run in their own threads, embedded the default recipe at 27 img/s where the CLI
+    ran at 36. Eight images fit: 35 img/s in either thread (``bench/bench_engine.py``'s thread row)."""
+    if threading.current_thread() is threading.main_thread():
+        return batch_size
+    return max(1, min(batch_size, THREAD_BATCH_SIZE))
+
+
 _BLAS_LOCK = threading.Lock()
 
 
