@@ -73,3 +73,27 @@ def test_a_forged_hash_is_not_believed_for_a_file_rewritten_since(tmp_path: Path
     victim.write_bytes(bytes(data))
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
     assert load_dataset(root, index_dir=tmp_path / "cache").fingerprint() != content
+
+
+def test_an_unchanged_image_whose_vectors_are_cached_is_not_read_again(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart on a warm cache takes every vector by the image's recorded hash without opening the file; a
+    rewritten image is read (and its new vector computed)."""
+    import numpy as np
+
+    from tll_core.engine import Engine
+
+    root = make_kaggle(tmp_path / "d", n_pairs=12)
+    first = Engine.open(root, cache_dir=tmp_path / "c")
+    first.dataset.fingerprint()  # the studio's first run: every image hashed, and recorded
+    ids = sorted(first.dataset.image_ids())[:8]
+    expected = first.embed(ids, "hog+colour-hist")
+    checked, read = _counting(monkeypatch)
+    warm = Engine.open(root, cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(warm.embed(ids, "hog+colour-hist"), expected)
+    assert read == [] and warm.stats.cached == 2 * len(ids) and warm.stats.computed == 0
+    image(root / ids[0], seed=77)
+    again = Engine.open(root, cache_dir=tmp_path / "c")
+    changed = again.embed(ids, "hog+colour-hist")
+    assert read == [ids[0]] and again.stats.computed == 2
+    assert not np.array_equal(changed[0], expected[0]) and np.array_equal(changed[1:], expected[1:])

@@ -95,6 +95,14 @@ class Dataset:
             raise cannot_read(image_id, exc) from None
         return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
+    def known_sha1(self, image_id: str, signature: tuple[int, ...]) -> str | None:
+        """An image's content SHA-1 where it is known without reading it: hashed by this process or recorded
+        in the folder's image index with this same stat signature (unchanged since); else None."""
+        held = self._hashes.get(image_id)
+        if held is not None and held[0] == signature:
+            return held[1]
+        return self.index.sha1(image_id, signature)
+
     def fingerprint(self) -> str:
         """A hex digest of the data as it is now: the CSVs' bytes and every image's content SHA-1 in id
         order. Images are re-hashed only when their stat signature changed since the last call: the usual

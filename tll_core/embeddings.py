@@ -82,10 +82,13 @@ def embed_paths_many(
     stats: EmbeddingStats | None = None,
     view: str = "",
     read: Callable[[Any], ImageBytes] = read_image_bytes,
+    known: Callable[[Any], str | None] | None = None,
 ) -> list[np.ndarray]:
     """:func:`embed_paths` for several backbones at once (the members of an ensemble): each image is read,
     hashed and decoded once, then prepared for each backbone that has no cached vector of it. One array per
-    backbone, in order; ``progress`` counts images (an image is done when every backbone has its vector)."""
+    backbone, in order; ``progress`` counts images (an image is done when every backbone has its vector).
+    ``known``: an item's content SHA-1 where it is known without reading it (the folder's image index); an
+    image whose every vector is cached under it is not read at all."""
     tune_malloc()
     batch_size = batch_for_this_thread(batch_size)
     transform = VIEWS[view]
@@ -99,7 +102,9 @@ def embed_paths_many(
         pending: list[_Batch] | None = None
         for start in range(0, len(paths), max(1, batch_size)):
             batches = [_Batch() for _ in backbones]
-            chunk = range(start, min(start + batch_size, len(paths)))
+            chunk = [row for row in range(start, min(start + batch_size, len(paths)))
+                     if not _known_and_cached(known, paths[row], cache, identities, backbones, outs, row, stats)]
+            done += min(start + batch_size, len(paths)) - start - len(chunk)
             for row, image in zip(chunk, pool.map(lambda item: _read(read, item), [paths[i] for i in chunk])):
                 if isinstance(image, str):
                     failures.append(image)
@@ -124,6 +129,23 @@ def embed_paths_many(
     if failures:
         raise DataError(list(dict.fromkeys(failures)), what="unreadable image")
     return outs
+
+
+def _known_and_cached(known: Callable[[Any], str | None] | None, item: Any, cache: EmbeddingCache | None,
+                      identities: list[str], backbones: Sequence[Backbone], outs: list[np.ndarray], row: int,
+                      stats: EmbeddingStats) -> bool:
+    """Whether every backbone's vector of ``item`` came from the cache by its known content hash (the folder's
+    image index: unchanged since hashed), placed in ``outs`` without reading the file."""
+    sha1 = known(item) if known is not None and cache is not None else None
+    if sha1 is None:
+        return False
+    vectors = [cache.get(identity, sha1) for identity in identities]
+    if any(v is None or v.shape != (b.cfg.dim,) for v, b in zip(vectors, backbones)):
+        return False
+    for out, vector in zip(outs, vectors):
+        out[row] = vector
+    stats.cached += len(backbones)
+    return True
 
 
 def _from_cache(cache: EmbeddingCache | None, identity: str, image: ImageBytes, backbone: Backbone,

@@ -191,9 +191,11 @@ class Engine:
         computed = [n for n in dict.fromkeys(names) if n not in out]
         if computed:
             models = [self.backbone(n) for n in computed]
+            stat_of = dict(zip(ids, signature))
             vectors = embed_paths_many(list(ids), models, self.cache, batch_size=self.batch_size,
                                        workers=self.workers, progress=progress, stats=self.stats, view=view,
-                                       read=self.dataset.read_image)
+                                       read=self.dataset.read_image,
+                                       known=lambda image_id: self.dataset.known_sha1(image_id, stat_of[image_id]))
             for name, model, array in zip(computed, models, vectors):
                 out[name] = self._remember((view_identity(model, view), ids), signature, array) if remember else array
         elif progress:
