@@ -61,7 +61,7 @@ def test_a_planned_job_is_one_bar_with_its_stages_and_one_time_left() -> None:
     meter.images(100, 1000)  # 10 img/s: 90 s left here, 100 s for the next pass
     assert meter.fraction == (0 + 0.1) / 3
     assert meter.text == ("scoring x: stage 1 of 3 · embedding (a + b): 100 / 1,000 images · 10.0 img/s"
-                          " · then training (adaptation)")
+                          " · about 3 min 10 s left, then training (adaptation)")  # both passes: 90 s + 100 s
     meter.images(1000, 1000)
     meter.images(0, 1000)  # the next pass
     clock.now += 10

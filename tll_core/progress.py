@@ -132,8 +132,12 @@ class ProgressMeter:
             line += f" · about {_duration(left + sum(estimates))} left" + (" in all" if later else "")
         else:
             unknown = [s for s, e in zip(later, estimates) if e is None]
+            if left is not None:
+                known = sum(e for e in estimates[:later.index(unknown[0])])  # the stages before it
+                line += f" · about {_duration(left + known)} left"
             if unknown:
-                line += f" · then {unknown[0].kind} ({unknown[0].label})"
+                line += f", then {unknown[0].kind} ({unknown[0].label})" if left is not None else \
+                    f" · then {unknown[0].kind} ({unknown[0].label})"
         self.text = line
 
     def _estimate(self, stage: Stage) -> float | None:
