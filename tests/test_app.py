@@ -80,6 +80,10 @@ def test_the_first_overview_scores_only_the_selection_and_the_rest_on_demand(app
     that evaluates them; once computed they are kept, so a new session on the same server lists them at once."""
     from tll_core.selection import leaderboard_selections
 
+    from studio.memo import memo
+
+    memo.clear()  # rows kept by earlier tests in this process would be listed at once (that is the feature)
+    app.run()
     sel = app.session_state["selection"]
     assert list(app.dataframe[0].value["selection"]) == [sel.label]
     others = [c.label for c in leaderboard_selections(sel)][1:]
@@ -102,7 +106,9 @@ def test_overview_leaderboard_shows_the_full_gallery_figures(app: AppTest) -> No
     candidate, so recall@10 >= recall@5 >= recall@1 and the gallery is the validation split's size."""
     from tll_core.engine import Engine
 
-    app.button(key="leaderboard_more").click().run()  # the zero-shot baselines too
+    more = [b for b in app.button if b.key == "leaderboard_more"]  # absent when an earlier test computed them
+    if more:  # (the server's leaderboard memo keeps rows across sessions)
+        more[0].click().run()  # the zero-shot baselines too
     _ok(app)
     table = app.dataframe[0].value
     assert {"recall@1", "recall@5", "recall@10", "median rank", "gallery mrr", "gallery"} <= set(table.columns)
