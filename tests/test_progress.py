@@ -93,3 +93,7 @@ def test_a_report_the_plan_did_not_foresee_is_shown_on_its_own() -> None:
     meter.images(10, 10)
     meter.images(0, 40)  # another pass (the full gallery's images)
     assert meter.text == "job: 0 / 40 images" and meter.fraction == 0.0
+    meter.images(40, 40)
+    shown = meter.text
+    meter.images(25, 25)  # a pass answered from memory at once: nothing to show, the line stays
+    assert meter.text == shown

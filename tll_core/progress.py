@@ -66,7 +66,10 @@ class ProgressMeter:
     def images(self, done: int, total: int) -> None:
         """An embedding report: ``done`` of ``total`` images have their vectors."""
         now = self.clock()
-        if self._first is None or done < self._last[0] or total != self._last[1] or self._kind() != "embedding":
+        new_pass = self._first is None or done < self._last[0] or total != self._last[1] or self._kind() != "embedding"
+        if new_pass and self._first is not None and done == total:
+            return  # vectors already in memory, all at once: no stage to show (the job's line stays)
+        if new_pass:
             self._enter("embedding")  # a new pass (the next view, the gallery's images)
             self._first = (now, done)
         self._last = (done, total)
