@@ -79,7 +79,7 @@ def test_the_map_of_your_own_backbone(own, page) -> None:
     url, _ = own
     _open(page, f"{url}/embedding_map?backbone=myemb&{ZERO_SHOT}", "Embedding map")
     page.locator(".nsewdrag").first.wait_for(timeout=WAIT_S * 1000)  # plotly drew the plotting area
-    page.get_by_text(re.compile(r"points \(PCA of myemb\)")).wait_for(timeout=WAIT_S * 1000)
+    page.get_by_text(re.compile(r"points \(PCA of the vectors .+ scores with, from myemb\)")).wait_for(timeout=WAIT_S * 1000)
     assert page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").count() >= 1
     page.screenshot(path=str(shots() / "imports-map.png"), full_page=True)
 

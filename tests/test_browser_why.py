@@ -5,9 +5,11 @@ method evaluated in one session is listed on the Overview of another, reopens in
 a confirmation (runs.png)."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from test_browser import WAIT_S, browser_page, settle, shots, page, studio  # noqa: F401  (module fixtures)
+from test_browser import WAIT_S, settle, shots, page, studio  # noqa: F401  (module fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PANEL_IMAGES = 6  # two panels: the left's and the candidate's overlays and a colour bar each
@@ -53,13 +55,24 @@ def _run_line(page):  # the Overview's line of RUN among the runs
         has=page.locator("[class*='st-key-run_open_']"))
 
 
-def test_a_run_evaluated_in_one_session_reopens_from_another_and_is_deleted(studio: str) -> None:  # noqa: F811
-    with browser_page() as first:  # one session evaluates it: the leaderboard records it
+@contextlib.contextmanager
+def _another_session(page):  # noqa: F811
+    """A second tab of the module's browser: its own websocket, so its own Streamlit session (a second
+    sync_playwright may not be started while the module's page holds one)."""
+    tab = page.context.new_page()
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+def test_a_run_evaluated_in_one_session_reopens_from_another_and_is_deleted(studio: str, page) -> None:  # noqa: F811
+    with _another_session(page) as first:  # one session evaluates it: the leaderboard records it
         first.goto(f"{studio}/?backbone=hog&method=zero-shot&options=[]&rerank=none&metric=euclidean")
         first.get_by_role("heading", name="Runs — every method evaluated on this folder, kept across sessions").wait_for(
             timeout=WAIT_S * 1000)
         settle(first)
-    with browser_page() as later:  # another session, on another selection, lists it
+    with _another_session(page) as later:  # another session, on another selection, lists it
         later.goto(f"{studio}/?backbone=combined&method=zero-shot&options=[]&rerank=none")
         line = _run_line(later)
         line.first.wait_for(timeout=WAIT_S * 1000)
