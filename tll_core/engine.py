@@ -166,11 +166,13 @@ class Engine:
         return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], axis=1)
 
     def embed_parts(self, image_ids: tuple[str, ...] | list[str], names: tuple[str, ...], progress: Progress | None = None,
-                    view: str = "", remember: bool = True) -> list[np.ndarray]:
+                    view: str = "", remember: bool = True, signature: tuple | None = None) -> list[np.ndarray]:
         """Each named backbone's embeddings of the images: memo hits and imported vectors as they are, the rest
-        in one :func:`embed_paths_many` pass; ``progress`` hears one count of images for all of them."""
+        in one :func:`embed_paths_many` pass; ``progress`` hears one count of images for all of them.
+        ``signature``: the images' stat signatures when the caller took them already."""
         ids = tuple(image_ids)
-        signature = tuple(self.dataset.stat_signature(i) for i in ids)  # ctime too: a rewrite shows
+        if signature is None:
+            signature = tuple(self.dataset.stat_signature(i) for i in ids)  # ctime too: a rewrite shows
         out: dict[str, np.ndarray] = {}
         for name in dict.fromkeys(names):
             model = self.backbone(name)
@@ -214,12 +216,14 @@ class Engine:
         """Embed several lists of images in one pass and remember each list's vectors, so that ``embed`` of any
         of them is then a memo hit: a method's fit lefts, fit rights and task images are one progress stage."""
         union = list(dict.fromkeys(i for group in groups for i in group))
+        stat_of = {i: self.dataset.stat_signature(i) for i in union}  # taken once, for the pass and every list
         ensemble = Ensemble.parse(backbone)
-        parts = self.embed_parts(union, ensemble.parts, progress, view, remember=False)
+        parts = self.embed_parts(union, ensemble.parts, progress, view, remember=False,
+                                 signature=tuple(stat_of[i] for i in union))
         row = {image_id: k for k, image_id in enumerate(union)}
         for group in groups:
             ids = tuple(group)
-            signature = tuple(self.dataset.stat_signature(i) for i in ids)
+            signature = tuple(stat_of[i] for i in ids)
             at = [row[i] for i in ids]
             for name, vectors in zip(ensemble.parts, parts):
                 key = (view_identity(self.backbone(name), view), ids)

@@ -131,16 +131,12 @@ class ProgressMeter:
         self.fraction = (self._stage + stage_fraction) / len(self.plan) if planned else stage_fraction
         later = self.plan[self._stage + 1:] if planned else ()
         estimates = [self._estimate(s) for s in later]
-        if left is not None and all(e is not None for e in estimates):
-            line += f" · about {_duration(left + sum(estimates))} left" + (" in all" if later else "")
-        else:
-            unknown = [s for s, e in zip(later, estimates) if e is None]
-            if left is not None:
-                known = sum(e for e in estimates[:later.index(unknown[0])])  # the stages before it
-                line += f" · about {_duration(left + known)} left"
-            if unknown:
-                line += f", then {unknown[0].kind} ({unknown[0].label})" if left is not None else \
-                    f" · then {unknown[0].kind} ({unknown[0].label})"
+        unknown = next((k for k, e in enumerate(estimates) if e is None), None)  # the first stage not estimable
+        if left is not None:  # this stage and every estimable one before the first that is not
+            line += f" · about {_duration(left + sum(estimates[:unknown]))} left"
+            line += " in all" if later and unknown is None else ""
+        if unknown is not None:
+            line += f"{', ' if left is not None else ' · '}then {later[unknown].kind} ({later[unknown].label})"
         self.text = line
 
     def _estimate(self, stage: Stage) -> float | None:
