@@ -1,10 +1,14 @@
-"""Recipes (backbone × matcher × options × re-ranking) on several seeded splits of the dev pairs.
+"""Recipes (backbone × matcher × options × re-ranking) chosen on k folds × seeds of the dev pairs.
 
-Each recipe is scored on the validation tasks of ``--seeds`` splits at ``--val-fraction`` (learned
-matchers are fitted on each split's fit part only) and reported as the mean top-2 over the seeds, the
-spread of the seeds, and the mean of the per-split bootstrap CIs. Rows print as they finish.
+A fixed share of the pairs (``--confirm-share``, drawn from the pairs alone, never from a fold seed) is set
+aside first as the confirmation part. The rest is cut into ``--folds`` folds for each of ``--seeds``: each
+split validates on one fold's own pairs (20-candidate tasks drawn among them) and fits learned matchers on
+the other folds only. A recipe's row: the mean top-2 over every fold × seed, its spread (standard
+deviation), the worst and best split, and the mean of the splits' bootstrap 95 % CIs. Choose on these rows;
+score the one chosen recipe with ``--confirm`` (fitted on a fold-sized draw of the development pairs,
+validated on the confirmation pairs) — a figure no choice has touched. Rows print as they finish.
 
-    .venv/bin/python bench/recipe_sweep.py --data ../shared/tll-dev --seeds 0 1 2 \\
+    .venv/bin/python bench/recipe_sweep.py --data ../shared/tll-dev --folds 2 --seeds 0 1 2 \\
         --recipe efficientnet-lite0 --recipe "efficientnet-lite0+combined rerank=sinkhorn" \\
         --recipe "efficientnet-lite0 method=adaptation hidden=512"
 
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tll_core.backbones.registry import BACKBONES, Preprocess  # noqa: E402
 from tll_core.engine import Engine, Method  # noqa: E402
+from tll_core.evaluation.tasks import confirmation_part, confirmation_split, fold_splits  # noqa: E402
 
 
 def register_variants() -> None:
@@ -71,31 +76,59 @@ def parse_recipe(text: str) -> tuple[str, Method]:
     return backbone, Method(**kw, options=tuple(sorted(options)))
 
 
+def summary(text: str, rows: list, seconds: float) -> dict:
+    """One recipe's figures over its splits: mean, spread (standard deviation), worst and best split."""
+    top2 = [r.top2 for r in rows]
+    return {"recipe": text, "top2": float(np.mean(top2)), "spread": float(np.std(top2)), "worst": float(min(top2)),
+            "best": float(max(top2)), "splits": top2,
+            "ci": [float(np.mean([r.top2_ci[0] for r in rows])), float(np.mean([r.top2_ci[1] for r in rows]))],
+            "top1": float(np.mean([r.top1 for r in rows])), "mrr": float(np.mean([r.mrr for r in rows])),
+            "seconds": seconds}
+
+
+def line(row: dict) -> str:
+    lo, hi = row["ci"]
+    return (f"| {row['recipe']} | **{row['top2']:.3f}** ± {row['spread']:.3f} | {row['worst']:.3f} | "
+            f"{row['best']:.3f} | [{lo:.3f}, {hi:.3f}] | {row['top1']:.3f} | {row['mrr']:.3f} | {row['seconds']:.0f} |")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--val-fraction", type=float, default=0.5)
+    parser.add_argument("--folds", type=int, default=2, help="k of k-fold (2: the 50/50 fit/validation ratio)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fold seeds")
+    parser.add_argument("--confirm-share", type=float, default=0.2,
+                        help="share of the pairs set aside for confirmation, never in any fold (0: none)")
+    parser.add_argument("--confirm", action="store_true",
+                        help="also score each recipe on the confirmation pairs (only for a recipe already chosen)")
     parser.add_argument("--recipe", action="append", required=True)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     register_variants()
     engine = Engine.open(args.data)
-    splits = [engine.validation(args.val_fraction, seed) for seed in args.seeds]
-    print(f"| recipe | top-2 mean over seeds {args.seeds} | seed range | mean 95% CI | top-1 | MRR | s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    development, confirmation = confirmation_part(engine.dataset.train_pairs, args.confirm_share)
+    splits = [s for seed in args.seeds for s in fold_splits(development, args.folds, seed)]
+    confirming = [confirmation_split(development, confirmation, len(splits[0].fit), seed) for seed in args.seeds] \
+        if args.confirm else []
+    print(f"{len(development)} development pairs in {args.folds} folds x seeds {args.seeds} "
+          f"({len(splits[0].fit)} fit / {len(splits[0].validation)} validation pairs a split); "
+          f"{len(confirmation)} confirmation pairs set aside" + (" (scored below)" if confirming else " (not scored)"))
+    print("| recipe | top-2 mean ± spread over folds x seeds | worst split | best split | mean 95% CI | top-1 | MRR | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
     out = []
     for text in args.recipe:
         backbone, method = parse_recipe(text)
         start = time.perf_counter()
         rows = [engine.evaluate_tasks(s.tasks, [backbone], [method], fit_pairs=s.fit, seed=s.seed)[0] for s in splits]
-        top2 = [r.top2 for r in rows]
-        lo, hi = np.mean([r.top2_ci[0] for r in rows]), np.mean([r.top2_ci[1] for r in rows])
-        row = {"recipe": text, "top2": float(np.mean(top2)), "seeds": top2, "ci": [float(lo), float(hi)],
-               "top1": float(np.mean([r.top1 for r in rows])), "mrr": float(np.mean([r.mrr for r in rows]))}
+        row = summary(text, rows, time.perf_counter() - start)
+        if confirming:
+            checked = [engine.evaluate_tasks(s.tasks, [backbone], [method], fit_pairs=s.fit, seed=s.seed)[0]
+                       for s in confirming]
+            row["confirmation"] = summary(text + " (confirmation)", checked, time.perf_counter() - start)
         out.append(row)
-        print(f"| {text} | **{row['top2']:.3f}** | {min(top2):.3f}–{max(top2):.3f} | [{lo:.3f}, {hi:.3f}] "
-              f"| {row['top1']:.3f} | {row['mrr']:.3f} | {time.perf_counter() - start:.0f} |", flush=True)
+        print(line(row), flush=True)
+        if confirming:
+            print(line(row["confirmation"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -103,3 +103,67 @@ def test_engine_hard_foils_are_harder_than_random(demo_dir: Path, warm_demo_cach
         assert set(hard.candidates[i].tolist()) - {truth[i]} == nearest
     with pytest.raises(TLLError, match="unknown foil mode"):
         engine.evaluate(["combined"], ["cosine"], foils="impossible")
+
+
+# ------------------------------------------------------------------ k folds and the confirmation part
+
+
+def _left_ids(pairs) -> set[str]:
+    return {p.left_id for p in pairs}
+
+
+def test_folds_validate_every_pair_once_per_seed_and_never_fit_on_it() -> None:
+    from tll_core.evaluation.tasks import fold_splits
+
+    pairs = _pairs(103)
+    splits = fold_splits(pairs, 3, seed=4)
+    assert len(splits) == 3
+    seen = [_left_ids(s.validation) for s in splits]
+    assert set().union(*seen) == _left_ids(pairs) and sum(map(len, seen)) == 103  # a partition
+    for s in splits:
+        assert not _left_ids(s.fit) & _left_ids(s.validation)
+        assert len(s.fit) + len(s.validation) == 103
+        assert set(s.tasks.left_ids) == _left_ids(s.validation)  # tasks drawn among the fold's own pairs
+        assert set(s.tasks.right_ids) == {p.right_id for p in s.validation}
+    again, other = fold_splits(pairs, 3, seed=4), fold_splits(pairs, 3, seed=5)
+    assert [s.validation for s in again] == [s.validation for s in splits]
+    assert [s.validation for s in other] != [s.validation for s in splits]
+
+
+def test_two_folds_are_the_half_and_half_ratio() -> None:
+    from tll_core.evaluation.tasks import fold_splits
+
+    assert [(len(s.fit), len(s.validation)) for s in fold_splits(_pairs(80), 2, 0)] == [(40, 40), (40, 40)]
+
+
+def test_the_confirmation_part_does_not_move_with_the_fold_seed_and_no_fold_sees_it() -> None:
+    from tll_core.evaluation.tasks import confirmation_part, confirmation_split, fold_splits
+
+    pairs = _pairs(200)
+    development, confirmation = confirmation_part(pairs, 0.2)
+    assert len(confirmation) == 40 and not _left_ids(development) & _left_ids(confirmation)
+    assert confirmation_part(pairs, 0.2) == (development, confirmation)
+    for seed in (0, 1, 2):
+        for s in fold_splits(development, 2, seed):
+            assert not (_left_ids(s.fit) | _left_ids(s.validation)) & _left_ids(confirmation)
+        check = confirmation_split(development, confirmation, 80, seed)
+        assert len(check.fit) == 80 and set(check.fit) <= set(development)
+        assert set(check.tasks.left_ids) == _left_ids(confirmation)
+    assert confirmation_part(pairs, 0.0) == (pairs, ())
+
+
+@pytest.mark.parametrize("folds", [1, 0, 2.5, True])
+def test_a_fold_count_below_two_or_not_whole_is_refused(folds) -> None:
+    from tll_core.evaluation.tasks import fold_splits
+
+    with pytest.raises(DataError, match="folds"):
+        fold_splits(_pairs(100), folds)
+
+
+def test_folds_too_small_for_a_task_are_refused() -> None:
+    from tll_core.evaluation.tasks import confirmation_part, fold_splits
+
+    with pytest.raises(DataError, match="at least 20"):
+        fold_splits(_pairs(50), 3)
+    with pytest.raises(DataError, match="confirmation"):
+        confirmation_part(_pairs(50), 0.5)

@@ -188,3 +188,58 @@ def validation_split(
         raise DataError(f"{dataset.root}: no train pairs (train.csv, or left/ and right/)")
     fit, validation = split_pairs(dataset.train_pairs, val_fraction, seed)
     return Split(fit, validation, random_foil_tasks(validation, seed), val_fraction, seed)
+
+
+CONFIRMATION_SALT = 90086  # the confirmation part's own seed: no fold/seed choice can move a pair into it
+
+
+def confirmation_part(pairs: tuple[Pair, ...], share: float) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:
+    """``(development, confirmation)``: a fixed ``share`` of the pairs set aside for one final check of a
+    chosen recipe. Its draw depends on the pairs alone (never on the folds' seeds), so no recipe choice made
+    on the development folds has seen it. ``share`` 0: everything is development."""
+    if not 0.0 <= share < 1.0:
+        raise DataError(f"confirmation share must be in [0, 1), got {share}")
+    if share == 0.0:
+        return pairs, ()
+    n_confirm = max(N_CANDIDATES, round(len(pairs) * share))
+    if len(pairs) - n_confirm < 2 * N_CANDIDATES:
+        raise DataError(f"{len(pairs)} train pairs: too few to set {n_confirm} aside for confirmation and still "
+                        f"build two folds of {N_CANDIDATES}")
+    order = np.random.default_rng([CONFIRMATION_SALT, len(pairs)]).permutation(len(pairs))
+    confirmation = tuple(pairs[i] for i in sorted(order[:n_confirm]))
+    development = tuple(pairs[i] for i in sorted(order[n_confirm:]))
+    return development, confirmation
+
+
+def fold_splits(pairs: tuple[Pair, ...], folds: int, seed: int = DEFAULT_SEED) -> list[Split]:
+    """k-fold cross-validation over pairs: the pairs in a seeded order cut into ``folds`` parts; split i
+    validates on part i's own pairs (its 20-candidate tasks drawn among them, random foils) and fits on the
+    rest. Every pair is validated exactly once per seed; ``folds=2`` is the 50/50 fit/validation ratio."""
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise DataError(f"folds must be a whole number of at least 2, got {folds}")
+    if len(pairs) // folds < N_CANDIDATES:
+        raise DataError(f"{len(pairs)} pairs in {folds} folds: each fold needs at least {N_CANDIDATES} pairs")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
+        raise DataError(f"seed must be a whole number from 0 to 2^63-1, got {seed}")
+    parts = np.array_split(np.random.default_rng([seed, 7]).permutation(len(pairs)), folds)
+    splits = []
+    for i, part in enumerate(parts):
+        held = set(part.tolist())
+        validation = tuple(pairs[j] for j in sorted(held))
+        fit = tuple(p for j, p in enumerate(pairs) if j not in held)
+        tasks = random_foil_tasks(validation, seed, name=f"fold {i + 1}/{folds}")
+        splits.append(Split(fit, validation, tasks, len(validation) / len(pairs), seed))
+    return splits
+
+
+def confirmation_split(development: tuple[Pair, ...], confirmation: tuple[Pair, ...], n_fit: int,
+                       seed: int = DEFAULT_SEED) -> Split:
+    """The final check of a chosen recipe: fitted on ``n_fit`` development pairs drawn with ``seed`` (the size a
+    fold fits on, so the figure is comparable with the folds'), validated on the confirmation pairs' tasks."""
+    if not confirmation:
+        raise DataError("no confirmation pairs were set aside (share 0)")
+    n_fit = min(n_fit, len(development))
+    chosen = np.random.default_rng([seed, 8]).permutation(len(development))[:n_fit]
+    fit = tuple(development[i] for i in sorted(chosen))
+    tasks = random_foil_tasks(confirmation, seed, name="confirmation")
+    return Split(fit, confirmation, tasks, len(confirmation) / (len(confirmation) + n_fit), seed)
