@@ -12,8 +12,8 @@ validated on the confirmation pairs) — a figure no choice has touched. Rows pr
         --recipe efficientnet-lite0 --recipe "efficientnet-lite0+combined rerank=sinkhorn" \\
         --recipe "efficientnet-lite0 method=adaptation hidden=512"
 
-A recipe is a backbone followed by ``key=value`` words: ``method``, ``metric``, ``rerank``, ``flip_tta``
-and any option of the matcher.
+A recipe is a backbone followed by ``key=value`` words: ``method``, ``metric``, ``rerank``, ``flip_tta``,
+``rerank.OPTION`` (an option of the re-ranker, e.g. ``rerank.tau=0.03``) and any option of the matcher.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def register_variants() -> None:
 def parse_recipe(text: str) -> tuple[str, Method]:
     backbone, *words = text.split()
     kw: dict = {}
-    options = []
+    options, rerank_options = [], []
     for word in words:
         key, _, value = word.partition("=")
         try:
@@ -71,9 +71,11 @@ def parse_recipe(text: str) -> tuple[str, Method]:
             kw[key if key != "method" else "name"] = parsed
         elif key == "flip_tta":
             kw["flip_tta"] = bool(parsed)
+        elif key.startswith("rerank."):
+            rerank_options.append((key.removeprefix("rerank."), parsed))
         else:
             options.append((key, parsed))
-    return backbone, Method(**kw, options=tuple(sorted(options)))
+    return backbone, Method(**kw, options=tuple(sorted(options)), rerank_options=tuple(sorted(rerank_options)))
 
 
 def summary(text: str, rows: list, seconds: float) -> dict:

@@ -260,3 +260,22 @@ def test_the_engine_maps_the_matcher_space_of_a_learned_method(demo_dir: Path, w
     coords = eng.embedding_map(split.tasks, "hog", "pca", matcher=method, fit_pairs=split.fit)
     assert coords.shape == (len(mapped), 2) and np.isfinite(coords).all()
     assert not np.allclose(coords, eng.embedding_map(split.tasks, "hog", "pca"))
+
+
+def test_a_fit_trains_on_one_torch_thread_and_gives_the_process_its_threads_back() -> None:
+    """Small matrices gain nothing from a second thread and lose much on a busy machine (bench_engine's fit
+    row); the fit sets one thread for itself and restores what the process had, even when it fails."""
+    import torch
+
+    (fl, fr), _ = synthetic(n_fit=120)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    try:
+        Adaptation(AdaptationCfg(epochs=2, patience=2)).fit(fl, fr, callback=lambda report: seen.append(torch.get_num_threads()))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(TLLError):
+            Adaptation(AdaptationCfg(epochs=2)).fit(fl[:10], fr[:10])  # too few pairs: refused inside the fit
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -75,3 +75,28 @@ def one_blas_thread() -> Iterator[None]:
     """
     with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+_TORCH_LOCK = threading.Lock()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch's CPU work on one thread while a learned matcher trains, one trainer at a time.
+
+    Its matrices are small (a few hundred pairs x 256 dims): two threads gain nothing there, and on a busy
+    machine (the studio embedding beside it, two processes on two cores) every step waits at a thread barrier
+    for a core: an adaptation fit took 65 s on two threads against 3.8 s on one under load
+    (``bench/bench_engine.py``'s fit row). One thread also makes a fit the same computation whatever the core
+    count. torch's thread count is the process's, so it is restored after, and the lock keeps two fits from
+    restoring it in each other's middle.
+    """
+    import torch
+
+    with _TORCH_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)

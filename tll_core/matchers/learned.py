@@ -23,7 +23,7 @@ from ..errors import TLLError
 from ..evaluation.metrics import evaluate_scores
 from ..evaluation.tasks import TaskSet, random_candidates
 from ..register import REGISTER, Score, checked, option, register
-from ..runtime import one_blas_thread
+from ..runtime import one_blas_thread, one_torch_thread
 from .base import EpochReport, Embedded, GallerySearch, TrainingCallback, TrainingCurve, mean_over_views, views_of
 
 
@@ -187,6 +187,12 @@ class LearnedMatcher:
 
     # the protocol
     def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
+        if self.device.type != "cpu":
+            return self._fit(left, right, callback)
+        with one_torch_thread():
+            return self._fit(left, right, callback)
+
+    def _fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None) -> None:
         cfg = self.cfg
         n_views = len(self.fit_views())  # the rows are view-major: every pair's plain view, then its mirror
         n_pairs = len(left) // n_views
