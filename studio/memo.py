@@ -276,8 +276,8 @@ def _training(key: tuple[str, str, Selection, str, tuple], bar: ProgressBar | No
 
     def compute() -> TrainingCurve:
         eng = engine_for(data, device_name)
-        _, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
-        return eng.fit(sel.to_method(), sel.backbone, fit, callback=on_epoch,
+        tasks, fit = eng.tasks_for("validation", sel.val_fraction, sel.seed)
+        return eng.fit(sel.to_method(), sel.backbone, fit, tasks=tasks, callback=on_epoch,
                        progress=bar.images if bar else None).curve
 
     return memo("training", 16).get(key, compute)

@@ -279,3 +279,97 @@ def test_a_fit_trains_on_one_torch_thread_and_gives_the_process_its_threads_back
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_transductive_fit_centres_on_the_unlabelled_images_too_and_a_plain_one_ignores_them() -> None:
+    (fl, fr), (vl, vr, candidates, _) = synthetic(n_fit=200, n_val=100)
+    unlabelled = np.concatenate([vl, vr]) + 5.0  # shifted: a mean that only they can move
+    plain, transductive = Adaptation(AdaptationCfg(**FAST)), Adaptation(AdaptationCfg(transductive=True, **FAST))
+    plain.fit(fl, fr, unlabelled=unlabelled)
+    transductive.fit(fl, fr, unlabelled=unlabelled)
+    alone = Adaptation(AdaptationCfg(**FAST))
+    alone.fit(fl, fr)
+    np.testing.assert_array_equal(plain.projection.mean, alone.projection.mean)  # not transductive: not used
+    n_train = len(fl) - int(round(len(fl) * AdaptationCfg().holdout))  # the pairs not held back for early stopping
+    expected = (plain.projection.mean * 2 * n_train + unlabelled.sum(0)) / (2 * n_train + len(unlabelled))
+    np.testing.assert_allclose(transductive.projection.mean, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(transductive.score(vl, vr, candidates), plain.score(vl, vr, candidates))
+    with pytest.raises(TLLError, match="unlabelled"):
+        Adaptation(AdaptationCfg(transductive=True, **FAST)).fit(fl, fr, unlabelled=np.full_like(unlabelled, np.nan))
+
+
+@pytest.mark.slow
+def test_the_engine_gives_a_transductive_matcher_the_images_it_scores_and_keys_it_by_them(
+        demo_dir: Path, warm_demo_cache: Path) -> None:
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
+    method = Method("adaptation", options=(("epochs", 2), ("pca_dim", 16), ("transductive", True)))
+    one, other = engine.validation(0.25, 0), engine.validation(0.25, 1)
+    fitted = engine.fit(method, "combined", one.fit, tasks=one.tasks)
+    images = np.concatenate(engine.task_embeddings(one.tasks, "combined"))
+    fit_left = engine.embed([p.left_id for p in one.fit], "combined")
+    fit_right = engine.embed([p.right_id for p in one.fit], "combined")
+    hold = held_out_rows(len(one.fit))
+    train = np.setdiff1d(np.arange(len(one.fit)), hold)
+    expected = np.concatenate([fit_left[train], fit_right[train], images]).mean(0)
+    np.testing.assert_allclose(fitted.projection.mean, expected, rtol=1e-4, atol=1e-5)
+    keys = {engine.matcher_key(method, "combined", one.fit, tasks) for tasks in (one.tasks, other.tasks, None)}
+    assert len(keys) == 3  # each task set (and none) its own trained state
+    plain = Method("adaptation", options=(("epochs", 2), ("pca_dim", 16)))
+    assert engine.matcher_key(plain, "combined", one.fit, one.tasks) == engine.matcher_key(plain, "combined", one.fit)
+
+
+def held_out_rows(n_pairs: int, holdout: float = 0.15, seed: int = 0) -> np.ndarray:
+    """The pairs a learned matcher holds back for early stopping (its fit's own seeded draw)."""
+    n_hold = max(20, int(round(n_pairs * holdout)))
+    return np.random.default_rng([seed, 4]).permutation(n_pairs)[:n_hold]
+
+
+def test_centre_parts_gives_each_block_its_own_mean_and_unit_length_and_survives_a_reload() -> None:
+    from tll_core.matchers.learned import StateMismatch, centre_parts
+
+    (fl, fr), (vl, vr, candidates, _) = synthetic(n_fit=200, n_val=60, dim=32)
+    offset = np.r_[np.full(8, 50.0), np.zeros(24)].astype(np.float32)  # block 1: a large common mean, little spread
+    fl, fr, vl, vr = (x + offset for x in (fl, fr, vl, vr))
+    blocks = centre_parts(fl, fl.mean(0), (8, 24))
+    np.testing.assert_allclose(np.linalg.norm(blocks[:, :8], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(blocks[:, 8:], axis=1), 1, rtol=1e-5)
+    matcher = Adaptation(AdaptationCfg(centre_parts=True, pca_dim=16, **FAST))
+    matcher.fit(fl, fr, parts=(8, 24))
+    assert matcher.projection.parts == (8, 24)
+    whole = Adaptation(AdaptationCfg(centre_parts=True, pca_dim=16, **FAST))
+    whole.fit(fl, fr)  # no sizes given: the whole vector is one block
+    assert whole.projection.parts == (32,)
+    assert not np.allclose(whole.score(vl, vr, candidates), matcher.score(vl, vr, candidates))
+    state = matcher.state()
+    again = Adaptation(AdaptationCfg(centre_parts=True, pca_dim=16, **FAST))
+    again.load_state(state, dim=32)
+    np.testing.assert_array_equal(again.score(vl, vr, candidates), matcher.score(vl, vr, candidates))
+    for broken in ({k: v for k, v in state.items() if k != "projection.parts"},
+                   {**state, "projection.parts": np.asarray([8, 20], dtype=np.float32)}):
+        with pytest.raises(StateMismatch):
+            Adaptation(AdaptationCfg(centre_parts=True, pca_dim=16, **FAST)).load_state(broken, dim=32)
+    with pytest.raises(TLLError, match="add up to"):
+        Adaptation(AdaptationCfg(centre_parts=True, **FAST)).fit(fl, fr, parts=(8, 8))
+
+
+@pytest.mark.slow
+def test_the_engine_gives_a_centre_parts_matcher_its_ensemble_s_blocks(demo_dir: Path, warm_demo_cache: Path) -> None:
+    engine = Engine(load_dataset(demo_dir), EmbeddingCache(warm_demo_cache))
+    split = engine.validation(0.25, 0)
+    method = Method("adaptation", options=(("centre_parts", True), ("epochs", 2), ("pca_dim", 16)))
+    fitted = engine.fit(method, "hog+colour-hist", split.fit, tasks=split.tasks)
+    assert fitted.projection.parts == (4374, 128) == engine.parts_of("hog+colour-hist")
+    direct = Adaptation(AdaptationCfg(centre_parts=True, epochs=2, pca_dim=16))
+    direct.fit(engine.embed([p.left_id for p in split.fit], "hog+colour-hist"),
+               engine.embed([p.right_id for p in split.fit], "hog+colour-hist"), parts=(4374, 128))
+    left, right = engine.task_embeddings(split.tasks, "hog+colour-hist")
+    np.testing.assert_array_equal(fitted.score(left, right, split.tasks.candidates),
+                                  direct.score(left, right, split.tasks.candidates))
+
+
+def test_the_stages_backbone_says_its_blocks() -> None:
+    from tll_core.backbones.registry import BACKBONES
+
+    cfg = BACKBONES["efficientnet-lite0-stages"]
+    assert cfg.parts == (112, 192, 1280) and sum(cfg.parts) == cfg.dim and cfg.stages == (4, 5)
+    assert BACKBONES["efficientnet-lite0"].parts == (1280,)

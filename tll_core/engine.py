@@ -276,16 +276,23 @@ class Engine:
             self._store = MatcherStore(self.cache.directory if self.cache is not None else None)
         return self._store
 
-    def fit(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...], *,
+    def fit(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...], *, tasks: TaskSet | None = None,
             callback: TrainingCallback | None = None, progress: Progress | None = None) -> Matcher:
-        """The matcher of ``method`` fitted on ``fit_pairs`` (from the store when trained before)."""
+        """The matcher of ``method`` fitted on ``fit_pairs`` (from the store when trained before). ``tasks``: the
+        task set it will score, whose images a transductive matcher also fits on, unlabelled (every caller that
+        scores, maps or searches a task set passes it, so they all get the one fitted matcher)."""
         plain = method.matcher()
         if not plain.learns:
             return plain
         matcher = cast(LearnedProtocol, plain)
         matcher.to(self.device)
         left, right = self._fit_vectors(matcher, backbone, fit_pairs, progress)
-        key = self._matcher_key(matcher.key_material(), backbone, left, right)
+        unlabelled = self._unlabelled(matcher, backbone, tasks, progress)
+        key = self._matcher_key(matcher.key_material(), backbone, left, right, unlabelled)
+        inputs = getattr(matcher, "fit_inputs", frozenset())  # what a learned matcher asks for beside the pairs
+        extra: dict[str, Any] = {"unlabelled": unlabelled} if unlabelled is not None else {}
+        if "parts" in inputs:
+            extra["parts"] = self.parts_of(backbone)
         state = self.store.get(key) if self.cache is not None else None  # no cache: train afresh, store nothing
         if state is not None:
             try:
@@ -293,7 +300,7 @@ class Engine:
                 return matcher
             except StateMismatch:  # damaged or foreign: train again (and overwrite it)
                 pass
-        matcher.fit(left, right, callback)
+        matcher.fit(left, right, callback, **extra)
         self.trained += 1
         if self.cache is not None:
             self.store.put(key, matcher.state())
@@ -319,14 +326,31 @@ class Engine:
             out.append(Stage("training", method.name, cast(LearnedProtocol, matcher).max_epochs))
         return tuple(out)
 
-    def matcher_key(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...]) -> str | None:
-        """The trained-matcher store's key of ``method`` fitted on ``fit_pairs`` (None: it learns nothing)."""
+    def matcher_key(self, method: Method, backbone: str, fit_pairs: tuple[Pair, ...],
+                    tasks: TaskSet | None = None) -> str | None:
+        """The trained-matcher store's key of ``method`` fitted on ``fit_pairs`` (and, transductive, on the
+        images of ``tasks``); None: it learns nothing."""
         plain = method.matcher()
         if not plain.learns:
             return None
         matcher = cast(LearnedProtocol, plain)
         left, right = self._fit_vectors(matcher, backbone, fit_pairs, None)
-        return self._matcher_key(matcher.key_material(), backbone, left, right)
+        unlabelled = self._unlabelled(matcher, backbone, tasks, None)
+        return self._matcher_key(matcher.key_material(), backbone, left, right, unlabelled)
+
+    def parts_of(self, backbone: str) -> tuple[int, ...]:
+        """The sizes of the blocks an (ensemble) backbone's vector is made of, in order: each part's own blocks
+        (its pooled stages and head, or its whole vector)."""
+        return tuple(n for part in Ensemble.parse(backbone).parts for n in self.backbone(part).cfg.parts)
+
+    def _unlabelled(self, matcher: LearnedProtocol, backbone: str, tasks: TaskSet | None,
+                    progress: Progress | None) -> np.ndarray | None:
+        """The task set's lefts and rights in the matcher's fit views, for a matcher that fits on them (a
+        learned matcher whose ``fit_inputs`` hold ``unlabelled``); None for any other, or with no task set."""
+        if tasks is None or "unlabelled" not in getattr(matcher, "fit_inputs", frozenset()):
+            return None
+        return np.concatenate([np.concatenate(self.task_embeddings(tasks, backbone, progress, view))
+                               for view in matcher.fit_views()])
 
     def _fit_vectors(self, matcher: LearnedProtocol, backbone: str, fit_pairs: tuple[Pair, ...],
                      progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
@@ -337,12 +361,16 @@ class Engine:
         right = np.concatenate([self.embed(rights, backbone, progress, v) for v in views])
         return left, right
 
-    def _matcher_key(self, material: dict[str, Any], backbone: str, left: np.ndarray, right: np.ndarray) -> str:
-        """The matcher's own key material (name, register version, config) + fit-data fingerprint + backbone
-        identity: the same key means the same trained state."""
+    def _matcher_key(self, material: dict[str, Any], backbone: str, left: np.ndarray, right: np.ndarray,
+                     unlabelled: np.ndarray | None = None) -> str:
+        """The matcher's own key material (name, register version, config) + fit-data fingerprint (the unlabelled
+        images' too, for a transductive fit) + backbone identity: the same key means the same trained state."""
         digest = hashlib.sha1()
         digest.update(np.ascontiguousarray(left).tobytes())
         digest.update(np.ascontiguousarray(right).tobytes())
+        if unlabelled is not None:
+            digest.update(b"unlabelled")
+            digest.update(np.ascontiguousarray(unlabelled).tobytes())
         identity = [view_identity(self.backbone(b), "") for b in Ensemble.parse(backbone)]
         spec = json.dumps({**material, "backbone": identity, "fit": digest.hexdigest()}, sort_keys=True)
         return hashlib.sha1(spec.encode()).hexdigest()
@@ -354,7 +382,7 @@ class Engine:
             left, right = self.task_embeddings(tasks, backbone, progress)
             return check_finite(method.score(left, right, tasks.candidates), f"{backbone}, {method.name}")
         self.prefetch(tasks, backbone, method, fit_pairs, progress)
-        matcher = self.fit(method, backbone, fit_pairs, callback=callback, progress=progress)
+        matcher = self.fit(method, backbone, fit_pairs, tasks=tasks, callback=callback, progress=progress)
         scores = matcher.score_tasks(tasks, lambda view: self.task_embeddings(tasks, backbone, progress, view),
                                      method.flip_tta)
         check_finite(scores, f"{backbone}, {method.label}")
@@ -427,7 +455,7 @@ class Engine:
     def _gallery_row(self, split: Split, truth: np.ndarray, backbone: str, method: Method, seed: int, backend: str,
                      progress: Progress | None, callback: TrainingCallback | None) -> ResultRow:
         """One method's row under the full-gallery protocol (``NoGallery`` where the matcher cannot score one)."""
-        matcher = self.fit(method, backbone, split.fit, callback=callback, progress=progress)
+        matcher = self.fit(method, backbone, split.fit, tasks=split.tasks, callback=callback, progress=progress)
         nothing = np.empty((0, 0), dtype=np.float32)
         embedded = ([self.task_embeddings(split.tasks, backbone, progress, v) for v in matcher.score_views(method.flip_tta)]
                     if matcher.uses_embeddings else [(nothing, nothing)])  # it asks for none: its gallery() says
@@ -448,7 +476,7 @@ class Engine:
         method that scores no embeddings: the backbone's own embeddings."""
         if matcher is None or not matcher.uses_embeddings:
             return self.embed(list(tasks.left_ids) + list(tasks.right_ids), backbone, progress)
-        fitted = self.fit(matcher, backbone, fit_pairs, callback=callback, progress=progress)
+        fitted = self.fit(matcher, backbone, fit_pairs, tasks=tasks, callback=callback, progress=progress)
         left, right = self.task_embeddings(tasks, backbone, progress, fitted.score_views(False)[0])
         vectors = np.concatenate(fitted.project(left, right))
         return check_finite(vectors, f"{backbone}, {matcher.label} (its map of the embeddings)")

@@ -184,7 +184,7 @@ def searcher(eng: Engine, sel: Selection, *, progress: Progress | None = None,
         raise TLLError(f"{method.label} scores the 20 candidates of each left by name: it has no embeddings to "
                        "search; pick a method that scores a backbone's embeddings")
     tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
-    matcher = eng.fit(method, sel.backbone, fit, progress=progress, callback=callback)
+    matcher = eng.fit(method, sel.backbone, fit, tasks=tasks, progress=progress, callback=callback)
     pools = tuple((view, *eng.task_embeddings(tasks, sel.backbone, progress, view))
                   for view in matcher.score_views(method.flip_tta))
     return Searcher(eng, sel.backbone, method, matcher, tasks, pools)

@@ -27,6 +27,15 @@ class BackboneCfg:
     preprocess: Preprocess | None = None  # None: the model's own pretrained config (timm / open_clip)
     stages: tuple[int, ...] = ()  # also pool these intermediate stages (timm EfficientNet block groups)
     gem_p: float = 1.0  # pooling exponent: 1 = average pooling, 3 = GeM
+    stage_dims: tuple[int, ...] = ()  # the pooled stages' sizes (in ``stages`` order; the head's is the rest of dim)
+
+    @property
+    def parts(self) -> tuple[int, ...]:
+        """The sizes of the blocks its vector is made of, each L2-normalised on its own: each pooled stage and the
+        head, or the whole vector. A matcher with ``centre_parts`` centres and rescales each block apart."""
+        if not self.stage_dims:
+            return (self.dim,)
+        return (*self.stage_dims, self.dim - sum(self.stage_dims))
 
     @property
     def needs_weights(self) -> bool:

