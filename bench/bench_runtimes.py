@@ -19,6 +19,7 @@ import io
 import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from tll_core.runtime import tune_malloc  # noqa: E402
 
 LITES = ("efficientnet-lite0", "efficientnet-lite2")
 BATCHES = (8, 32)
-Engine = Callable[[int], Callable[[], object]]  # batch size → one timed call over the images
+EAGER, TORCHSCRIPT = "eager torch (channels_last)", "TorchScript frozen (before)"
 
 
 def spread(rates: list[float]) -> str:
@@ -66,42 +67,35 @@ def model_engines(backbone) -> dict[str, Callable[[np.ndarray | torch.Tensor], n
 
     engines: dict[str, Callable] = {}
     eager = backbone.model
-    engines["eager torch (channels_last)"] = lambda x: eager(x).numpy()
-    frozen = backbone.forward if "|jit-frozen" in backbone.identity else None
-    if frozen is None:  # the backbone runs another engine: build today's graph here
-        size = backbone.cfg.preprocess.size
-        example = torch.zeros(2, 3, size, size).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(eager, example, check_trace=False)))
-    engines["TorchScript frozen (today)"] = lambda x: frozen(x).numpy()
-    model = onnx_bytes(eager, backbone.cfg.preprocess.size)
-    for spin in ("1", "0"):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        engines[f"ONNX Runtime {ort.__version__}{'' if spin == '1' else ', no spinning'}"] = (
-            lambda x, s=session: s.run(None, {"x": x})[0])
+    engines[EAGER] = lambda x: eager(x).numpy()
+    os.environ[CPU_ENGINE_ENV] = "torchscript"  # the engine before ONNX Runtime, built by the project's code
+    try:
+        frozen = create_backbone(backbone.cfg.name).forward
+    finally:
+        os.environ.pop(CPU_ENGINE_ENV)
+    engines[TORCHSCRIPT] = lambda x: frozen(x).numpy()
+    options = ort.SessionOptions()  # as the project's session (deep.OnnxRuntimeForward), but spinning
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spinning = ort.InferenceSession(onnx_bytes(eager, backbone.cfg.preprocess.size), options,
+                                    providers=["CPUExecutionProvider"])
+    engines[f"ONNX Runtime {ort.__version__}, spinning"] = lambda x: spinning.run(None, {"x": x})[0]
+    adopted = backbone.forward  # the backbone's own engine (ONNX Runtime, idle threads not spinning)
+    engines[f"ONNX Runtime {ort.__version__} (adopted)"] = lambda x: adopted(torch.from_numpy(x)).numpy()
     try:
         import openvino as ov
     except ImportError:
         return engines
     core = ov.Core()
-    read = core.read_model(_temp_onnx(model))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(onnx_bytes(eager, backbone.cfg.preprocess.size))
+        read = core.read_model(str(path))
     for hint in ("LATENCY", "THROUGHPUT"):
         compiled = core.compile_model(read, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32",
                                                      "INFERENCE_NUM_THREADS": 2})
         engines[f"OpenVINO {ov.__version__.split('-')[0]} {hint.lower()}"] = lambda x, c=compiled: c(x)[0]
     return engines
-
-
-def _temp_onnx(model: bytes) -> str:
-    import tempfile
-
-    path = Path(tempfile.mkdtemp()) / "model.onnx"
-    path.write_bytes(model)
-    return str(path)
 
 
 def model_rows(name: str, raw: list, rounds: int) -> None:
@@ -115,9 +109,9 @@ def model_rows(name: str, raw: list, rounds: int) -> None:
                   "numpy": np.ascontiguousarray(normalised.numpy())}
 
         def feed(engine: str) -> object:
-            return inputs["torch"] if ("torch" in engine or "TorchScript" in engine) else inputs["numpy"]
+            return inputs["torch"] if engine in (EAGER, TORCHSCRIPT) else inputs["numpy"]
 
-        reference = engines["eager torch (channels_last)"](inputs["torch"])
+        reference = engines[EAGER](inputs["torch"])
         print(f"\n### {name} ({len(raw)} images, {flops:.2f} GFLOP/img; eager vectors' max |v| {np.abs(reference).max():.2f})")
         for engine, run in engines.items():
             diff = np.abs(run(feed(engine)) - reference).max()
@@ -133,7 +127,7 @@ def model_rows(name: str, raw: list, rounds: int) -> None:
                     for i in range(0, len(raw), batch):
                         run(x[i:i + batch])
                     rates[engine].append(len(raw) / (time.perf_counter() - start))
-            base = statistics.median(rates["TorchScript frozen (today)"])
+            base = statistics.median(rates[TORCHSCRIPT])
             for engine, r in rates.items():
                 print(f"batch {batch:2} {engine:36} {spread(r)}  x{statistics.median(r) / base:.2f} of TorchScript  "
                       f"{statistics.median(r) * flops / CEILING[0] * 100:4.0f}% of matmul")

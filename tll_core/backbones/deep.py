@@ -356,9 +356,9 @@ def _cpu_engine(module: torch.nn.Module, cfg: BackboneCfg) -> tuple[Any, str]:
 
 
 class OnnxRuntimeForward:
-    """A model exported to ONNX and run by ONNX Runtime's CPU provider on two threads, called like the torch
-    module it replaces (a normalised float batch in, a float tensor out). Graph optimisation ALL: BN folded
-    into the convolutions and the blocked NCHWc layout of its own kernels."""
+    """A model exported to ONNX and run by ONNX Runtime's CPU provider on torch's thread count, called like
+    the torch module it replaces (a normalised float batch in, a float tensor out). Graph optimisation ALL: BN
+    folded into the convolutions and the blocked NCHWc layout of its own kernels."""
 
     channels_last = False  # it reads plain NCHW arrays: TorchBackbone.batch skips the layout change
 
