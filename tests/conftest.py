@@ -43,11 +43,13 @@ class BuiltBackbones:
         self._built: dict = {}
 
     def __call__(self, name: str):
+        from tll_core.backbones.deep import cpu_engine_key
         from tll_core.backbones.registry import create_backbone
 
-        if name not in self._built:
-            self._built[name] = create_backbone(name)
-        return self._built[name]
+        key = (name, cpu_engine_key())  # a test that asks for another CPU engine ($TLL_CPU_ENGINE) builds its own
+        if key not in self._built:
+            self._built[key] = create_backbone(name)
+        return self._built[key]
 
     def reusable(self, name: str, weights, pretrained: bool, device: str) -> bool:
         """Whether ``create_backbone(name, ...)`` would build exactly what ``self(name)`` built: pretrained

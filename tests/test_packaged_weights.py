@@ -219,7 +219,9 @@ def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages(built_backbo
 
 
 @pytest.mark.slow
-def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity(built_backbones) -> None:
+def test_frozen_cpu_graph_matches_the_eager_model_and_says_so_in_the_cache_identity(
+        built_backbones, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TLL_CPU_ENGINE", "torchscript")  # the fallback engine (ONNX Runtime: tests/test_cpu_engines.py)
     backbone = built_backbones("efficientnet-lite0")  # create_backbone("efficientnet-lite0"), built once per session
     assert "|jit-frozen" in backbone.identity  # its vectors are never mixed with eager ones in the cache
     images = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (245, 200, 3), dtype=np.uint8)) for i in range(3)]

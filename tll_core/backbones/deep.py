@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ class TorchBackbone(Backbone):
         self.channels_last = _is_cnn(model)  # channels_last speeds up CNNs on CPU (bench/README.md)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # what ``forward`` is fed: a runtime that reads plain NCHW arrays (ONNX Runtime) spares the layout copy
+        self.forward_channels_last = self.channels_last and getattr(self.forward, "channels_last", True)
         preprocess = f"|{cfg.preprocess.identity}" if cfg.preprocess else ""
         if cfg.stages or cfg.gem_p != 1.0:
             preprocess += f"|stages{list(cfg.stages)}-p{cfg.gem_p}"
@@ -67,7 +71,7 @@ class TorchBackbone(Backbone):
         batch = torch.stack(prepared)
         if self.cfg.preprocess is not None:  # uint8 from the workers: scale and normalise once per batch
             batch = normalise(batch, self.cfg.preprocess)
-        if self.channels_last:
+        if self.forward_channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch.to(self.device, non_blocking=True)
 
@@ -304,10 +308,107 @@ def _build_packaged(cfg: BackboneCfg, path: Path, device: torch.device = torch.d
     model.reset_classifier(0)
     identity = f"pkg:{cfg.packaged.distribution}:sha256-{cfg.packaged.sha256[:16]}"
     forward = StagePooling(model, cfg.stages, cfg.gem_p) if cfg.stages or cfg.gem_p != 1.0 else model
-    frozen = _frozen_for_cpu(forward.eval(), cfg) if device.type == "cpu" else None
-    if frozen is not None:
-        forward, identity = frozen, identity + "|jit-frozen"
+    if device.type == "cpu":
+        forward, engine = _cpu_engine(forward.eval(), cfg)
+        identity += engine
     return TorchBackbone(cfg, model, _transform(cfg, model), identity, forward=forward, device=device)
+
+
+CPU_ENGINE_ENV = "TLL_CPU_ENGINE"
+CPU_ENGINES = ("onnxruntime", "torchscript", "eager")
+"""How packaged backbones run on the CPU, fastest first; ``$TLL_CPU_ENGINE`` picks a later one (bench/README.md)."""
+
+
+def cpu_engine_wanted() -> str:
+    """The CPU engine asked for: ``$TLL_CPU_ENGINE`` when it names one of :data:`CPU_ENGINES`, else the first."""
+    wanted = os.environ.get(CPU_ENGINE_ENV, "").strip().lower()
+    return wanted if wanted in CPU_ENGINES else CPU_ENGINES[0]
+
+
+def cpu_engine_key() -> str:
+    """What the choice of CPU engine depends on, without importing any runtime (``lazy.setup_key``): the engine
+    asked for and the installed ONNX Runtime's version (another version may give other last bits)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        version = "absent"
+    return f"{cpu_engine_wanted()}:onnxruntime-{version}"
+
+
+def _cpu_engine(module: torch.nn.Module, cfg: BackboneCfg) -> tuple[Any, str]:
+    """The fastest CPU form of ``module`` that builds, from the one asked for on (ONNX Runtime, then the
+    frozen TorchScript graph, then eager), and its cache-identity suffix: each gives vectors within 1e-5 of
+    the eager model's, not bit-equal ones, so they are never mixed in the cache. A runtime that is not
+    installed or cannot take the model is one warning line, and the next is used."""
+    start = CPU_ENGINES.index(cpu_engine_wanted())
+    for engine in CPU_ENGINES[start:]:
+        if engine == "onnxruntime":
+            built = _onnxruntime_for_cpu(module, cfg)
+            if built is not None:
+                return built, f"|onnxruntime-{built.version}"
+        elif engine == "torchscript":
+            frozen = _frozen_for_cpu(module, cfg)
+            if frozen is not None:
+                return frozen, "|jit-frozen"
+    return module, ""
+
+
+class OnnxRuntimeForward:
+    """A model exported to ONNX and run by ONNX Runtime's CPU provider on torch's thread count, called like
+    the torch module it replaces (a normalised float batch in, a float tensor out). Graph optimisation ALL: BN
+    folded into the convolutions and the blocked NCHWc layout of its own kernels."""
+
+    channels_last = False  # it reads plain NCHW arrays: TorchBackbone.batch skips the layout change
+
+    def __init__(self, model: bytes, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: its notices are not the user's business
+        # idle threads sleep instead of spinning: they would take the cores from the decoding workers and from
+        # other processes (faster at batch 8 and 32 on the shared 2-core machine, bench/bench_runtimes.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.version = ort.__version__
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)  # NCHW, as exported
+        return torch.from_numpy(self.session.run(None, {self.input: x})[0])
+
+
+def _onnxruntime_for_cpu(module: torch.nn.Module, cfg: BackboneCfg) -> OnnxRuntimeForward | None:
+    """``module`` exported with torch's TorchScript-based ONNX exporter (batch dimension dynamic) and loaded
+    into ONNX Runtime, kept in memory (nothing written to disk); None, after one warning line, where
+    onnxruntime or onnx is not installed or the export or the load fails."""
+    assert cfg.preprocess is not None
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        _engine_warning(cfg, "onnxruntime", f"not installed ({exc})")
+        return None
+    size = cfg.preprocess.size
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notices
+            torch.onnx.export(module, (torch.zeros(2, 3, size, size),), buffer, dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17)
+        return OnnxRuntimeForward(buffer.getvalue(), threads=max(1, torch.get_num_threads()))
+    except Exception as exc:  # the exporter and the runtime raise many types; the user needs one line
+        _engine_warning(cfg, "onnxruntime", f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _engine_warning(cfg: BackboneCfg, engine: str, why: str) -> None:
+    line = " ".join(why.split())[:200]
+    warnings.warn(f"backbone {cfg.name}: CPU engine {engine} unavailable ({line}); using the next "
+                  f"(vectors within 1e-5, cached apart)", RuntimeWarning, stacklevel=2)
 
 
 def _frozen_for_cpu(module: torch.nn.Module, cfg: BackboneCfg) -> Any:

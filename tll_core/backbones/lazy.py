@@ -30,16 +30,16 @@ MAX_RECORD_BYTES = 2**20
 _lock = threading.Lock()
 
 
-def setup_key(cfg: BackboneCfg, weights_file: Path, device: str) -> str | None:
+def setup_key(cfg: BackboneCfg, weights_file: Path, device: str, engine: str = "") -> str | None:
     """What a build of ``cfg`` from ``weights_file`` on ``device`` depends on, as one digest (None: the file
-    cannot be stat-ed)."""
+    cannot be stat-ed). ``engine``: what picks the CPU inference engine (``deep.cpu_engine_key``)."""
     import torch
 
     try:
         st = os.stat(weights_file)
     except OSError:
         return None
-    material = [repr(cfg), str(weights_file), st.st_size, st.st_mtime_ns, st.st_ino, device, torch.__version__]
+    material = [repr(cfg), str(weights_file), st.st_size, st.st_mtime_ns, st.st_ino, device, torch.__version__, engine]
     return hashlib.sha1(json.dumps(material).encode()).hexdigest()
 
 

@@ -231,7 +231,7 @@ def build_key(name: str, *, weights: str | os.PathLike[str] | None = None, pretr
     if local_weights_file(name) is not None:
         return None
     path = package_file(cfg.packaged)
-    return setup_key(cfg, path, device) if path is not None else None
+    return setup_key(cfg, path, device, deep.cpu_engine_key()) if path is not None else None
 
 
 def weights_available(name: str) -> bool:
