@@ -185,10 +185,11 @@ def pipeline_rows(paths: list[Path], rounds: int, engines: list[str]) -> None:
     built: dict[str, list] = {}
     for engine in engines:
         os.environ[CPU_ENGINE_ENV] = engine
-        built[engine] = [create_backbone(n) for n in default_recipe().parts]
+        built[engine] = [create_backbone(n) for n in ("efficientnet-lite0", *default_recipe().parts)]
         print(f"{engine}: {', '.join(b.identity.split('|', 3)[-1] for b in built[engine][:2])}")
     os.environ.pop(CPU_ENGINE_ENV)
-    cases = [("lite0", lambda bs: bs[:1]), ("recipe (lite0+lite2+combined)", lambda bs: bs)]
+    lite0_flops = model_gflops(built[engines[-1]][0])  # GFLOP an image: the % of the matmul ceiling a rate is
+    cases = [("lite0", lambda bs: bs[:1]), (f"recipe ({default_recipe().backbone})", lambda bs: bs[1:])]
     for label, pick in cases:
         for batch in BATCHES:
             rates: dict[str, list[float]] = {e: [] for e in engines}
@@ -201,7 +202,9 @@ def pipeline_rows(paths: list[Path], rounds: int, engines: list[str]) -> None:
                     rates[engine].append(len(paths) / (time.perf_counter() - start))
             base = statistics.median(rates[engines[0]])
             for engine, r in rates.items():
-                print(f"{label:30} batch {batch:2} {engine:12} {spread(r)}  x{statistics.median(r) / base:.2f}")
+                share = (f"  {100 * statistics.median(r) * lite0_flops / CEILING[0]:.0f} % of the matmul ceiling"
+                         if label == "lite0" else "")
+                print(f"{label:30} batch {batch:2} {engine:12} {spread(r)}  x{statistics.median(r) / base:.2f}{share}")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import demo_subset, make_kaggle
 from tll_core.cli import main
-from tll_core.dataset import N_CANDIDATES
+from tll_core.dataset import N_CANDIDATES, load_dataset
 from tll_core.matchers.learned import MIN_FIT_PAIRS
 from tll_core.recipes import default_recipe
 
@@ -45,7 +45,7 @@ def test_demo_evaluate_submit_validate(tmp_path: Path, capsys: pytest.CaptureFix
 
     sub = tmp_path / "out" / "sub.csv"
     code, out, _ = run(capsys, "submit", "--data", str(data), "--backbone", "combined", "--metric", "cosine", "--out", str(sub), "--quiet")
-    assert code == 0 and sub.exists()
+    assert code == 0 and sub.exists() and "its matcher (zero-shot) learns nothing" in out
     assert run(capsys, "validate-submission", "--data", str(data), str(sub))[0] == 0
     sub.write_text(sub.read_text().replace(",", ";", 1))
     code, _, err = run(capsys, "validate-submission", "--data", str(data), str(sub))
@@ -126,6 +126,11 @@ def test_submit_with_a_learned_method(demo_dir: Path, tmp_path: Path, capsys: py
     code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--backbone", "combined", "--method", "pair-classifier", "--option", "epochs=2",
                        "--rerank", "sinkhorn", "--out", str(sub), "--quiet")
     assert code == 0 and "pair-classifier+epochs=2+sinkhorn" in out
+    n_pairs = len(load_dataset(demo_dir).train_pairs)
+    assert f"its matcher (pair-classifier) was trained on all {n_pairs} train pairs\n" in out  # none held out
+    code, out, _ = run(capsys, "submit", "--data", str(demo_dir), "--backbone", "combined", "--method", "adaptation",
+                       "--option", "epochs=2", "--option", "transductive=true", "--out", str(sub), "--quiet")
+    assert code == 0 and f"trained on all {n_pairs} train pairs and, unlabelled, the test images" in out
     assert run(capsys, "validate-submission", "--data", str(demo_dir), str(sub))[0] == 0
 
 

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .backbones.registry import DEFAULT_BACKBONE, BACKBONES, weights_available
 from .device import DEVICES
@@ -25,6 +25,9 @@ from .evaluation.metrics import metric_names
 from .register import KINDS, REGISTER, Part
 from .evaluation.figures import PROTOCOLS, figures_of
 from .evaluation.tasks import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+
+if TYPE_CHECKING:
+    from .engine import Method
 
 EXIT_ERROR = 2
 
@@ -600,7 +603,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         path = engine.submit(backbone, args.out, method=method, seed=args.seed, progress=progress)
     validate_submission(path, args.data)
     print(f"wrote {path} ({len(engine.dataset.test_rows)} rows; {backbone}, {method.label}, {method.shown_metric})")
+    print(trained_on(method, len(engine.dataset.train_pairs)))
     return 0
+
+
+def trained_on(method: Method, n_pairs: int) -> str:
+    """What the submission's matcher learned from: every train pair (none is held out for validation; its early
+    stopping holds back a share of them), and for a transductive one the test images too, unlabelled."""
+    if not method.matcher().learns:
+        return f"its matcher ({method.name}) learns nothing: no train pair was used"
+    also = (" and, unlabelled, the test images (its centring and PCA)"
+            if dict(method.options).get("transductive") else "")
+    return f"its matcher ({method.name}) was trained on all {n_pairs} train pairs{also}"
 
 
 def cmd_studio(args: argparse.Namespace) -> int:
