@@ -62,8 +62,8 @@ def full_size(task: RankedTask, cand: Candidate) -> None:
     show_image(a, eng, task.left_id, caption=f"left {md(task.left)}", width="stretch")
     show_image(b, eng, cand.image_id, caption=f"candidate {md(cand.name)}", width="stretch")
     truth = task.truth
-    versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.4f} (rank {truth.rank})"
-    st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.4f}** · share **{cand.share:.0%}** · column "
+    versus = "" if truth is None or cand.is_truth else f" · the truth scores {truth.score:.3f} (rank {truth.rank})"
+    st.write(f"rank **{cand.rank}** of 20 · score **{cand.score:.3f}** · share **{cand.share:.0%}** · column "
              f"c{cand.position}{' · **the truth**' if cand.is_truth else ''}{versus}")
     st.caption(md(shown_score(sel.to_method())), help=md(score_help(sel.to_method())))
     st.button("Why this match?", on_click=open_why, args=(task.left, cand.name), type="primary")
