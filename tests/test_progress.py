@@ -97,3 +97,21 @@ def test_a_report_the_plan_did_not_foresee_is_shown_on_its_own() -> None:
     shown = meter.text
     meter.images(25, 25)  # a pass answered from memory at once: nothing to show, the line stays
     assert meter.text == shown
+
+
+def test_a_burst_from_the_cache_in_the_middle_of_a_pass_soon_leaves_the_rate() -> None:
+    """A submission's pass: the train images come from the cache at once, then the test images are embedded at
+    50 img/s; the rate (and the time left) is the backbone's within RATE_WINDOW seconds, not the cache's."""
+    from tll_core.progress import RATE_WINDOW
+
+    clock = Clock()
+    meter = ProgressMeter("embedding", clock=clock)
+    meter.images(8, 6000)
+    clock.now += 1
+    meter.images(2000, 6000)  # 1992 from the cache in a second
+    done = 2000
+    for _ in range(int(2 * RATE_WINDOW)):
+        clock.now += 1
+        done += 50
+        meter.images(done, 6000)
+    assert meter.text.endswith(f"50.0 img/s · about {(6000 - done) // 50} s left")

@@ -5,8 +5,10 @@ The engine reports ``(done, total)`` per batch of images (:data:`tll_core.embedd
 epoch of training (:class:`tll_core.matchers.EpochReport`). A job's stages are known before it starts
 (:meth:`tll_core.engine.Engine.stages`: one embedding pass per image view, every part of an ensemble in the same
 pass, then training); a :class:`ProgressMeter` given that plan follows the reports through it and turns them into
-one line for a progress bar. Images taken from the cache arrive at once at the start of a pass: the rate is
-measured from the first report on, so it is the backbone's rate, not the cache's. A later embedding pass of the
+one line for a progress bar. Images taken from the cache arrive at once, at the start of a pass or in the middle
+of it (a submission's pass holds the train images, cached, before the test images): the rate is measured over
+the last :data:`RATE_WINDOW` seconds of reports, so a burst from the cache leaves it soon and the rate is the
+backbone's, not the cache's. A later embedding pass of the
 same job runs the same backbones, so its time is estimated at the rate measured; training's time is estimated
 from an earlier training of the same kind in this process, and until one is known the line says what follows
 instead of guessing.
@@ -34,6 +36,9 @@ class Reporter(Protocol):
     def expect(self, plan: tuple[Stage, ...]) -> None: ...
 
 
+RATE_WINDOW = 20.0  # seconds of reports the embedding rate is measured over
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a job: an embedding pass over ``total`` images, or training for at most ``total`` epochs."""
@@ -54,6 +59,7 @@ class ProgressMeter:
     text: str = ""
     _stage: int = field(default=-1, repr=False)  # index into the plan (-1: before the first report)
     _first: tuple[float, int] | None = field(default=None, repr=False)  # (time, done) at the stage's first report
+    _recent: list[tuple[float, int]] = field(default_factory=list, repr=False)  # this pass's (time, done), windowed
     _last: tuple[int, int] = field(default=(0, 0), repr=False)  # (done, total) at the last image report
     _rate: float | None = field(default=None, repr=False)  # images/s measured in this job
     _epoch_first: tuple[float, int] | None = field(default=None, repr=False)  # (time, epoch) at training's first report
@@ -72,8 +78,10 @@ class ProgressMeter:
         if new_pass:
             self._enter("embedding")  # a new pass (the next view, the gallery's images)
             self._first = (now, done)
+            self._recent = []
         self._last = (done, total)
-        start_time, start_done = self._first
+        self._recent = self._window([*self._recent, (now, done)], now)
+        start_time, start_done = self._recent[0]
         elapsed, fresh = now - start_time, done - start_done
         if fresh > 0 and elapsed > 0:
             self._rate = fresh / elapsed
@@ -83,6 +91,12 @@ class ProgressMeter:
             line += f" · {self._rate:,.1f} img/s"
             left = (total - done) / self._rate
         self._show(done / total if total else 1.0, line, left)
+
+    @staticmethod
+    def _window(points: list[tuple[float, int]], now: float) -> list[tuple[float, int]]:
+        """The reports of the last RATE_WINDOW seconds, and the last one before them (the rate's start)."""
+        older = [k for k, (t, _) in enumerate(points) if t < now - RATE_WINDOW]
+        return points[older[-1]:] if older else points
 
     def epoch(self, report: EpochReport) -> None:
         """A training report: one more epoch done (early stopping may end before the last)."""
