@@ -373,3 +373,20 @@ def test_the_stages_backbone_says_its_blocks() -> None:
     cfg = BACKBONES["efficientnet-lite0-stages"]
     assert cfg.parts == (112, 192, 1280) and sum(cfg.parts) == cfg.dim and cfg.stages == (4, 5)
     assert BACKBONES["efficientnet-lite0"].parts == (1280,)
+
+
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300)])
+def test_large_fits_take_the_same_principal_axes_by_the_gram_matrix(shape, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past EXACT_SVD_LIMIT the PCA comes from a partial eigensolver of the Gram matrix (a test set's transductive
+    fit took 148 s by the full SVD): the same singular values and axes (up to each axis's sign)."""
+    from tll_core.matchers import learned
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1]))
+    x -= x.mean(0)
+    exact_sv, exact_vt = learned.principal_axes(x, 40)  # below the limit: LAPACK's SVD
+    monkeypatch.setattr(learned, "EXACT_SVD_LIMIT", 0)
+    sv, vt = learned.principal_axes(x, 40)
+    assert vt.shape == (40, shape[1]) and sv.shape == (40,)
+    np.testing.assert_allclose(sv, exact_sv[:40], rtol=1e-10)
+    np.testing.assert_allclose(np.abs(np.sum(vt * exact_vt[:40], axis=1)), 1, atol=1e-8)

