@@ -141,9 +141,11 @@ def test_an_engine_without_a_cache_records_nothing(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.slow
-def test_a_learned_run_names_its_stored_matcher(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [(("epochs", 2),), (("epochs", 2), ("transductive", True))])
+def test_a_learned_run_names_its_stored_matcher(tmp_path: Path, options) -> None:
+    """A transductive fit's key covers the task images: the run names that key, the one the store holds."""
     eng = Engine.open(make_kaggle(tmp_path / "data", n_pairs=64), cache_dir=tmp_path / "cache")
-    sel = Selection(backbone="colour-hist", method="adaptation", rerank="none", options=(("epochs", 2),))
+    sel = Selection(backbone="colour-hist", method="adaptation", rerank="none", options=options)
     leaderboard_rows(eng, sel)
     [run] = _store(eng).list()
     assert run.matcher is not None and run.matcher in eng.store.keys() and run_selection(run) == sel

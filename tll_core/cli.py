@@ -610,10 +610,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def trained_on(method: Method, n_pairs: int) -> str:
     """What the submission's matcher learned from: every train pair (none is held out for validation; its early
     stopping holds back a share of them), and for a transductive one the test images too, unlabelled."""
-    if not method.matcher().learns:
+    matcher = method.matcher()
+    if not matcher.learns:
         return f"its matcher ({method.name}) learns nothing: no train pair was used"
     also = (" and, unlabelled, the test images (its centring and PCA)"
-            if dict(method.options).get("transductive") else "")
+            if "unlabelled" in getattr(matcher, "fit_inputs", frozenset()) else "")
     return f"its matcher ({method.name}) was trained on all {n_pairs} train pairs{also}"
 
 

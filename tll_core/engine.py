@@ -286,13 +286,7 @@ class Engine:
             return plain
         matcher = cast(LearnedProtocol, plain)
         matcher.to(self.device)
-        left, right = self._fit_vectors(matcher, backbone, fit_pairs, progress)
-        unlabelled = self._unlabelled(matcher, backbone, tasks, progress)
-        key = self._matcher_key(matcher.key_material(), backbone, left, right, unlabelled)
-        inputs = getattr(matcher, "fit_inputs", frozenset())  # what a learned matcher asks for beside the pairs
-        extra: dict[str, Any] = {"unlabelled": unlabelled} if unlabelled is not None else {}
-        if "parts" in inputs:
-            extra["parts"] = self.parts_of(backbone)
+        left, right, extra, key = self._fit_data(matcher, backbone, fit_pairs, tasks, progress)
         state = self.store.get(key) if self.cache is not None else None  # no cache: train afresh, store nothing
         if state is not None:
             try:
@@ -333,24 +327,28 @@ class Engine:
         plain = method.matcher()
         if not plain.learns:
             return None
-        matcher = cast(LearnedProtocol, plain)
-        left, right = self._fit_vectors(matcher, backbone, fit_pairs, None)
-        unlabelled = self._unlabelled(matcher, backbone, tasks, None)
-        return self._matcher_key(matcher.key_material(), backbone, left, right, unlabelled)
+        return self._fit_data(cast(LearnedProtocol, plain), backbone, fit_pairs, tasks, None)[3]
 
     def parts_of(self, backbone: str) -> tuple[int, ...]:
         """The sizes of the blocks an (ensemble) backbone's vector is made of, in order: each part's own blocks
         (its pooled stages and head, or its whole vector)."""
         return tuple(n for part in Ensemble.parse(backbone).parts for n in self.backbone(part).cfg.parts)
 
-    def _unlabelled(self, matcher: LearnedProtocol, backbone: str, tasks: TaskSet | None,
-                    progress: Progress | None) -> np.ndarray | None:
-        """The task set's lefts and rights in the matcher's fit views, for a matcher that fits on them (a
-        learned matcher whose ``fit_inputs`` hold ``unlabelled``); None for any other, or with no task set."""
-        if tasks is None or "unlabelled" not in getattr(matcher, "fit_inputs", frozenset()):
-            return None
-        return np.concatenate([np.concatenate(self.task_embeddings(tasks, backbone, progress, view))
-                               for view in matcher.fit_views()])
+    def _fit_data(self, matcher: LearnedProtocol, backbone: str, fit_pairs: tuple[Pair, ...], tasks: TaskSet | None,
+                  progress: Progress | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any], str]:
+        """What a fit of ``matcher`` reads and its store key: the fit pairs' vectors, the extra inputs its
+        ``fit_inputs`` ask for — ``unlabelled`` (the task set's lefts and rights in its fit views; none without a
+        task set) and ``parts`` (the backbone's block sizes) — and the key, which covers the unlabelled images."""
+        left, right = self._fit_vectors(matcher, backbone, fit_pairs, progress)
+        inputs = getattr(matcher, "fit_inputs", frozenset())  # a learned matcher that declares none takes the pairs
+        extra: dict[str, Any] = {}
+        if "unlabelled" in inputs and tasks is not None:
+            extra["unlabelled"] = np.concatenate([np.concatenate(self.task_embeddings(tasks, backbone, progress, view))
+                                                  for view in matcher.fit_views()])
+        if "parts" in inputs:
+            extra["parts"] = self.parts_of(backbone)
+        key = self._matcher_key(matcher.key_material(), backbone, left, right, extra.get("unlabelled"))
+        return left, right, extra, key
 
     def _fit_vectors(self, matcher: LearnedProtocol, backbone: str, fit_pairs: tuple[Pair, ...],
                      progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:

@@ -260,8 +260,8 @@ def run_of(eng: Engine, chosen: Evaluated, content: str) -> Run:
     embeddings, matcher = (), None
     if chosen.uses_backbone:
         embeddings = tuple(view_identity(eng.backbone(part), "") for part in Ensemble.parse(chosen.backbone).parts)
-        _, fit = eng.tasks_for("validation", chosen.val_fraction, chosen.seed)
-        matcher = eng.matcher_key(chosen.method, chosen.backbone, fit)
+        tasks, fit = eng.tasks_for("validation", chosen.val_fraction, chosen.seed)
+        matcher = eng.matcher_key(chosen.method, chosen.backbone, fit, tasks)  # a transductive fit's key covers them
     return Run(run_id(chosen.query, chosen.sources, content), chosen.label, dict(chosen.query), content, time.time(),
                {r.protocol: r.as_dict() for r in rows},
                {r.protocol: r.seconds for r in rows if math.isfinite(r.seconds)}, embeddings, matcher, chosen.sources)
