@@ -12,8 +12,9 @@ validated on the confirmation pairs) — a figure no choice has touched. Rows pr
         --recipe efficientnet-lite0 --recipe "efficientnet-lite0+combined rerank=sinkhorn" \\
         --recipe "efficientnet-lite0 method=adaptation hidden=512"
 
-A recipe is a backbone followed by ``key=value`` words: ``method``, ``metric``, ``rerank``, ``flip_tta``,
-``rerank.OPTION`` (an option of the re-ranker, e.g. ``rerank.tau=0.03``) and any option of the matcher.
+A recipe is a backbone followed by ``key=value`` words: ``method``, ``rerank``, ``flip_tta``, ``rerank.OPTION``
+(an option of the re-ranker, e.g. ``rerank.tau=0.03``) and any option of the matcher (zero-shot's ``metric``
+among them).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def parse_recipe(text: str) -> tuple[str, Method]:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        if key in ("method", "metric", "rerank"):
+        if key in ("method", "rerank"):
             kw[key if key != "method" else "name"] = parsed
         elif key == "flip_tta":
             kw["flip_tta"] = bool(parsed)

@@ -100,5 +100,8 @@ if curve is not None:
         st.button("Use this model", type="primary", on_click=set_selection, args=(target,),
                   help="make it the selection on every page (sidebar, leaderboard, Ranked, …)")
     st.plotly_chart(curve_figure(curve, curve.best_epoch), key="train_curve")
+    members = dict(target.options).get("members", 1)
     st.caption(f"Early stopping kept epoch {curve.best_epoch} of the {len(curve.train_loss)} run "
-               f"(the best held-back top-2); training stops once it has not improved for a while.")
+               f"(the best held-back top-2); training stops once it has not improved for a while."
+               + (f" The curve is the first of its {members} maps; each trained from its own seed, holding back "
+                  f"its own pairs, and the scores are the mean of their cosines." if members > 1 else ""))

@@ -73,6 +73,10 @@ class AdaptationCfg(TrainCfg):
     temperature: float = option(1 / 15, lo=1e-4, hi=100, help="InfoNCE temperature")
     bidirectional: bool = option(True, help="left→right and right→left loss (false: the report's left→right)")
     shared: bool = option(True, help="one map for lefts and rights")
+    members: int = option(1, lo=1, hi=64, help="train this many maps, each from its own seed and holding back its own "
+                                               "pairs for early stopping, and score with the mean of their cosines "
+                                               "(steadier than one map; the centring and PCA, fitted once on every fit "
+                                               "pair, are most of a fit's time, so each member adds little)")
 
 
 @dataclass(frozen=True)
@@ -187,8 +191,13 @@ class LearnedMatcher:
         self.device = torch.device("cpu")  # where it trains and scores; not an option: not part of any key
 
     @property
+    def members(self) -> int:
+        """How many maps the fit trains (only the adaptation function has the option; one elsewhere)."""
+        return getattr(self.cfg, "members", 1)
+
+    @property
     def max_epochs(self) -> int:
-        return self.cfg.epochs
+        return self.cfg.epochs * self.members
 
     def to(self, device: str | torch.device) -> LearnedMatcher:
         """Train and score on ``device`` (auto, cpu, cuda, mps); returns self, like ``nn.Module.to``."""
@@ -220,6 +229,10 @@ class LearnedMatcher:
     def pair_scores(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         return self.compare(model, self.side(model, left, "left"), self.side(model, right, "right"), candidates)
 
+    def build_model(self, dim: int) -> nn.Module:
+        """The fitted model: one ``build``, or with ``members`` > 1 a :class:`Members` of them."""
+        return Members([self.build(dim) for _ in range(self.members)]) if self.members > 1 else self.build(dim)
+
     def fit_views(self) -> tuple[str, ...]:
         return views_of(self.cfg.grayscale, self.cfg.flip_augment)
 
@@ -230,7 +243,10 @@ class LearnedMatcher:
         return mean_over_views(self, tasks.candidates, embedded, flip_tta)
 
     def key_material(self) -> dict[str, Any]:
-        material = {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": asdict(self.cfg)}
+        cfg = asdict(self.cfg)
+        if cfg.get("members") == 1:  # the option's default: the key of a matcher stored before it existed
+            del cfg["members"]
+        material = {"matcher": self.name, "version": REGISTER.get("matcher", self.name).version, "cfg": cfg}
         if self.cfg.flip_augment:  # since issue 18 mirrors are held back with their pairs: stored ones retrain
             material["held_back"] = "by pair"
         return material
@@ -270,26 +286,54 @@ class LearnedMatcher:
             raise TLLError(f"{self.name}: {n_pairs} fit pairs; at least {MIN_FIT_PAIRS} are needed to train")
         if not (np.isfinite(left).all() and np.isfinite(right).all()):
             raise TLLError(f"{self.name}: the fit embeddings hold NaN or infinity (a broken backbone or weights file)")
-        generator = torch.Generator().manual_seed(cfg.seed)  # local: no global seed, so concurrent fits can't interfere
-        order = np.random.default_rng([cfg.seed, 4]).permutation(n_pairs)
         n_hold = held_back(n_pairs, cfg.holdout, self.name)
-        # pairs, not rows, are held back: a mirrored view trains with its pair or not at all, and early stopping
-        # scores the plain views of the held-back pairs
-        hold = order[:n_hold]
-        train = np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
-        seen = [left[train], right[train]] + ([unlabelled] if unlabelled is not None and cfg.transductive else [])
-        blocks = (tuple(parts) or (left.shape[1],)) if cfg.centre_parts else ()
-        self.projection = Projection.fit(np.concatenate(seen), *self.pca_settings(), parts=blocks)
+        # one map holds back its pairs from the centring and PCA too (as it always has); members share one
+        # projection, fitted on every fit pair, since each holds back other pairs
+        states, curves = [], []
+        for member in range(self.members):
+            seed = cfg.seed + member
+            order = np.random.default_rng([seed, 4]).permutation(n_pairs)
+            # pairs, not rows, are held back: a mirrored view trains with its pair or not at all, and early
+            # stopping scores the plain views of the held-back pairs
+            hold = order[:n_hold]
+            train = np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
+            if member == 0:
+                rows = train if self.members == 1 else np.arange(len(left))
+                seen = [left[rows], right[rows]] + ([unlabelled] if unlabelled is not None and cfg.transductive else [])
+                blocks = (tuple(parts) or (left.shape[1],)) if cfg.centre_parts else ()
+                self.projection = Projection.fit(np.concatenate(seen), *self.pca_settings(), parts=blocks)
+            state, curve = self._train_member(left, right, train, hold, seed, member, callback)
+            states.append(state)
+            curves.append(curve)
+        if self.members == 1:
+            model = self.build(self.projection.basis.shape[1])
+            model.load_state_dict(states[0])
+        else:
+            model = self.build_model(self.projection.basis.shape[1])
+            for one, state in zip(model, states):
+                one.load_state_dict(state)
+        self.model = model.eval()
+        # score from the state a store would keep, through the code that reloads it: a fresh and a reloaded
+        # matcher are then one computation (the trained module's tensors could otherwise take other kernels)
+        self.load_state(self.state())
+        self.curve = curves[0]  # the curve as trained (a stored one comes back rounded to float32): the first member's
+
+    def _train_member(self, left: np.ndarray, right: np.ndarray, train: np.ndarray, hold: np.ndarray, seed: int,
+                      member: int, callback: TrainingCallback | None) -> tuple[dict[str, torch.Tensor], TrainingCurve]:
+        """Train one map on the ``train`` rows from ``seed``, early-stopped on 20-candidate tasks among the ``hold``
+        pairs; its best state and its curve. Progress counts epochs across members."""
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(seed)  # local: no global seed, so concurrent fits can't interfere
         a, b = self._project(left[train]), self._project(right[train])
         ha, hb = self._project(left[hold]), self._project(right[hold])
-        hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([cfg.seed, 3]))
+        hold_candidates, hold_truth = random_candidates(len(hold), np.random.default_rng([seed, 3]))
         hold_candidates_t = torch.from_numpy(hold_candidates).to(self.device)
         model = self.build(a.shape[1])
-        seeded_init(model, torch.Generator().manual_seed(cfg.seed))  # on the CPU: the same weights on any device
+        seeded_init(model, torch.Generator().manual_seed(seed))  # on the CPU: the same weights on any device
         model.to(self.device)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         best, best_state, stale = -1.0, copy.deepcopy(model.state_dict()), 0
-        self.curve = TrainingCurve()
+        curve = TrainingCurve()
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             losses = []
@@ -313,23 +357,17 @@ class LearnedMatcher:
                 raise TrainingDiverged(f"{self.name}: training diverged at epoch {epoch} (non-finite held-back scores); "
                                        f"lower lr (now {cfg.lr:g}){self._diverged_hint()}")
             top2 = evaluate_scores(scores, hold_truth, n_boot=1).top2
-            self.curve.train_loss.append(float(np.mean(losses)))
-            self.curve.holdout_top2.append(top2)
+            curve.train_loss.append(float(np.mean(losses)))
+            curve.holdout_top2.append(top2)
             if callback:
-                callback(EpochReport(epoch, cfg.epochs, self.curve.train_loss[-1], top2))
+                callback(EpochReport(member * cfg.epochs + epoch, self.max_epochs, curve.train_loss[-1], top2))
             if top2 > best:
-                best, best_state, stale, self.curve.best_epoch = top2, copy.deepcopy(model.state_dict()), 0, epoch
+                best, best_state, stale, curve.best_epoch = top2, copy.deepcopy(model.state_dict()), 0, epoch
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
-        model.load_state_dict(best_state)
-        self.model = model.eval()
-        # score from the state a store would keep, through the code that reloads it: a fresh and a reloaded
-        # matcher are then one computation (the trained module's tensors could otherwise take other kernels)
-        curve = self.curve  # the curve as trained (a stored one comes back rounded to float32)
-        self.load_state(self.state())
-        self.curve = curve
+        return best_state, curve
 
     def _diverged_hint(self) -> str:
         return ""
@@ -388,7 +426,7 @@ class LearnedMatcher:
             raise StateMismatch("projection missing or misshapen")
         if dim is not None and basis.shape[0] != dim:
             raise StateMismatch(f"fitted on {basis.shape[0]}-d embeddings, these are {dim}-d")
-        model = self.build(basis.shape[1])
+        model = self.build_model(basis.shape[1])
         expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
         expected.update({"projection.mean": mean.shape, "projection.basis": basis.shape})
         parts: tuple[int, ...] = ()
@@ -420,6 +458,10 @@ class TrainingDiverged(TLLError):
 
 class StateMismatch(ValueError):
     """A stored state that does not fit this matcher (names, shapes, dtypes, finiteness): retrain instead."""
+
+
+class Members(nn.ModuleList):
+    """The maps of a fit with ``members`` > 1, each trained from its own seed on its own held-back split."""
 
 
 def seeded_init(model: nn.Module, generator: torch.Generator) -> None:
@@ -517,6 +559,8 @@ class Adaptation(LearnedMatcher):
         return loss
 
     def side(self, model: nn.Module, x: torch.Tensor, which: str) -> torch.Tensor:
+        if isinstance(model, Members):  # each member's unit vector / sqrt(k), side by side: their dot product is
+            return torch.cat([self.side(one, x, which) for one in model], dim=1) / math.sqrt(len(model))  # the mean cosine
         return F.normalize((model.left if which == "left" else model.right)(x), dim=1)
 
     def compare(self, model: nn.Module, left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
