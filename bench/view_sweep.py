@@ -6,7 +6,8 @@ with or without a mirror (``f`` suffix) — and keeps, per image, blocks 3, 4, 5
 average-pooled (``head``), GeM-pooled (``gem``), max-pooled (``max``) and on a 2x2 grid (``grid``), and block 5
 on a 2x2 grid (``s5grid``), in ``--work``. Step 2 scores each ``--variant`` on the splits ``recipe_sweep.py``
 uses (2 folds x ``--seeds``, the confirmation part never read) with the default recipe's matcher — adaptation
-``hidden=512``, ``centre_parts``, ``transductive`` (one map), Sinkhorn — fitted as ``Engine.score`` fits it.
+``hidden=512``, ``centre_parts``, ``transductive``, ``--members`` maps (1: stop 26's default; 3: today's),
+Sinkhorn — fitted as ``Engine.score`` fits it.
 A variant is a list of blocks, each ``VIEW:FEATURE``, ``avg(VIEW:FEATURE,…)`` (the views' L2-normalised
 vectors averaged: test-time augmentation) or ``combined`` (the engine's weight-free descriptor):
 
@@ -114,12 +115,12 @@ class Blocks:
         return np.concatenate(blocks, axis=1), tuple(b.shape[1] for b in blocks)
 
 
-def top2_of(specs: list[str], split, blocks: Blocks) -> float:
+def top2_of(specs: list[str], split, blocks: Blocks, members: int) -> float:
     fit_left, parts = blocks([p.left_id for p in split.fit], specs)
     fit_right, _ = blocks([p.right_id for p in split.fit], specs)
     left, _ = blocks(split.tasks.left_ids, specs)
     right, _ = blocks(split.tasks.right_ids, specs)
-    matcher = Adaptation(AdaptationCfg(centre_parts=True, hidden=512, transductive=True))
+    matcher = Adaptation(AdaptationCfg(centre_parts=True, hidden=512, transductive=True, members=members))
     matcher.fit(fit_left, fit_right, unlabelled=np.concatenate([left, right]), parts=parts)
     scores = rerank(matcher.score(left, right, split.tasks.candidates), split.tasks.candidates,
                     len(split.tasks.right_ids), "sinkhorn", {})
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the views' features (about 60 MB each)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--variant", action="append", required=True)
+    parser.add_argument("--members", type=int, default=1, help="the adaptation's maps (the default recipe: 3)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     engine = Engine.open(args.data)
@@ -140,7 +142,7 @@ def main() -> None:
     blocks = Blocks(engine, args.work)
     print("| variant | top-2 mean ± spread | worst split | splits |\n| --- | --- | --- | --- |", flush=True)
     for variant in args.variant:
-        top2 = np.array([top2_of(variant.split(), s, blocks) for s in splits])
+        top2 = np.array([top2_of(variant.split(), s, blocks, args.members) for s in splits])
         print(f"| {variant} | **{top2.mean():.3f}** ± {top2.std():.3f} | {top2.min():.3f} | "
               f"{' '.join(f'{t:.3f}' for t in top2)} |", flush=True)
 
