@@ -287,31 +287,26 @@ class LearnedMatcher:
         if not (np.isfinite(left).all() and np.isfinite(right).all()):
             raise TLLError(f"{self.name}: the fit embeddings hold NaN or infinity (a broken backbone or weights file)")
         n_hold = held_back(n_pairs, cfg.holdout, self.name)
+
+        def split(seed: int) -> tuple[np.ndarray, np.ndarray]:
+            """(held-back pairs, training rows) of one map. Pairs, not rows, are held back: a mirrored view trains
+            with its pair or not at all, and early stopping scores the plain views of the held-back pairs."""
+            order = np.random.default_rng([seed, 4]).permutation(n_pairs)
+            return order[:n_hold], np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
+
         # one map holds back its pairs from the centring and PCA too (as it always has); members share one
         # projection, fitted on every fit pair, since each holds back other pairs
-        states, curves = [], []
-        for member in range(self.members):
-            seed = cfg.seed + member
-            order = np.random.default_rng([seed, 4]).permutation(n_pairs)
-            # pairs, not rows, are held back: a mirrored view trains with its pair or not at all, and early
-            # stopping scores the plain views of the held-back pairs
-            hold = order[:n_hold]
-            train = np.concatenate([order[n_hold:] + view * n_pairs for view in range(n_views)])
-            if member == 0:
-                rows = train if self.members == 1 else np.arange(len(left))
-                seen = [left[rows], right[rows]] + ([unlabelled] if unlabelled is not None and cfg.transductive else [])
-                blocks = (tuple(parts) or (left.shape[1],)) if cfg.centre_parts else ()
-                self.projection = Projection.fit(np.concatenate(seen), *self.pca_settings(), parts=blocks)
-            state, curve = self._train_member(left, right, train, hold, seed, member, callback)
-            states.append(state)
+        rows = split(cfg.seed)[1] if self.members == 1 else np.arange(len(left))
+        seen = [left[rows], right[rows]] + ([unlabelled] if unlabelled is not None and cfg.transductive else [])
+        blocks = (tuple(parts) or (left.shape[1],)) if cfg.centre_parts else ()
+        self.projection = Projection.fit(np.concatenate(seen), *self.pca_settings(), parts=blocks)
+        model = self.build_model(self.projection.basis.shape[1])
+        curves = []
+        for member, one in enumerate(model if isinstance(model, Members) else (model,)):
+            hold, train = split(cfg.seed + member)
+            state, curve = self._train_member(left, right, train, hold, cfg.seed + member, member, callback)
+            one.load_state_dict(state)
             curves.append(curve)
-        if self.members == 1:
-            model = self.build(self.projection.basis.shape[1])
-            model.load_state_dict(states[0])
-        else:
-            model = self.build_model(self.projection.basis.shape[1])
-            for one, state in zip(model, states):
-                one.load_state_dict(state)
         self.model = model.eval()
         # score from the state a store would keep, through the code that reloads it: a fresh and a reloaded
         # matcher are then one computation (the trained module's tensors could otherwise take other kernels)
