@@ -35,7 +35,8 @@ from tll_core.runtime import tune_malloc  # noqa: E402
 
 WEIGHT_FREE = ("combined", "hog", "colour-hist", "tiny-image")
 DEEP = ("resnet50", "mobilenetv3_large_100", "clip-rn50")
-LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # packaged ImageNet weights
+LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",  # packaged ImageNet weights
+        "efficientnet-lite0-stages", "efficientnet-lite0-stages-views")
 
 
 def throughput(paths: list[Path], name: str, *, pretrained: bool = False, repeats: int = 1, backbone=None, **kw) -> float:
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "tll-dev")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--seed-style-lefts", type=int, default=60, help="lefts timed for the seed-style loop")
+    parser.add_argument("--lite", nargs="+", choices=LITE, help="only these packaged backbones' img/s rows, side by side")
     args = parser.parse_args()
     data = args.data
     if not (data / "train.csv").exists():
@@ -183,13 +185,18 @@ def main() -> None:
     paths = [dataset.path(i) for i in ids]
     print(f"data: {data} ({len(ids)} images); torch threads: {__import__('torch').get_num_threads()}")
 
+    if args.lite:
+        print("\n## Feature extraction (no cache), img/s")
+        for name in args.lite:
+            print(f"{name:32} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
+        return
     print("\n## Feature extraction (no cache), img/s")
     for name in WEIGHT_FREE:
         print(f"{name:24} {throughput(paths[:600], name):8.1f}")
     for name in DEEP:
         print(f"{name:24} {throughput(paths[:96], name):8.1f}   (random weights)")
     for name in LITE:
-        print(f"{name:24} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
+        print(f"{name:32} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
     off, on = malloc_ab(paths[:128])
     print(f"mobilenetv3 malloc tuning: off {off:.1f} → on {on:.1f} img/s (x{on / off:.2f})")
     backbone = create_backbone("resnet50", pretrained=False)

@@ -2,12 +2,13 @@
 
 Step 1 runs the packaged lite model (eager torch) once per *view* of the 2000 train images — a preprocessing
 (``c224``: the registry's centre crop; ``s224``: the whole image squashed; ``p224``: crop_pct 1.0; ``c288`` …)
-with or without a mirror (``f`` suffix) — and keeps, per image, blocks 3, 4, 5 average-pooled, the head
-average-pooled (``head``), GeM-pooled (``gem``), max-pooled (``max``) and on a 2x2 grid (``grid``), and block 5
-on a 2x2 grid (``s5grid``), in ``--work``. Step 2 scores each ``--variant`` on the splits ``recipe_sweep.py``
-uses (2 folds x ``--seeds``, the confirmation part never read) with the default recipe's matcher — adaptation
-``hidden=512``, ``centre_parts``, ``transductive``, ``--members`` maps (1: stop 26's default; 3: today's),
-Sinkhorn — fitted as ``Engine.score`` fits it.
+with or without a mirror (``f`` suffix), in colour or grey (``g`` suffix: luminance copied to R, G, B) — and
+keeps, per image, blocks 3, 4, 5 average-pooled, the head average-pooled (``head``), GeM-pooled (``gem``),
+max-pooled (``max``) and on a 2x2 grid (``grid``), and block 5 on a 2x2 grid (``s5grid``), in ``--work``.
+Step 2 scores each ``--variant`` on the splits ``recipe_sweep.py`` uses (2 folds x ``--seeds``, the
+confirmation part never read) with the default recipe's matcher — adaptation ``hidden=512``, ``centre_parts``,
+``transductive``, ``--members`` maps (1: stop 26's default; 3: today's), ``--dropout`` (0: stop 27's; 0.25:
+today's), Sinkhorn — fitted as ``Engine.score`` fits it.
 A variant is a list of blocks, each ``VIEW:FEATURE``, ``avg(VIEW:FEATURE,…)`` (the views' L2-normalised
 vectors averaged: test-time augmentation) or ``combined`` (the engine's weight-free descriptor):
 
@@ -46,7 +47,7 @@ from tll_core.images import decode_rgb  # noqa: E402
 from tll_core.matchers.learned import Adaptation, AdaptationCfg  # noqa: E402
 from tll_core.rerank import rerank  # noqa: E402
 
-VIEW = re.compile(r"lite(\d)_([cps])(\d+)(f?)$")  # lite N, crop / squash / whole-side crop, size, mirrored
+VIEW = re.compile(r"lite(\d)_([cps])(\d+)(f?)(g?)$")  # lite N, crop / squash / whole-side crop, size, mirrored, grey
 
 
 def extract(engine: Engine, view: str, work: Path) -> Path:
@@ -57,7 +58,7 @@ def extract(engine: Engine, view: str, work: Path) -> Path:
     match = VIEW.match(view)
     if not match:
         raise SystemExit(f"{view}: not a view (lite0_c224, lite0_s224f, lite2_c260, …)")
-    n, kind, size, mirror = int(match[1]), match[2], int(match[3]), bool(match[4])
+    n, kind, size, mirror, grey = int(match[1]), match[2], int(match[3]), bool(match[4]), bool(match[5])
     cfg = BACKBONES[f"efficientnet-lite{n}"]
     pp = replace(cfg.preprocess, size=size, resize="squash" if kind == "s" else "crop",
                  crop_pct=1.0 if kind == "p" else cfg.preprocess.crop_pct)
@@ -69,6 +70,8 @@ def extract(engine: Engine, view: str, work: Path) -> Path:
     with torch.inference_mode():
         for b in range(0, len(ids), 32):
             images = [decode_rgb(engine.dataset.read_image(i)) for i in ids[b:b + 32]]  # the engine's decoding
+            if grey:
+                images = [im.convert("L").convert("RGB") for im in images]
             x = normalise(torch.stack([transform(im.transpose(Image.FLIP_LEFT_RIGHT) if mirror else im)
                                        for im in images]), pp)
             x = model.bn1(model.conv_stem(x))
@@ -115,12 +118,13 @@ class Blocks:
         return np.concatenate(blocks, axis=1), tuple(b.shape[1] for b in blocks)
 
 
-def top2_of(specs: list[str], split, blocks: Blocks, members: int) -> float:
+def top2_of(specs: list[str], split, blocks: Blocks, members: int, dropout: float = 0.0) -> float:
     fit_left, parts = blocks([p.left_id for p in split.fit], specs)
     fit_right, _ = blocks([p.right_id for p in split.fit], specs)
     left, _ = blocks(split.tasks.left_ids, specs)
     right, _ = blocks(split.tasks.right_ids, specs)
-    matcher = Adaptation(AdaptationCfg(centre_parts=True, hidden=512, transductive=True, members=members))
+    matcher = Adaptation(AdaptationCfg(centre_parts=True, hidden=512, transductive=True, members=members,
+                                       dropout=dropout))
     matcher.fit(fit_left, fit_right, unlabelled=np.concatenate([left, right]), parts=parts)
     scores = rerank(matcher.score(left, right, split.tasks.candidates), split.tasks.candidates,
                     len(split.tasks.right_ids), "sinkhorn", {})
@@ -134,6 +138,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--members", type=int, default=1, help="the adaptation's maps (the default recipe: 3)")
+    parser.add_argument("--dropout", type=float, default=0.0, help="the adaptation's input dropout (the default "
+                                                                   "recipe: 0.25; the accurate one: 0.4)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     engine = Engine.open(args.data)
@@ -142,7 +148,7 @@ def main() -> None:
     blocks = Blocks(engine, args.work)
     print("| variant | top-2 mean ± spread | worst split | splits |\n| --- | --- | --- | --- |", flush=True)
     for variant in args.variant:
-        top2 = np.array([top2_of(variant.split(), s, blocks, args.members) for s in splits])
+        top2 = np.array([top2_of(variant.split(), s, blocks, args.members, args.dropout) for s in splits])
         print(f"| {variant} | **{top2.mean():.3f}** ± {top2.std():.3f} | {top2.min():.3f} | "
               f"{' '.join(f'{t:.3f}' for t in top2)} |", flush=True)
 

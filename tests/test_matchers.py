@@ -11,7 +11,7 @@ from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import (Adaptation, AdaptationCfg, PairClassifier, PairClassifierCfg, Siamese, SiameseCfg,
                                ZeroShot, create_matcher, matcher_part)
-from tll_core.matchers.learned import Projection, StateMismatch
+from tll_core.matchers.learned import Projection, StateMismatch, dropped
 from tll_core.evaluation.metrics import evaluate_scores
 
 FAST = dict(epochs=40, patience=40)
@@ -427,6 +427,39 @@ def test_members_score_the_mean_cosine_of_maps_trained_from_their_own_seeds() ->
         fresh.load_state(one.state())
     # and they learn: on the map the one-map test above learns (top-2 ~0.8 against ~0.1 zero-shot)
     assert top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, epochs=15, patience=15, members=2)), synthetic()) > 0.5
+
+
+def test_dropout_zeroes_a_share_of_the_training_inputs_and_only_while_training() -> None:
+    """``dropout=p``: each training batch's projected inputs lose a share p of their entries, the rest scaled by
+    1 / (1 - p); the fit is reproducible from its seed, differs from the fit without it, still learns, and
+    scores (fresh or reloaded) with nothing dropped."""
+    ones = torch.ones(200, 50)
+    out = dropped(ones, 0.25, torch.Generator().manual_seed(0))
+    zero_share = float((out == 0).float().mean())
+    assert 0.22 < zero_share < 0.28
+    np.testing.assert_allclose(out[out != 0].numpy(), 1 / 0.75)
+    assert dropped(ones, 0.0, torch.Generator()) is ones  # none: the very same batch
+    matcher = Adaptation(AdaptationCfg(dropout=0.25))
+    (fl, fr), (vl, vr, cand, _) = synthetic(n_fit=200, n_val=60, dim=16)
+    cfg = dict(pca_dim=12, hidden=8, epochs=6, patience=6)
+    fits = []
+    for dropout in (0.0, 0.3, 0.3):
+        m = Adaptation(AdaptationCfg(dropout=dropout, **cfg))
+        m.fit(fl, fr)
+        fits.append(m)
+    scores = [m.score(vl, vr, cand) for m in fits]
+    assert not np.allclose(scores[0], scores[1], atol=1e-4)
+    np.testing.assert_array_equal(scores[1], scores[2])  # the masks come from the fit's seed
+    fresh = Adaptation(AdaptationCfg(dropout=0.3, **cfg))
+    fresh.load_state(fits[1].state())
+    np.testing.assert_array_equal(fresh.score(vl, vr, cand), scores[1])
+    assert top2(Adaptation(AdaptationCfg(pca_dim=32, shared=False, epochs=15, patience=15, dropout=0.2)),
+                synthetic()) > 0.5
+    assert "dropout" not in Adaptation(AdaptationCfg()).key_material()["cfg"]
+    assert matcher.key_material()["cfg"]["dropout"] == 0.25
+    for bad in (1.0, -0.1):
+        with pytest.raises(TLLError):
+            AdaptationCfg(dropout=bad)
 
 
 def test_members_is_in_the_key_only_when_there_are_several() -> None:

@@ -17,7 +17,7 @@ from tll_core.backbones import packaged, registry
 from tll_core.backbones.packaged import (PackagedWeights, load_packaged_state, map_efficientnet_pytorch,
                                          package_file, packaged_weights_ok, sha256_of)
 from tll_core.backbones.registry import BACKBONES, weights_available
-from tll_core.errors import WeightsUnavailable
+from tll_core.errors import TLLError, WeightsUnavailable
 
 LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 
@@ -216,6 +216,41 @@ def test_stage_pooling_concatenates_unit_parts_of_the_chosen_stages(built_backbo
     for part in np.split(out, [112, 112 + 192], axis=1):  # stage 4, stage 5, head: each L2-normalised
         np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1.0, rtol=1e-4)
     assert not np.allclose(out[0], out[1])
+
+
+@pytest.mark.slow
+def test_views_average_each_part_over_the_crop_the_squash_and_both_in_grey(built_backbones) -> None:
+    """``efficientnet-lite0-stages-views``: per part, the mean of the unit vectors of four views, each computed
+    here by a backbone of its own (the plain stages one, and one built to squash), rescaled to unit length."""
+    from tll_core.backbones.deep import build_deep_backbone
+
+    views = built_backbones("efficientnet-lite0-stages-views")
+    plain_cfg = BACKBONES["efficientnet-lite0-stages"]
+    plain = built_backbones(plain_cfg.name)
+    squash = build_deep_backbone(replace(plain_cfg, name="lite0-stages-squash",
+                                         preprocess=replace(plain_cfg.preprocess, resize="squash")), None, True)
+    assert "views['squash', 'grey', 'squash-grey']" in views.identity and views.identity != plain.identity
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (300, 180, 3), dtype=np.uint8)) for _ in range(2)]
+    images[1] = images[1].resize((120, 260))  # portrait and landscape-ish: the crop and the squash differ
+    out = views.embed([views.prepare(im) for im in images])
+    assert out.shape == (2, views.cfg.dim)
+    grey = [im.convert("L").convert("RGB") for im in images]
+    each = np.stack([b.embed([b.prepare(im) for im in ims])
+                     for b, ims in ((plain, images), (squash, images), (plain, grey), (squash, grey))], axis=1)
+    expected, start = [], 0
+    for size in views.cfg.parts:  # stage 4, stage 5, head
+        mean = each[:, :, start:start + size].mean(axis=1)
+        expected.append(mean / np.linalg.norm(mean, axis=1, keepdims=True))
+        np.testing.assert_allclose(np.linalg.norm(out[:, start:start + size], axis=1), 1.0, rtol=1e-5)
+        start += size
+    np.testing.assert_allclose(out, np.concatenate(expected, axis=1), atol=2e-5)
+    assert np.abs(out - each[:, 0]).max() > 0.05  # the views count
+    cells = views.feature_cells(images[:1])  # the Why map: the plain view's, and it says so
+    np.testing.assert_allclose(cells.pooled, plain.feature_cells(images[:1]).pooled, atol=1e-5)
+    assert "averages squash, grey, squash-grey" in cells.note
+    with pytest.raises(TLLError, match="unknown view"):
+        build_deep_backbone(replace(plain_cfg, name="bad", views=("sideways",)), None, True)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ class BackboneCfg:
     stages: tuple[int, ...] = ()  # also pool these intermediate stages (timm EfficientNet block groups)
     gem_p: float = 1.0  # pooling exponent: 1 = average pooling, 3 = GeM
     stage_dims: tuple[int, ...] = ()  # the pooled stages' sizes (in ``stages`` order; the head's is the rest of dim)
+    views: tuple[str, ...] = ()  # test-time views averaged with the plain one (TEST_VIEWS); needs ``preprocess``
 
     @property
     def parts(self) -> tuple[int, ...]:
@@ -45,6 +46,13 @@ class BackboneCfg:
     def pretrained(self) -> bool:
         """Computes with trained weights (deep backbones never fall back to random ones silently)."""
         return self.needs_weights
+
+
+TEST_VIEWS = {  # a test-time view: how the image is resized, and whether its colour is dropped
+    "squash": ("squash", False),  # the whole image squashed to the square input (the plain view crops its centre)
+    "grey": ("crop", True),  # the plain crop in grey (luminance in R, G and B): shape and shading, not colour
+    "squash-grey": ("squash", True),
+}
 
 
 @dataclass(frozen=True)

