@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def throughput(paths: list[Path], name: str, *, pretrained: bool = False, repeat
         embed_paths(paths, backbone, None, **kw)
         best = max(best, len(paths) / (time.perf_counter() - start))
     return best
+
+
+def lite_rows(paths: list[Path], names: Sequence[str]) -> None:
+    """img/s of the packaged backbones ``names``, one after the other in this process (side by side)."""
+    for name in names:
+        print(f"{name:32} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
 
 
 def stage_times(paths: list[Path], backbone, batch_size: int = 32) -> dict[str, float]:
@@ -185,18 +192,15 @@ def main() -> None:
     paths = [dataset.path(i) for i in ids]
     print(f"data: {data} ({len(ids)} images); torch threads: {__import__('torch').get_num_threads()}")
 
-    if args.lite:
-        print("\n## Feature extraction (no cache), img/s")
-        for name in args.lite:
-            print(f"{name:32} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
-        return
     print("\n## Feature extraction (no cache), img/s")
+    if args.lite:
+        lite_rows(paths, args.lite)
+        return
     for name in WEIGHT_FREE:
         print(f"{name:24} {throughput(paths[:600], name):8.1f}")
     for name in DEEP:
         print(f"{name:24} {throughput(paths[:96], name):8.1f}   (random weights)")
-    for name in LITE:
-        print(f"{name:32} {throughput(paths[:256], name, pretrained=True, repeats=2):8.1f}   (packaged ImageNet weights)")
+    lite_rows(paths, LITE)
     off, on = malloc_ab(paths[:128])
     print(f"mobilenetv3 malloc tuning: off {off:.1f} → on {on:.1f} img/s (x{on / off:.2f})")
     backbone = create_backbone("resnet50", pretrained=False)

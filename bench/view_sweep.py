@@ -40,6 +40,7 @@ from PIL import Image  # noqa: E402
 
 from tll_core.backbones.deep import normalise, preprocess_transform  # noqa: E402
 from tll_core.backbones.registry import BACKBONES, create_backbone  # noqa: E402
+from tll_core.backbones.weight_free import unit_rows  # noqa: E402
 from tll_core.engine import Engine  # noqa: E402
 from tll_core.evaluation.metrics import evaluate_scores  # noqa: E402
 from tll_core.evaluation.tasks import confirmation_part, fold_splits  # noqa: E402
@@ -91,10 +92,6 @@ def extract(engine: Engine, view: str, work: Path) -> Path:
     return out
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 class Blocks:
     """A variant's blocks for any image ids: each block L2-normalised, side by side, with its sizes."""
 
@@ -105,13 +102,13 @@ class Blocks:
         if spec == "combined":
             return self.engine.embed(ids, "combined")
         if spec.startswith("avg(") and spec.endswith(")"):
-            return unit(np.mean([self.block(ids, s) for s in spec[4:-1].split(",")], axis=0))
+            return unit_rows(np.mean([self.block(ids, s) for s in spec[4:-1].split(",")], axis=0))
         view, _, feature = spec.partition(":")
         if view not in self.loaded:
             z = np.load(extract(self.engine, view, self.work))
             self.loaded[view] = ({i: k for k, i in enumerate(z["ids"])}, {k: z[k] for k in z.files if k != "ids"})
         index, arrays = self.loaded[view]
-        return unit(arrays[feature][[index[i] for i in ids]])
+        return unit_rows(arrays[feature][[index[i] for i in ids]])
 
     def __call__(self, ids: list[str], specs: list[str]) -> tuple[np.ndarray, tuple[int, ...]]:
         blocks = [self.block(list(ids), s) for s in specs]

@@ -31,6 +31,7 @@ from .packaged import load_packaged_state, map_efficientnet_pytorch, package_fil
 from .base import (TEST_VIEWS, WEIGHTS_DIR_ENV, Backbone, BackboneCfg, Family, FeatureCells, MapKind, NoSpatialMap,
                    Preprocess, Region)
 from .feature_maps import clip_cells, crop_region, preprocess_steps, timm_cells, transform_steps
+from .weight_free import unit_rows
 
 PREPROCESS_VERSION = 1
 HUB_HOST = "huggingface.co"  # probed before any hub download (timm and open_clip weights live there)
@@ -134,10 +135,7 @@ def mean_of_views(vectors: np.ndarray, parts: tuple[int, ...]) -> np.ndarray:
     gives it (measured on the dev folds: bench/README.md, "test-time views")."""
     out, start = np.empty((len(vectors), vectors.shape[2]), dtype=np.float32), 0
     for size in parts:
-        block = vectors[:, :, start:start + size]
-        block = block / np.maximum(np.linalg.norm(block, axis=2, keepdims=True), 1e-12)
-        mean = block.mean(axis=1)
-        out[:, start:start + size] = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        out[:, start:start + size] = unit_rows(unit_rows(vectors[:, :, start:start + size]).mean(axis=1))
         start += size
     return out
 

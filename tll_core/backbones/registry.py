@@ -80,7 +80,7 @@ def _lite_stages(n: int) -> BackboneCfg:
 def _lite_stages_views(n: int) -> BackboneCfg:
     """``efficientnet-lite{n}-stages`` seen four ways — the centre crop, the whole image squashed, and both in
     grey — each part averaged over the views: +0.017 top-2 on the dev folds for four passes per image (README,
-    "Test-time views")."""
+    "The default recipe and what it scores": the accurate recipe)."""
     base = _lite_stages(n)
     return replace(base, name=f"{base.name}-views", views=("squash", "grey", "squash-grey"),
                    description=f"EfficientNet-Lite{n}: blocks 4, 5 and the head, averaged over 4 views (crop, "
