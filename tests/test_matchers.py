@@ -505,6 +505,9 @@ def test_cca_adds_a_closed_form_member_that_finds_the_directions_a_left_and_its_
     assert "cca" not in Adaptation(AdaptationCfg()).key_material()["cfg"] and trio.key_material()["cfg"]["cca"] == 0.7
     with pytest.raises(TLLError):
         AdaptationCfg(cca=-1.0)
+    few = Canonical(32, 1e-20)  # 10 pairs in 32 dimensions, large values, no ridge to speak of: a rank-deficient
+    few.fit_pairs(1e4 * fl[:10], 1e4 * fr[:10])  # covariance whose zero eigenvalues round below zero; a finite map
+    assert torch.isfinite(few.left.weight).all() and torch.isfinite(few.left.bias).all()
 
 
 def test_members_is_in_the_key_only_when_there_are_several() -> None:

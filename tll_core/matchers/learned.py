@@ -560,8 +560,8 @@ class Canonical(nn.Module):
             x, y = x - mean, y - mean
             cov = x.T @ x / len(x)
             cov += max(self.ridge * np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
-            values, vectors = np.linalg.eigh(cov)
-            whiten = (vectors / np.sqrt(values)) @ vectors.T
+            values, vectors = np.linalg.eigh(cov)  # rounding can leave a rank-deficient one a hair below zero
+            whiten = (vectors / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T
             cross = whiten @ (x.T @ y / len(x)) @ whiten  # symmetric: x and y hold the same pairs both ways
             corr, axes = np.linalg.eigh((cross + cross.T) / 2)
             weight = whiten @ axes * np.sqrt(np.maximum(corr, 0.0))
