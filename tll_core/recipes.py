@@ -29,8 +29,9 @@ class Recipe:
 
 # chosen on 2 folds x 6 seeds of tll-dev's development pairs (bench/recipe_sweep.py; README, "The default recipe")
 BEST_OFFLINE = Recipe("efficientnet-lite0-stages+combined",
-                      Method("adaptation", options=(("cca", 0.7), ("centre_parts", True), ("dropout", 0.25), ("hidden", 512),
-                                                    ("members", 3), ("transductive", True)), rerank="sinkhorn"))
+                      Method("adaptation", options=(("cca", 0.7), ("centre_parts", True), ("dropout", 0.25),
+                                                    ("hidden", 512), ("members", 3), ("transductive", True)),
+                             rerank="sinkhorn"))
 # top-2 0.529 with all 1000 tll-dev pairs as tasks; no learned part, no weights
 WEIGHT_FREE = Recipe("combined", Method.zero_shot(rerank="sinkhorn"))
 

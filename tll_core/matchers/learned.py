@@ -30,8 +30,8 @@ from .base import EpochReport, Embedded, GallerySearch, TrainingCallback, Traini
 MIN_HELD_BACK = N_CANDIDATES  # the early-stopping tasks need 20 rights to draw 20 candidates from
 MIN_TRAIN_PAIRS = N_CANDIDATES  # a training part smaller than one task's candidates teaches nothing
 MIN_FIT_PAIRS = MIN_HELD_BACK + MIN_TRAIN_PAIRS
-OPTIONS_ADDED_LATER = {"members": 1, "dropout": 0.0, "cca": 0.0}  # left out of a store key at these values: matchers stored
-                                                     # before the option existed keep their keys
+# left out of a store key at these values: matchers stored before the option existed keep their keys
+OPTIONS_ADDED_LATER = {"members": 1, "dropout": 0.0, "cca": 0.0}
 
 
 def held_back(n_fit: int, holdout: float, name: str) -> int:
