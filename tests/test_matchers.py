@@ -216,6 +216,15 @@ def _cosine(left: np.ndarray, right: np.ndarray, candidates: np.ndarray) -> np.n
     return np.einsum("nd,nkd->nk", unit(left), unit(right)[candidates])
 
 
+def _member_cosines(matcher: Adaptation, left: np.ndarray, right: np.ndarray,
+                    candidates: np.ndarray) -> list[np.ndarray]:
+    """Each member's own ``[n, 20]`` cosines, from its side of the matcher's projected lefts and rights."""
+    projected_l, projected_r = matcher.projection(left), matcher.projection(right)
+    with torch.no_grad():
+        return [_cosine(matcher.side(m, projected_l, "left").numpy(), matcher.side(m, projected_r, "right").numpy(),
+                        candidates) for m in matcher.model]
+
+
 def test_project_gives_the_vectors_a_learned_matcher_scores() -> None:
     """Adaptation scores the cosine of its projected lefts and rights; Siamese their negated distance: the
     scores computed from ``project`` are the matcher's own (a map of anything else would not match)."""
@@ -408,10 +417,7 @@ def test_members_score_the_mean_cosine_of_maps_trained_from_their_own_seeds() ->
     assert len(members) == 3
     weights = [m.left.net[0].weight.detach().numpy() for m in members]
     assert not np.allclose(weights[0], weights[1]) and not np.allclose(weights[1], weights[2])
-    projected_l, projected_r = trio.projection(vl), trio.projection(vr)
-    with torch.no_grad():
-        each = [_cosine(trio.side(m, projected_l, "left").numpy(), trio.side(m, projected_r, "right").numpy(), cand)
-                for m in members]
+    each = _member_cosines(trio, vl, vr, cand)
     scores = trio.score(vl, vr, cand)
     np.testing.assert_allclose(scores, np.mean(each, axis=0), atol=1e-5)
     assert not np.allclose(scores, each[0], atol=1e-3)
@@ -480,19 +486,12 @@ def test_cca_adds_a_closed_form_member_that_finds_the_directions_a_left_and_its_
     trio.fit(fl, fr)
     members = list(trio.model)
     assert [isinstance(m, Canonical) for m in members] == [False, False, True]
-
-    def cosines(matcher):
-        projected_l, projected_r = matcher.projection(vl), matcher.projection(vr)
-        with torch.no_grad():
-            return [_cosine(matcher.side(m, projected_l, "left").numpy(), matcher.side(m, projected_r, "right").numpy(),
-                            cand) for m in matcher.model]
-
-    each = cosines(trio)
+    each = _member_cosines(trio, vl, vr, cand)
     scores = trio.score(vl, vr, cand)
     np.testing.assert_allclose(scores, np.mean(each, axis=0), atol=1e-5)
     other = Adaptation(AdaptationCfg(seed=5, **cfg))
     other.fit(fl, fr)
-    again = cosines(other)
+    again = _member_cosines(other, vl, vr, cand)
     assert not np.allclose(again[0], each[0], atol=1e-3)  # other seeds, other trained maps,
     np.testing.assert_allclose(again[2], each[2], atol=1e-5)  # the same closed-form one
     fresh = Adaptation(AdaptationCfg(**cfg))
