@@ -12,6 +12,7 @@ from studio.entry import page_run
 from studio.sidebar import sidebar
 from studio.links import follow_links
 from studio.memo import one_run
+from studio.preview import preview_banner, start_awaited
 
 # The favicon is an emoji (drawn as a data: URL). With none set here, Streamlit makes the current page's
 # :material/…: icon the favicon and fetches it from fonts.gstatic.com: the studio must ask no other host. The
@@ -32,5 +33,7 @@ page = st.navigation(PAGES)
 with one_run():  # the folder's fingerprint: taken once in this run
     follow_links(page.url_path)  # a left opened on another page: Ranked candidates
     sidebar()
+    preview_banner()  # while a first view shows the default recipe's preview: how far the default is
     with page_run():
         page.run()
+    start_awaited()  # the default, computed in the background once the page is drawn

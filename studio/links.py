@@ -32,7 +32,9 @@ def _write_url() -> None:
     """The URL holds the selection's changes from the defaults (those that apply to it), the data folder and
     the views of the page shown (the left shown in Ranked, the map's projection and colouring) where they
     differ from their defaults: nothing that does not apply where the link opens."""
-    sel, shown = selection(), session.PAGE.get()
+    sel, shown, awaited = selection(), session.PAGE.get(), session.AWAITED.get()
+    if awaited is not None and sel == awaited.preview:  # a reload opens the default (its preview again, if not ready)
+        sel = awaited.default
     views = {k: v for k, v in session.VIEWS.get().items()
              if v and v != VIEW_DEFAULTS.get(k) and shown in VIEW_PAGES.get(k, ())}
     wanted = {**sel.to_query(), **({"data": data_folder()} if data_folder() != default_data() else {}), **views}

@@ -28,6 +28,7 @@ from tll_core import selection as selections
 from tll_core.engine import Engine, Method
 from tll_core.errors import TLLError
 from tll_core.matchers import EpochReport, TrainingCurve
+from tll_core.progress import Reporter
 from tll_core.evaluation.figures import Evaluation
 from tll_core.evaluation.metrics import evaluate_scores
 from tll_core.evaluation.results import ResultRow
@@ -113,17 +114,22 @@ def scored(sel: Selection, bar: ProgressBar | None = None) -> tuple[TaskSet, np.
     """The task set of the selection's split and its [n, 20] scores, for the chosen folder's content as it is
     now; ``bar`` shows the embedding and training it takes when the answer is not kept yet."""
     key = _chosen(sel)
-    data, _, _, device_name, _ = key
+    return _scored(memo("scores", 64), lambda: engine_for(key[0], key[3]), key, bar)
+
+
+def _scored(kept: Memo, opened: Callable[[], Engine], key: tuple[str, str, Selection, str, tuple],
+            bar: Reporter | None) -> tuple[TaskSet, np.ndarray]:
+    sel = key[2]
 
     def compute() -> tuple[TaskSet, np.ndarray]:
-        eng = engine_for(data, device_name)
+        eng = opened()
         tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
         images, epochs = (bar.images, bar.epoch) if bar else (None, None)
         if bar:
             bar.expect(eng.stages(tasks, sel.backbone, sel.to_method(), fit))
         return tasks, eng.score(tasks, sel.backbone, sel.to_method(), fit, progress=images, callback=epochs)
 
-    return memo("scores", 64).get(key, compute)
+    return kept.get(key, compute)
 
 
 def scores_or_stop(sel: Selection | None = None) -> tuple[Engine, TaskSet, np.ndarray]:
@@ -157,6 +163,22 @@ def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = Non
     return memo("leaderboard rows", 64).get(
         (data, content, sel, device_name, sel.sources),
         lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
+
+
+def computed_elsewhere(sel: Selection, content: str) -> Callable[[Reporter], None]:
+    """The work that leaves ``sel``'s leaderboard rows and scores kept (as the Overview and Ranked ask for them),
+    runnable in a thread of its own: the session, the folder's engine and the memos are read here, in the
+    script's thread, since Streamlit's state is out of reach from any other."""
+    data, device_name = data_folder(), device()
+    key = (data, content, sel, device_name, sel.sources)
+    eng = engine_for(data, device_name)
+    rows, scores = memo("leaderboard rows", 64), memo("scores", 64)
+
+    def work(bar: Reporter) -> None:
+        rows.get(key, lambda: selections.leaderboard_rows(eng, sel, bar))
+        _scored(scores, lambda: eng, key, None)  # the matcher the rows trained, from the engine's store
+
+    return work
 
 
 def kept_leaderboard_rows(sel: Selection, content: str) -> tuple[ResultRow, ResultRow] | None:

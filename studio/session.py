@@ -87,8 +87,20 @@ def _none() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class Awaited:
+    """What a session opened on a preview waits for (``studio.preview``): the default selection, the preview shown
+    meanwhile, its job's key (the folder, its content then, the device), and why the job failed, once it has."""
+
+    default: Selection
+    preview: Selection
+    key: tuple[str, str, str]
+    error: str | None = None
+
+
 # ------------------------------------------------------------ the choices every page shares (the sidebar's)
 SELECTION: Slot[Selection] = Slot("selection", Selection)  # first run: from the URL's query params
+AWAITED: Slot[Awaited | None] = Slot("awaited", _none)  # the default computed in the background, if it is
 DATA_FOLDER: Slot[str] = Slot("data_folder", default_data)
 DEVICE: Slot[str] = Slot("device", lambda: "auto")  # part of every engine's cache key
 # the pages' views carried in the URL (studio.links.VIEW_DEFAULTS): left, projection, colour, space, candidate

@@ -23,6 +23,7 @@ from . import session
 from .folder import device_choices, engine_for
 from .imports import enter_imports, save_uploaded
 from .links import set_selection, views_from
+from .preview import open_on_preview
 from .session import data_folder, default_data, device, selection
 from .widgets import md, option_input, show_error
 
@@ -37,7 +38,7 @@ def sidebar() -> None:
     for problem in enter_imports(data_folder()):
         st.warning(md(problem))
     if first:
-        session.SELECTION.set(Selection.from_query(params))
+        session.SELECTION.set(open_on_preview(Selection.from_query(params)))
         session.VIEWS.set(views_from(params))
     elif not selection().known:  # its imported method or backbone was taken away
         session.SELECTION.set(selection().with_known_parts())

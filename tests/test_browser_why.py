@@ -36,7 +36,7 @@ def test_why_page_draws_descriptor_overlays(studio: str, page) -> None:  # noqa:
 
 
 def test_why_page_draws_the_default_recipes_deep_maps(studio: str, page) -> None:  # noqa: F811
-    """The studio's default recipe (lite0-stages+combined where the lite packages are installed): its first deep
+    """The studio's default recipe (lite0-stages-views+combined where the lite packages are installed): its first deep
     part is explained, its cells against the other image's embedding."""
     from tll_core.recipes import default_recipe
     from tll_core.why import explainable_members

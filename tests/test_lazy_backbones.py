@@ -58,3 +58,29 @@ def test_a_damaged_record_only_costs_a_build(tmp_path: Path, content: str) -> No
     engine = Engine.open(root, cache_dir=tmp_path / "c")
     ids = sorted(engine.dataset.image_ids())[:2]
     assert engine.embed(ids, NAME).shape[0] == 2 and not isinstance(engine.backbone(NAME), LazyBackbone)
+
+
+def test_whether_vectors_are_cached_is_told_without_building_a_network(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Engine.cached`` (the studio's preview check): a packaged backbone never built with this cache has none of
+    its vectors there — no build needed to say so; one built before answers from its record, unbuilt."""
+    import tll_core.engine as engine_module
+
+    root = make_kaggle(tmp_path / "d", n_pairs=12)
+    cold = Engine.open(root, cache_dir=tmp_path / "c")
+    ids = sorted(cold.dataset.image_ids())
+    real_create = engine_module.create_backbone
+    cold.backbone("hog")  # a descriptor: built at once, as ever
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a network was built to answer a cache lookup")
+
+    monkeypatch.setattr(engine_module, "create_backbone", no_build)
+    assert not cold.cached(ids[:6], NAME) and not cold.cached(ids[:6], f"hog+{NAME}")
+    monkeypatch.setattr(engine_module, "create_backbone", real_create)
+    cold.embed(ids[:6], NAME)
+    assert cold.cached(ids[:6], NAME) and not cold.cached(ids, NAME)
+    monkeypatch.setattr(engine_module, "create_backbone", no_build)
+    warm = Engine.open(root, cache_dir=tmp_path / "c")  # a restart: its identity is recorded
+    assert warm.cached(ids[:6], NAME) and not warm.cached(ids, NAME)
+    assert not warm.backbone(NAME).is_built

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_kaggle
+from conftest import image, make_kaggle
+from tll_core import selection as selection_module
+from tll_core.recipes import Recipe
 from tll_core.backbones.registry import BACKBONES
 from tll_core.engine import Engine, Method
 from tll_core.matchers import learned_matchers, matcher_part
@@ -16,7 +18,7 @@ from tll_core.evaluation.metrics import metric_names
 from tll_core.register import REGISTER, Part
 from tll_core.errors import TLLError
 from tll_core.selection import (Selection, comparison_choices, default_options, leaderboard_rows,
-                                leaderboard_selections, settable_options)
+                                leaderboard_selections, preview_of, preview_while_computing, settable_options)
 
 WEIGHT_FREE = [name for name, cfg in BACKBONES.items() if not cfg.needs_weights]
 
@@ -157,3 +159,51 @@ def test_the_leaderboard_scores_the_selection_at_once_and_the_baselines_when_ask
     kept = later[0]
     now, later = leaderboard_now_and_later(sel, lambda c: c == kept)
     assert now == [every[0], kept] and kept not in later and len(now) + len(later) == len(every)
+
+
+def _recipe_with_a_preview(monkeypatch: pytest.MonkeyPatch) -> tuple[Recipe, Recipe]:
+    """A weight-free default recipe (hog) whose preview is another (colour-hist): the preview logic, on
+    backbones that embed in milliseconds."""
+    preview = Recipe("colour-hist", Method.zero_shot(rerank="none"))
+    recipe = Recipe("hog", Method.zero_shot(rerank="sinkhorn"), preview=preview)
+    monkeypatch.setattr(selection_module, "_default_recipe", lambda: recipe)
+    return recipe, preview
+
+
+def test_the_preview_of_the_default_selection_is_its_recipes_preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe, preview = _recipe_with_a_preview(monkeypatch)
+    default = Selection()
+    assert default.backbone == recipe.backbone
+    shown = preview_of(default)
+    assert shown is not None and shown.backbone == preview.backbone and shown.to_method() == preview.method
+    test_split = replace(default, split="test")
+    assert preview_of(test_split) == replace(shown, split="test")  # the same split as the selection's
+    for chosen in (replace(default, backbone="colour-hist"), replace(default, seed=3), replace(default, rerank="none")):
+        assert preview_of(chosen) is None  # any choice of the user's is shown as it is
+    monkeypatch.setattr(selection_module, "_default_recipe", lambda: replace(recipe, preview=None))
+    assert preview_of(Selection()) is None  # a recipe without a preview
+
+
+def test_a_preview_is_shown_only_while_the_images_are_not_embedded(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe, preview = _recipe_with_a_preview(monkeypatch)
+    data = make_kaggle(tmp_path / "data", n_pairs=24)
+    eng = Engine.open(data, cache_dir=tmp_path / "cache")
+    sel = Selection()
+    tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+    images = [*(p.left_id for p in fit), *(p.right_id for p in fit), *tasks.left_ids, *tasks.right_ids]
+    assert preview_while_computing(eng, sel) == preview_of(sel)
+    eng.embed(images[: len(images) // 2], "hog")
+    assert not eng.cached(images, "hog") and eng.cached(images[: len(images) // 2], "hog")
+    assert preview_while_computing(eng, sel) == preview_of(sel)  # half of them: still a preview
+    eng.embed(images, "hog")
+    assert eng.cached(images, "hog") and preview_while_computing(eng, sel) is None
+    assert not eng.cached(images, "hog+colour-hist")  # every part: colour-hist was never embedded
+    # a new process on the same cache (nothing in memory): the folder's index knows the hashes, nothing is read
+    again = Engine.open(data, cache_dir=tmp_path / "cache")
+    assert again.cached(images, "hog") and preview_while_computing(again, sel) is None
+    image(data / fit[0].left_id, seed=99)  # an image rewritten: its vector is not the cached one any more
+    assert not Engine.open(data, cache_dir=tmp_path / "cache").cached(images, "hog")
+    assert again.cached([fit[1].right_id], "hog")
+    (data / fit[1].right_id).unlink()  # an image gone since the folder was loaded: not cached, and no error
+    assert not again.cached([fit[1].right_id], "hog")

@@ -282,7 +282,7 @@ def test_the_why_page_renders_descriptor_maps_and_takes_a_handed_candidate(demo_
 
 @pytest.mark.slow
 def test_the_why_page_on_the_default_recipe_maps_its_deep_part(warm_recipe_cache: Path, reuse_backbones) -> None:
-    """The default recipe (lite0-stages+combined): the map explains its first deep part, with real weights."""
+    """The default recipe (lite0-stages-views+combined): the map explains its first deep part, with real weights."""
     from studio.folder import open_engine as studio_engine
     from tll_core.recipes import default_recipe
 

@@ -136,10 +136,14 @@ class Engine:
             self._backbones[key] = self._lazy_or_built(name)
         return self._backbones[key]
 
+    def _how(self, name: str) -> dict[str, Any]:
+        """How this engine builds backbone ``name``: its weights file, pretrained or not, the device."""
+        return {"weights": self.weights.get(name), "pretrained": self.pretrained, "device": self.device}
+
     def _lazy_or_built(self, name: str) -> Backbone:
         """The backbone built now, or — where this setup was built before with this cache (its identity
         recorded) — a :class:`LazyBackbone` that builds it only when it must compute a vector."""
-        how = {"weights": self.weights.get(name), "pretrained": self.pretrained, "device": self.device}
+        how = self._how(name)
         setup = build_key(name, **how) if self.cache is not None else None
         if setup is None:
             return create_backbone(name, **how)
@@ -229,6 +233,41 @@ class Engine:
                 key = (view_identity(self.backbone(name), view), ids)
                 self._remember(key, signature, vectors[at])
                 self._prefetched.add(key)
+
+    def cached(self, image_ids: tuple[str, ...] | list[str], backbone: str, view: str = "") -> bool:
+        """Whether every part of ``backbone`` has each image's vector already — given (imported) or in the disk
+        cache under the image's content hash — so embedding them computes nothing. A hash the folder's index
+        does not hold is taken from the file's bytes (read, not decoded); an unreadable image is not cached."""
+        hashes: dict[str, str | None] = {}
+        for name in Ensemble.parse(backbone).parts:
+            if self._never_built_here(name):
+                return False
+            model = self.backbone(name)
+            identity = view_identity(model, view)
+            if model.vectors_of(tuple(image_ids), view) is not None:
+                continue
+            for image_id in image_ids:
+                if image_id not in hashes:
+                    hashes[image_id] = self._content_hash(image_id)
+                sha1 = hashes[image_id]
+                if sha1 is None or self.cache is None or self.cache.get(identity, sha1) is None:
+                    return False
+        return True
+
+    def _never_built_here(self, name: str) -> bool:
+        """Whether ``name`` is a packaged deep backbone never built with this cache (no identity recorded): none of
+        its vectors can be in it — told without building the network, which takes seconds."""
+        if (name, get_cfg(name)) in self._backbones or self.cache is None:
+            return False
+        setup = build_key(name, **self._how(name))
+        return setup is not None and recorded_identity(Path(self.cache.directory), setup) is None
+
+    def _content_hash(self, image_id: str) -> str | None:
+        try:
+            known = self.dataset.known_sha1(image_id, self.dataset.stat_signature(image_id))
+            return known if known is not None else self.dataset.read_image(image_id).sha1
+        except (TLLError, OSError):  # gone or unreadable since the folder was loaded
+            return None
 
     def task_embeddings(self, tasks: TaskSet, backbone: str, progress: Progress | None = None,
                         view: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -273,6 +273,33 @@ def leaderboard_rows(eng: Engine, sel: Selection, bar: Reporter | None = None) -
     return on_tasks, on_gallery
 
 
+def preview_of(sel: Selection) -> Selection | None:
+    """The faster selection to show first while ``sel`` is computed: for the default selection (on any split),
+    the default recipe's preview recipe (``Recipe.preview``); None for any other selection."""
+    preview = _default_recipe().preview
+    if preview is None or replace(sel, split=Selection().split) != Selection():
+        return None
+    method = preview.method
+    return replace(sel, backbone=preview.backbone, method=method.name, rerank=method.rerank, options=method.options,
+                   rerank_options=method.rerank_options)
+
+
+PREVIEW_SAMPLE = 64  # images looked up to tell a computed selection from one that is not (one cache lookup each)
+
+
+def preview_while_computing(eng: Engine, sel: Selection) -> Selection | None:
+    """:func:`preview_of` ``sel`` where the images it reads are not embedded yet with its backbone (a sample of
+    them, spread over its fit pairs and tasks, looked up in the cache), else None: computing it costs little."""
+    preview = preview_of(sel)
+    if preview is None:
+        return None
+    tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
+    images = list(dict.fromkeys([*(p.left_id for p in fit), *(p.right_id for p in fit), *tasks.left_ids,
+                                 *tasks.right_ids]))
+    sample = images[:: max(1, len(images) // PREVIEW_SAMPLE)]
+    return None if eng.cached(sample, sel.backbone) else preview
+
+
 MAX_LINK_PARTS = 8  # an ensemble in a link: more parts would have the studio embed every image that many times
 
 
