@@ -86,7 +86,7 @@ def _run(job: Job, work: Callable[[Reporter], None]) -> None:
     try:
         work(job.meter)
     except TLLError as exc:
-        job.error = str(exc)
+        job.error = (str(exc).splitlines() or [type(exc).__name__])[0]
     except Exception as exc:  # noqa: BLE001 — shown as one line; the traceback goes to the server's log
         log.exception("computing the default recipe in the background failed")
         job.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
