@@ -100,11 +100,12 @@ def one_run() -> Iterator[None]:
         session.RUN_FINGERPRINTS.clear()
 
 
-def _chosen(sel: Selection) -> tuple[str, str, Selection, str, tuple]:
-    """The key of an answer about ``sel`` on the chosen folder as it is now, on the chosen device (and the
-    imported files it reads, as entered: a replaced one is scored again)."""
+def _chosen(sel: Selection, content: str | None = None) -> tuple[str, str, Selection, str, tuple]:
+    """The key of an answer about ``sel`` on the chosen folder as it is now (``content``: its :func:`fingerprint`
+    when the caller took it), on the chosen device (and the imported files it reads, as entered: a replaced
+    one is scored again)."""
     data, device_name = data_folder(), device()
-    return data, fingerprint(data, device_name), sel, device_name, sel.sources
+    return data, fingerprint(data, device_name) if content is None else content, sel, device_name, sel.sources
 
 
 # ------------------------------------------------------------ scores and their figures
@@ -159,18 +160,16 @@ def figures(sel: Selection, bar: ProgressBar | None = None) -> Evaluation:
 def leaderboard_rows(sel: Selection, content: str, bar: ProgressBar | None = None) -> tuple[ResultRow, ResultRow]:
     """The selection's tasks and full-gallery rows on its validation split (``content``: the folder's
     :func:`fingerprint`, taken once per run for the whole leaderboard)."""
-    data, device_name = data_folder(), device()
+    data, _, _, device_name, _ = key = _chosen(sel, content)
     return memo("leaderboard rows", 64).get(
-        (data, content, sel, device_name, sel.sources),
-        lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
+        key, lambda: selections.leaderboard_rows(engine_for(data, device_name), sel, bar))
 
 
 def computed_elsewhere(sel: Selection, content: str) -> Callable[[Reporter], None]:
     """The work that leaves ``sel``'s leaderboard rows and scores kept (as the Overview and Ranked ask for them),
     runnable in a thread of its own: the session, the folder's engine and the memos are read here, in the
     script's thread, since Streamlit's state is out of reach from any other."""
-    data, device_name = data_folder(), device()
-    key = (data, content, sel, device_name, sel.sources)
+    data, _, _, device_name, _ = key = _chosen(sel, content)
     eng = engine_for(data, device_name)
     rows, scores = memo("leaderboard rows", 64), memo("scores", 64)
 
@@ -183,8 +182,7 @@ def computed_elsewhere(sel: Selection, content: str) -> Callable[[Reporter], Non
 
 def kept_leaderboard_rows(sel: Selection, content: str) -> tuple[ResultRow, ResultRow] | None:
     """The selection's leaderboard rows if they were computed (by any session) for this content, else None."""
-    data, device_name = data_folder(), device()
-    return memo("leaderboard rows", 64).peek((data, content, sel, device_name, sel.sources))
+    return memo("leaderboard rows", 64).peek(_chosen(sel, content))
 
 
 def report_html(sels: tuple[Selection, ...], compare: tuple[str, str] | None) -> bytes:

@@ -254,6 +254,18 @@ class Engine:
                     return False
         return True
 
+    def computed(self, tasks: TaskSet, backbone: str, method: Method, fit_pairs: tuple[Pair, ...] = (),
+                 sample: int | None = None) -> bool:
+        """Whether scoring ``tasks`` under ``method`` would embed nothing: the images of each of its passes
+        (:meth:`prefetch`'s) :meth:`cached` — with ``sample``, about that many of each pass, spread over it."""
+        for view, groups in _passes(tasks, method, fit_pairs):
+            images = list(dict.fromkeys(i for group in groups for i in group))
+            if sample:
+                images = images[:: max(1, len(images) // sample)]
+            if not self.cached(images, backbone, view):
+                return False
+        return True
+
     def _never_built_here(self, name: str) -> bool:
         """Whether ``name`` is a packaged deep backbone never built with this cache (no identity recorded): none of
         its vectors can be in it — told without building the network, which takes seconds."""

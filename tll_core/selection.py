@@ -294,10 +294,7 @@ def preview_while_computing(eng: Engine, sel: Selection) -> Selection | None:
     if preview is None:
         return None
     tasks, fit = eng.tasks_for(sel.split, sel.val_fraction, sel.seed)
-    images = list(dict.fromkeys([*(p.left_id for p in fit), *(p.right_id for p in fit), *tasks.left_ids,
-                                 *tasks.right_ids]))
-    sample = images[:: max(1, len(images) // PREVIEW_SAMPLE)]
-    return None if eng.cached(sample, sel.backbone) else preview
+    return None if eng.computed(tasks, sel.backbone, sel.to_method(), fit, sample=PREVIEW_SAMPLE) else preview
 
 
 MAX_LINK_PARTS = 8  # an ensemble in a link: more parts would have the studio embed every image that many times
